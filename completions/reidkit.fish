@@ -1,0 +1,1 @@
+complete --command reidkit --no-files --arguments "(env _REIDKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) reidkit)" --condition "env _REIDKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) reidkit"

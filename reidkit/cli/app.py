@@ -1,0 +1,117 @@
+"""The ``reidkit`` command: the Typer app, its command groups and the one error boundary."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from reidkit import __version__
+from reidkit.cli import output
+from reidkit.cli.completion import COMPLETE_VAR
+from reidkit.cli.options import QuietOpt, VerboseOpt
+from reidkit.errors import ReidkitError
+
+PROG = "reidkit"
+
+app = typer.Typer(
+    name=PROG,
+    help="Person re-identification: datasets, training, feature extraction, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Person re-identification: datasets, training, feature extraction, evaluation.
+
+    Results go to stdout (with --json, one JSON document); logs, tables and progress go to
+    stderr. Exit codes: 0 ok, 1 failure, 2 usage error, 75 output locked, 130 interrupted.
+    """
+    output.setup(quiet, verbose)
+
+
+def _register_commands() -> None:
+    from reidkit.cli import completion, datasets
+
+    app.add_typer(datasets.app, name="datasets")
+    app.command("completion")(completion.completion)
+
+
+_register_commands()
+
+
+def _print_error(message: str, hint: str | None = None) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+    sys.stderr.flush()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (kill, systemd, cron timeouts) stops work the same way as Ctrl-C.
+    raise KeyboardInterrupt
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` and return the exit code; never raises."""
+    debug = os.environ.get("REIDKIT_DEBUG", "") not in ("", "0")
+    output.reset()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    if COMPLETE_VAR in os.environ:  # the shell asks for completions
+        from typer._completion_classes import completion_init
+
+        completion_init()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except ReidkitError as exc:
+        if debug:
+            traceback.print_exc()
+        _print_error(exc.message, exc.hint)
+        return exc.exit_code
+    except typer.TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        if exc.format_message():  # empty when the help was shown for a bare group
+            _print_error(exc.format_message(), f"see '{ctx.command_path if ctx else PROG} --help'")
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        _print_error("interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        _print_error(
+            f"unexpected {type(exc).__name__}: {exc}",
+            "rerun with REIDKIT_DEBUG=1 for the traceback, and please report it",
+        )
+        return 1
+    code = result if isinstance(result, int) else 0
+    if code == 130:
+        _print_error("interrupted")
+    return code
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

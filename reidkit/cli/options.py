@@ -1,0 +1,60 @@
+"""Options shared by every command, each also readable from a REIDKIT_<OPTION> variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def complete_dataset(incomplete: str) -> list[str]:
+    """Dataset names for shell completion (paths are completed by the shell itself)."""
+    from reidkit.data.catalog import DATASETS
+
+    return [n for n in DATASETS.names() if n.startswith(incomplete)]
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout.", envvar="REIDKIT_JSON")
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Print nothing on stderr except errors.", envvar="REIDKIT_QUIET"
+    ),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Add debug logging.", envvar="REIDKIT_VERBOSE")
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Redo the work even if the output is up to date.", envvar="REIDKIT_FORCE"
+    ),
+]
+RootOpt = Annotated[
+    Path,
+    typer.Option(
+        "--root",
+        help="Data root holding one folder per dataset.",
+        envvar=["REIDKIT_ROOT", "REIDKIT_DATA"],
+        file_okay=False,
+    ),
+]
+DatasetArg = Annotated[
+    str,
+    typer.Argument(
+        help="A dataset name (see 'reidkit datasets list'), a Market-style "
+        "folder or a CSV manifest.",
+        autocompletion=complete_dataset,
+        show_default=False,
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", min=0, help="Worker processes (0: one per CPU core).", envvar="REIDKIT_WORKERS"
+    ),
+]
+DEFAULT_ROOT = Path("data")

@@ -1,0 +1,68 @@
+"""The dataset registry and the one entry point that turns a name or a path into a Dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reidkit.data import dukemtmcreid, market1501, msmt17, synth
+from reidkit.data.sample import Dataset, DatasetSpec
+from reidkit.errors import MissingInputError, UnknownNameError
+from reidkit.registry import Registry
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+for _module in (market1501, dukemtmcreid, msmt17, synth):
+    DATASETS.add(_module.SPEC.name, _module.SPEC)
+
+
+def list_datasets(root: Path) -> list[dict]:
+    """Every known dataset with whether it is present under ``root`` and how to get it."""
+    return [
+        {
+            "name": spec.name,
+            "present": spec.is_present(root),
+            "path": str(spec.path(root)),
+            "description": spec.description,
+            "obtain": spec.how_to_obtain(root),
+        }
+        for spec in (DATASETS.get(n) for n in DATASETS.names())
+    ]
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or value.startswith(".") or value.lower().endswith(".csv")
+
+
+def load_dataset(name_or_path: str, root: str | os.PathLike[str] = "data") -> Dataset:
+    """Parse a dataset given by registry name (under ``root``), manifest file or folder.
+
+    Raises:
+        MissingInputError: the dataset's folder or the given path does not exist.
+        UnknownNameError: neither a known name nor an existing path.
+    """
+    root = Path(root)
+    if name_or_path in DATASETS:
+        spec = DATASETS.get(name_or_path)
+        folder = spec.path(root)
+        if not folder.is_dir():
+            raise MissingInputError(
+                f"{spec.name} not found: expected the folder {folder}",
+                hint=spec.how_to_obtain(root),
+            )
+        return spec.parse(folder)
+    path = Path(name_or_path)
+    if path.is_file():
+        from reidkit.data.manifest import read_manifest
+
+        return read_manifest(path)
+    if path.is_dir():
+        from reidkit.data.folder import parse_folder
+
+        return parse_folder(path)
+    if _looks_like_path(name_or_path):
+        raise MissingInputError(f"no such dataset file or folder: {name_or_path}")
+    raise UnknownNameError(
+        DATASETS.unknown_message(name_or_path),
+        hint=f"known datasets: {', '.join(DATASETS.names())}; "
+        "or give the path of a Market-style folder or a CSV manifest",
+    )

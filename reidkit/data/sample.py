@@ -1,0 +1,150 @@
+"""Samples and datasets: the common form every dataset parser returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+SUBSETS = ("train", "query", "gallery")
+JUNK_PID = -1
+
+
+class Sample(NamedTuple):
+    """One image: absolute path, identity, camera and source dataset index.
+
+    ``pid`` is -1 for junk (ignored by every protocol). In Market-style sets pid 0 is a
+    distractor: a valid gallery negative. In a dataset's train subset, pids are the
+    relabelled class indices 0..K-1.
+    """
+
+    path: str
+    pid: int
+    camid: int
+    dsetid: int = 0
+
+
+@dataclass
+class Dataset:
+    """A parsed dataset.
+
+    Attributes:
+        name: registry name, or the folder / manifest name for a path.
+        root: the folder that sample paths are stored relative to in feature files.
+        train, query, gallery: samples without junk; train pids relabelled 0..K-1.
+        pid_map: (dsetid, original pid) -> train label, for the train subset.
+        junk: junk samples (pid -1) per subset, kept apart from the subsets.
+        unparsed: image files that did not match the naming rule.
+        sources: dataset names by dsetid.
+        zero_is_distractor: pid 0 marks distractors (Market-style sets), not a person.
+    """
+
+    name: str
+    root: Path
+    train: list[Sample]
+    query: list[Sample]
+    gallery: list[Sample]
+    pid_map: dict[tuple[int, int], int] = field(default_factory=dict)
+    junk: dict[str, list[Sample]] = field(default_factory=dict)
+    unparsed: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    zero_is_distractor: bool = False
+
+    def subset(self, name: str) -> list[Sample]:
+        """The samples of subset ``name`` (train, query or gallery)."""
+        if name not in SUBSETS:
+            raise ValueError(f"unknown subset {name!r}; expected one of {', '.join(SUBSETS)}")
+        return getattr(self, name)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len(self.pid_map)
+
+    def summary(self) -> dict:
+        """Counts per subset, in the JSON form of ``reidkit datasets summary``."""
+        return {
+            "dataset": self.name,
+            "root": str(self.root),
+            "subsets": {name: count_subset(self.subset(name)) for name in SUBSETS},
+            "junk_images": sum(len(v) for v in self.junk.values()),
+            "unparsed_files": len(self.unparsed),
+        }
+
+
+def count_subset(samples: Iterable[Sample]) -> dict[str, int]:
+    """Identities, images and cameras of a subset (per source, so sources never merge)."""
+    ids: set[tuple[int, int]] = set()
+    cams: set[tuple[int, int]] = set()
+    images = 0
+    for s in samples:
+        images += 1
+        ids.add((s.dsetid, s.pid))
+        cams.add((s.dsetid, s.camid))
+    return {"ids": len(ids), "images": images, "cameras": len(cams)}
+
+
+def make_dataset(
+    name: str,
+    root: Path,
+    subsets: dict[str, list[Sample]],
+    *,
+    unparsed: Iterable[str] = (),
+    sources: list[str] | None = None,
+    zero_is_distractor: bool = False,
+) -> Dataset:
+    """Build a Dataset from raw parsed samples: split junk off, relabel train pids.
+
+    Train pids are relabelled 0..K-1 in sorted (dsetid, pid) order, so the labels are
+    deterministic whatever order the files were listed in.
+    """
+    clean: dict[str, list[Sample]] = {}
+    junk: dict[str, list[Sample]] = {}
+    for subset in SUBSETS:
+        samples = subsets.get(subset, [])
+        clean[subset] = [s for s in samples if s.pid != JUNK_PID]
+        junk[subset] = [s for s in samples if s.pid == JUNK_PID]
+    pid_map = {
+        key: label for label, key in enumerate(sorted({(s.dsetid, s.pid) for s in clean["train"]}))
+    }
+    clean["train"] = [s._replace(pid=pid_map[(s.dsetid, s.pid)]) for s in clean["train"]]
+    return Dataset(
+        name=name,
+        root=root,
+        train=clean["train"],
+        query=clean["query"],
+        gallery=clean["gallery"],
+        pid_map=pid_map,
+        junk=junk,
+        unparsed=list(unparsed),
+        sources=sources or [name],
+        zero_is_distractor=zero_is_distractor,
+    )
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A known dataset: where it lives under the data root and how to parse it.
+
+    Attributes:
+        name: registry name.
+        folder: the dataset's folder under the data root.
+        description: one line for ``datasets list``.
+        obtain: how to get it; ``{root}`` is replaced by the data root.
+        parse: reads the dataset from its folder.
+    """
+
+    name: str
+    folder: str
+    description: str
+    obtain: str
+    parse: Callable[[Path], Dataset]
+
+    def path(self, root: Path) -> Path:
+        return Path(root) / self.folder
+
+    def is_present(self, root: Path) -> bool:
+        return self.path(root).is_dir()
+
+    def how_to_obtain(self, root: Path) -> str:
+        return self.obtain.format(root=root)

@@ -1,0 +1,116 @@
+"""Atomic file writing and inter-process locks.
+
+Every output reidkit writes goes through here, so that a reader never sees a
+half-written file and two processes never write the same output at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from reidkit.errors import LockedError, ReidkitError
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (a rename inside it) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Move a finished temporary file onto ``path`` atomically and durably."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iterator[IO]:
+    """Open a temporary file for writing that replaces ``path`` once closed without error."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def describe_os_error(exc: OSError, path: str | os.PathLike[str]) -> ReidkitError:
+    """Turn an OSError into a one-line ReidkitError naming the path."""
+    if exc.errno == errno.ENOSPC:
+        return ReidkitError(f"no space left on device while writing {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ReidkitError(f"cannot write {path}: permission denied")
+    return ReidkitError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def file_lock(target: str | os.PathLike[str], *, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on ``target`` (a file or folder that may not exist yet).
+
+    The lock lives in a hidden ``.<name>.lock`` file beside the target and is released
+    when the process ends, however it ends.
+
+    Raises:
+        LockedError: when another process holds the lock and ``wait`` is false.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.with_name(f".{target.name}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise LockedError(
+                        f"{target} is being written by another reidkit process (pid {holder})",
+                        hint="wait for it to finish, or stop it",
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

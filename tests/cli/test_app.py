@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from conftest import REPO, run_reidkit
+
+import reidkit
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert (code, out) == (0, f"reidkit {reidkit.__version__}\n")
+
+
+def test_help_does_not_import_heavy_modules():
+    script = (
+        "import sys\n"
+        "from reidkit.cli.app import run\n"
+        "code = run(['--help'])\n"
+        "code2 = run(['datasets', 'summary', '--help'])\n"
+        "names = ('torch', 'h5py', 'matplotlib', 'numpy', 'scipy')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print('HEAVY', heavy, code, code2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY [] 0 0"
+
+
+def test_unknown_command_is_usage_error_with_hint(cli):
+    code, out, err = cli("datsets", "list")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: No such command 'datsets'") and "datasets" in lines[0]
+    assert lines[1] == "hint: see 'reidkit --help'"
+
+
+def test_unknown_option_names_the_option(cli):
+    code, _, err = cli("datasets", "summary", "synthreid", "--bogus")
+    assert code == 2
+    assert err.splitlines()[0].startswith("error: No such option: --bogus")
+    assert "reidkit datasets summary --help" in err
+
+
+def test_error_is_one_line_plus_hint_without_traceback(tmp_path):
+    done = run_reidkit("datasets", "summary", "market1501", "--root", tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: market1501 not found: expected the folder {tmp_path / 'market1501'}",
+        f"hint: extract Market-1501-v15.09.15.zip into {tmp_path}/market1501/",
+    ]
+
+
+def test_traceback_only_with_reidkit_debug(tmp_path):
+    done = run_reidkit(
+        "datasets", "summary", "nope", "--root", tmp_path, env={"REIDKIT_DEBUG": "1"}
+    )
+    assert done.returncode == 2
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "error: unknown dataset 'nope'" in done.stderr
+
+
+def test_unexpected_exception_is_reported_not_dumped(cli, monkeypatch):
+    import reidkit.data.catalog as catalog
+
+    def boom(root):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(catalog, "list_datasets", boom)
+    monkeypatch.setattr("reidkit.data.list_datasets", boom)
+    code, _, err = cli("datasets", "list")
+    assert code == 1
+    assert err.splitlines()[0] == "error: unexpected RuntimeError: disk on fire"
+    assert "REIDKIT_DEBUG=1" in err and "Traceback" not in err
+
+
+def test_json_output_is_the_only_stdout(market_tree, cli):
+    code, out, err = cli("datasets", "summary", "market1501", "--root", market_tree.root, "--json")
+    assert code == 0
+    assert json.loads(out)["dataset"] == "market1501"
+    assert "image file(s) do not follow the naming rule" in err  # the warning went to stderr
+
+
+def test_quiet_silences_warnings_and_tables(market_tree, cli):
+    code, out, err = cli("datasets", "summary", "market1501", "--root", market_tree.root, "-q")
+    assert (code, out, err) == (0, "", "")
+    code, out, err = cli("-q", "datasets", "summary", "market1501", "--root", market_tree.root)
+    assert (code, out, err) == (0, "", "")
+
+
+def test_verbose_and_not_quiet_between_runs(market_tree, cli):
+    cli("-q", "datasets", "list")
+    code, _, err = cli("datasets", "summary", "market1501", "--root", market_tree.root)
+    assert code == 0 and "# images" in err  # quiet did not stick from the previous run
+
+
+def test_environment_supplies_options(market_tree, cli, monkeypatch):
+    monkeypatch.setenv("REIDKIT_DATA", str(market_tree.root))
+    code, out, _ = cli("datasets", "summary", "market1501", "--json")
+    assert code == 0 and json.loads(out)["root"] == str(market_tree.base)
+    monkeypatch.setenv("REIDKIT_ROOT", "/nonexistent")
+    monkeypatch.setenv("REIDKIT_JSON", "1")
+    code, out, _ = cli("datasets", "list")
+    assert code == 0 and json.loads(out)["root"] == "/nonexistent"
+
+
+def colour_codes(text: str) -> list[str]:
+    """SGR parameters that set a colour (30-37, 38, 40-47, 48, 90-97, 100-107)."""
+    params = [p for seq in re.findall(r"\x1b\[([0-9;]*)m", text) for p in seq.split(";") if p]
+    return [p for p in params if 30 <= int(p) <= 48 or 90 <= int(p) <= 107]
+
+
+def test_no_color_is_honoured_even_when_colour_is_forced(market_tree):
+    args = ("datasets", "list", "--root", market_tree.root)
+    coloured = run_reidkit(*args, env={"FORCE_COLOR": "1"})
+    assert colour_codes(coloured.stderr), "the check below would prove nothing"
+    plain = run_reidkit(*args, env={"NO_COLOR": "1", "FORCE_COLOR": "1"})
+    assert plain.returncode == 0 and "market1501" in plain.stderr
+    assert colour_codes(plain.stderr) == []
+
+
+def test_python_dash_m_is_the_same_command():
+    done = run_reidkit("--version")
+    assert done.returncode == 0 and done.stdout == f"reidkit {reidkit.__version__}\n"
