@@ -19,7 +19,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-import PIL
+from machine import describe
 from PIL import Image
 
 from reidkit.data.synth_render import (
@@ -31,17 +31,6 @@ from reidkit.data.synth_render import (
     render_person,
     similar_identity,
 )
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, or "unknown"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def run_once(n: int, seed: int) -> float:
@@ -100,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):  # measure one core, not whatever the OS spreads over
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"cpu: {cpu_model()}  numpy {np.__version__}  pillow {PIL.__version__}")
+    print(describe())
     rates = [run_once(args.n, seed) for seed in range(args.repeats)]
     print(
         f"images/s median {statistics.median(rates):.0f}  all "
