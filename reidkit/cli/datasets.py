@@ -34,19 +34,20 @@ def list_(
     from reidkit.data import list_datasets
 
     output.setup(quiet, verbose)
-    rows = list_datasets(root)
-    if as_json:
-        output.emit_json({"root": str(root), "datasets": rows})
-        return
+    output.render({"root": str(root), "datasets": list_datasets(root)}, as_json, datasets_table)
+
+
+def datasets_table(listing: dict):
+    """Known datasets: name, present under the root or not, how to get it."""
     from rich.table import Table
 
-    table = Table(title=f"datasets under {root}")
+    table = Table(title=f"datasets under {listing['root']}")
     for column in ("name", "present", "how to get it"):
         table.add_column(column)
-    for row in rows:
+    for row in listing["datasets"]:
         present = "[green]yes[/]" if row["present"] else "[red]no[/]"
         table.add_row(row["name"], present, row["obtain"])
-    output.show(table)
+    return table
 
 
 def summary_table(summary: dict):
@@ -80,11 +81,7 @@ def summary(
     from reidkit.data import load_dataset
 
     output.setup(quiet, verbose)
-    result = load_dataset(dataset, root).summary()
-    if as_json:
-        output.emit_json(result)
-    else:
-        output.show(summary_table(result))
+    output.render(load_dataset(dataset, root).summary(), as_json, summary_table)
 
 
 @app.command()
@@ -120,13 +117,13 @@ def combine(
 
     output.setup(quiet, verbose)
     result = combine_datasets([load_dataset(d, root) for d in datasets], out, combineall=combineall)
-    if as_json:
-        output.emit_json(result)
-    else:
-        output.show(
-            f"wrote {result['rows']} rows, {result['train_ids']} training identities, "
-            f"to {result['manifest']}"
-        )
+    output.render(
+        result,
+        as_json,
+        lambda r: (
+            f"wrote {r['rows']} rows, {r['train_ids']} training identities, to {r['manifest']}"
+        ),
+    )
 
 
 @app.command()
@@ -160,17 +157,22 @@ def synth(
             root, preset, seed, workers=workers or None, force=force, progress=progress
         )
     result["summary"] = load_dataset(NAME, root).summary()
-    if as_json:
-        output.emit_json(result)
-        return
+    output.render(result, as_json, synth_report)
+
+
+def synth_report(result: dict):
+    """What ``datasets synth`` did, then the dataset's summary table."""
+    from rich.console import Group
+
     if result["up_to_date"]:
-        output.show(
-            f"{result['path']} is up to date (preset {preset}, seed {seed}); --force redoes it"
+        line = (
+            f"{result['path']} is up to date (preset {result['preset']}, "
+            f"seed {result['seed']}); --force redoes it"
         )
     else:
         rate = result["rendered"] / result["seconds"] if result["seconds"] else 0.0
-        output.show(
+        line = (
             f"wrote {result['images']} images to {result['path']} in "
             f"{result['seconds']:.1f} s ({rate:.0f} images/s)"
         )
-    output.show(summary_table(result["summary"]))
+    return Group(line, summary_table(result["summary"]))

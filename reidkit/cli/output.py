@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +79,15 @@ def emit_json(document: Any) -> None:
     """Write the command's one JSON document to stdout."""
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def render(document: Any, as_json: bool, human: Callable[[Any], Any]) -> None:
+    """Show a command's result: the JSON document on stdout, or ``human(document)`` on
+    stderr for people."""
+    if as_json:
+        emit_json(document)
+    else:
+        show(human(document))
 
 
 def show(renderable: Any) -> None:

@@ -15,7 +15,10 @@ def test_list_marks_present_datasets(market_tree, cli):
     assert code == 0
     assert set(rows) == {"market1501", "dukemtmcreid", "msmt17", "synthreid"}
     assert rows["market1501"]["present"] and not rows["msmt17"]["present"]
-    assert rows["synthreid"]["obtain"] == f"reidkit datasets synth --root {market_tree.root} --preset small"
+    assert (
+        rows["synthreid"]["obtain"]
+        == f"reidkit datasets synth --root {market_tree.root} --preset small"
+    )
 
 
 def test_summary_json_schema(market_tree, cli):
@@ -24,8 +27,11 @@ def test_summary_json_schema(market_tree, cli):
     result = json.loads(out)
     assert set(result) == {"dataset", "root", "subsets", "junk_images", "unparsed_files"}
     assert set(result["subsets"]) == {"train", "query", "gallery"}
-    assert result["subsets"]["train"] == {"ids": 3, "images": len(MARKET_SPEC["bounding_box_train"]),
-                                          "cameras": 6}
+    assert result["subsets"]["train"] == {
+        "ids": 3,
+        "images": len(MARKET_SPEC["bounding_box_train"]),
+        "cameras": 6,
+    }
     assert result["root"] == str(market_tree.base)
     assert "# images" not in err  # the table is for people, not shown with --json
 
@@ -49,8 +55,9 @@ def test_bad_manifest_row_exit_2_with_file_and_line(tmp_path, cli):
 
 def test_combine_writes_manifest_and_reports(market_tree, tmp_path, cli):
     out_csv = tmp_path / "out" / "combined.csv"
-    code, out, _ = cli("datasets", "combine", "market1501", "--root", market_tree.root,
-                       "--out", out_csv, "--json")
+    code, out, _ = cli(
+        "datasets", "combine", "market1501", "--root", market_tree.root, "--out", out_csv, "--json"
+    )
     result = json.loads(out)
     assert code == 0 and out_csv.is_file()
     assert result["manifest"] == str(out_csv) and result["train_ids"] == 3
@@ -61,15 +68,30 @@ def test_combine_writes_manifest_and_reports(market_tree, tmp_path, cli):
 
 def test_combine_unknown_source_is_usage_error_and_writes_nothing(market_tree, tmp_path, cli):
     out_csv = tmp_path / "c.csv"
-    code, _, err = cli("datasets", "combine", "market1501", "dukemtmc", "--root", market_tree.root,
-                       "--out", out_csv)
+    code, _, err = cli(
+        "datasets",
+        "combine",
+        "market1501",
+        "dukemtmc",
+        "--root",
+        market_tree.root,
+        "--out",
+        out_csv,
+    )
     assert code == 2 and "did you mean 'dukemtmcreid'" in err
     assert not out_csv.exists()
 
 
 def test_progress_is_plain_log_lines_without_a_terminal(tmp_path):
-    done = run_reidkit("datasets", "synth", "--root", tmp_path, "--preset", "tiny",
-                       env={"REIDKIT_PROGRESS_INTERVAL": "0"})
+    done = run_reidkit(
+        "datasets",
+        "synth",
+        "--root",
+        tmp_path,
+        "--preset",
+        "tiny",
+        env={"REIDKIT_PROGRESS_INTERVAL": "0"},
+    )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if " INFO synthreid: " in line]
     assert len(lines) >= 2 and "352/352 (100%)" in lines[-1]
@@ -81,9 +103,23 @@ def test_progress_is_a_bar_on_a_terminal(tmp_path):
     env.update(TERM="xterm", COLUMNS="100")
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reidkit", "datasets", "synth", "--root", str(tmp_path),
-         "--preset", "tiny"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=follower, env=env, cwd=REPO)
+        [
+            sys.executable,
+            "-m",
+            "reidkit",
+            "datasets",
+            "synth",
+            "--root",
+            str(tmp_path),
+            "--preset",
+            "tiny",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+        cwd=REPO,
+    )
     os.close(follower)
     chunks = []
     while True:
