@@ -51,9 +51,10 @@ def root(
 
 
 def _register_commands() -> None:
-    from reidkit.cli import completion, datasets
+    from reidkit.cli import completion, datasets, evaluate
 
     app.add_typer(datasets.app, name="datasets")
+    app.command("evaluate")(evaluate.evaluate)
     app.command("completion")(completion.completion)
 
 

@@ -1,0 +1,232 @@
+"""Speed and peak memory of evaluation and re-ranking, against baselines in the same run.
+
+Usage::
+
+    python benchmarks/bench_evaluate.py [--scale market|msmt|both] [--skip-dense] [--repeats 3]
+
+Synthetic features (identity centres + camera bias + noise, 2048-d float32) are written to
+feature files at Market-1501 scale (3368 x 15913, 751 ids, 6 cameras) and MSMT17 scale
+(11659 x 82161, 3060 ids, 15 cameras). Each stage runs in a fresh process so its peak
+memory (ru_maxrss) is its own:
+
+- ``metrics``: CMC + mAP + mINP from a precomputed distance matrix (distances excluded),
+  against baseline (a): ``np.argsort`` of the full matrix along rows, the first step of
+  torchreid's compiled evaluator and so a lower bound on its time.
+- ``evaluate``: the whole ``reidkit evaluate`` command, wall time from the shell.
+- ``rerank``: re-ranking + metrics from the feature files, against baseline (b): the
+  distance matrices and re-ranking written the reference way (dense (Q+G)^2 arrays), with
+  the metrics of both compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from machine import describe
+
+SCALES = {
+    "market": {"query": 3368, "gallery": 15913, "ids": 751, "cameras": 6},
+    "msmt": {"query": 11659, "gallery": 82161, "ids": 3060, "cameras": 15},
+}
+DIM = 2048
+CAMERA_BIAS, NOISE = 0.3, 3.0  # per dimension, against unit identity centres: mAP about 0.6
+
+
+def make_features(folder: Path, scale: str, seed: int = 0) -> tuple[Path, Path]:
+    """Write query and gallery feature files for a scale (cached in ``folder``)."""
+    from reidkit.features.store import write_features
+
+    spec = SCALES[scale]
+    q_path, g_path = folder / f"{scale}-query.h5", folder / f"{scale}-gallery.h5"
+    if q_path.exists() and g_path.exists():
+        return q_path, g_path
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(spec["ids"], DIM)).astype(np.float32)
+    bias = CAMERA_BIAS * rng.normal(size=(spec["cameras"], DIM)).astype(np.float32)
+    for path, n in ((q_path, spec["query"]), (g_path, spec["gallery"])):
+        pids = rng.integers(1, spec["ids"], n)
+        camids = rng.integers(0, spec["cameras"], n)
+        feats = np.empty((n, DIM), dtype=np.float32)
+        for s in range(0, n, 8192):
+            e = min(n, s + 8192)
+            feats[s:e] = centres[pids[s:e]] + bias[camids[s:e]]
+            feats[s:e] += NOISE * rng.normal(size=(e - s, DIM)).astype(np.float32)
+        if path == g_path:  # distractors and junk, as in Market-1501: people of no identity
+            others = rng.random(n) < 0.2
+            pids[others] = np.where(rng.random(int(others.sum())) < 0.75, 0, -1)
+            shape = (int(others.sum()), DIM)
+            feats[others] = rng.normal(size=shape).astype(np.float32) + bias[camids[others]]
+            feats[others] += NOISE * rng.normal(size=shape).astype(np.float32)
+        write_features(path, feats, pids, camids)
+    return q_path, g_path
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def stage(name: str, q_path: str, g_path: str) -> dict:
+    """Run one stage in this process; returns seconds, peak MB and its numbers."""
+    from reidkit.features.store import read_features
+    from reidkit.metrics.distance import pairwise_distance
+    from reidkit.metrics.rank import evaluate_distances
+
+    q, g = read_features(q_path), read_features(g_path)
+    labels = (q.pids, q.camids, g.pids, g.camids)
+    base_mb = peak_mb()
+    if name in ("metrics", "argsort"):
+        dist = pairwise_distance(q.features, g.features)
+        start = time.perf_counter()
+        if name == "metrics":
+            result = evaluate_distances(dist, *labels).to_dict()
+        else:
+            np.argsort(dist, axis=1)
+            result = {}
+        return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb(), "result": result}
+    start = time.perf_counter()
+    if name == "evaluate":  # the command's own work, in this process, for its peak memory
+        from reidkit.metrics.evaluate import evaluate_files
+
+        result = evaluate_files(q_path, g_path, device="cpu")
+        result = {k: result[k] for k in ("mAP", "mINP", "cmc")}
+    elif name == "rerank":
+        from reidkit.metrics.evaluate import evaluate_files
+
+        result = evaluate_files(q_path, g_path, rerank=True, device="cpu")
+        result = {k: result[k] for k in ("mAP", "mINP", "cmc")}
+    elif name == "dense_rerank":
+        from dense_rerank import dense_rerank
+
+        final = dense_rerank(
+            pairwise_distance(q.features, g.features),
+            pairwise_distance(q.features, q.features),
+            pairwise_distance(g.features, g.features),
+        )
+        r = evaluate_distances(final, *labels)
+        result = {"mAP": r.mAP, "mINP": r.mINP, "cmc": {str(k): v for k, v in r.cmc.items()}}
+    else:
+        raise SystemExit(f"unknown stage {name}")
+    return {
+        "seconds": time.perf_counter() - start,
+        "peak_mb": peak_mb(),
+        "base_mb": base_mb,
+        "result": result,
+    }
+
+
+def run_stage(name: str, q_path: Path, g_path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--stage", name, str(q_path), str(g_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_command(q_path: Path, g_path: Path) -> float:
+    """Wall seconds of the whole `reidkit evaluate --json` command."""
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reidkit",
+            "evaluate",
+            str(q_path),
+            str(g_path),
+            "--json",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return time.perf_counter() - start
+
+
+def median_stage(name, q_path, g_path, repeats):
+    runs = [run_stage(name, q_path, g_path) for _ in range(repeats)]
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "all": [round(r["seconds"], 3) for r in runs],
+        "peak_mb": max(r["peak_mb"] for r in runs),
+        "result": runs[0]["result"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=["market", "msmt", "both"], default="market")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-dense", action="store_true", help="skip baseline (b)")
+    parser.add_argument("--skip-rerank", action="store_true")
+    parser.add_argument("--data", type=Path, help="folder to cache feature files in")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("files", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(stage(args.stage, *args.files)))
+        return
+    print(describe())
+    folder = args.data or Path(tempfile.mkdtemp(prefix="reidkit-bench-"))
+    scales = ["market", "msmt"] if args.scale == "both" else [args.scale]
+    for scale in scales:
+        q_path, g_path = make_features(folder, scale)
+        spec = SCALES[scale]
+        print(f"\n{scale} scale: {spec['query']} x {spec['gallery']} x {DIM}")
+        repeats = args.repeats if scale == "market" else 1
+        metrics = median_stage("metrics", q_path, g_path, repeats)
+        argsort = median_stage("argsort", q_path, g_path, repeats)
+        print(f"metrics (CMC+mAP+mINP)     {metrics['seconds']:8.3f} s  runs {metrics['all']}")
+        print(f"baseline (a) np.argsort    {argsort['seconds']:8.3f} s  runs {argsort['all']}")
+        print(f"  speed-up over (a)        {argsort['seconds'] / metrics['seconds']:8.1f}x")
+        walls = [run_command(q_path, g_path) for _ in range(repeats)]
+        ev = run_stage("evaluate", q_path, g_path)
+        print(
+            f"whole evaluate command     {statistics.median(walls):8.3f} s  runs "
+            f"{[round(w, 3) for w in walls]}  peak {ev['peak_mb']:.0f} MB"
+        )
+        print(
+            f"  metrics: mAP {metrics['result']['mAP']:.4f}  rank-1 "
+            f"{metrics['result']['cmc']['1']:.4f}"
+        )
+        if args.skip_rerank:
+            continue
+        rr = run_stage("rerank", q_path, g_path)
+        print(
+            f"rerank + metrics           {rr['seconds']:8.3f} s  peak {rr['peak_mb']:.0f} MB "
+            f"(features loaded: {rr['base_mb']:.0f} MB)"
+        )
+        print(
+            f"  re-ranked: mAP {rr['result']['mAP']:.6f}  mINP {rr['result']['mINP']:.6f}  "
+            f"rank-1 {rr['result']['cmc']['1']:.6f}"
+        )
+        if scale == "market" and not args.skip_dense:
+            dense = run_stage("dense_rerank", q_path, g_path)
+            print(
+                f"baseline (b) dense rerank  {dense['seconds']:8.3f} s  peak "
+                f"{dense['peak_mb']:.0f} MB"
+            )
+            print(f"  speed-up over (b)        {dense['seconds'] / rr['seconds']:8.1f}x")
+            print(
+                f"  dense:     mAP {dense['result']['mAP']:.6f}  mINP "
+                f"{dense['result']['mINP']:.6f}  rank-1 {dense['result']['cmc']['1']:.6f}"
+            )
+            diff = max(abs(dense["result"][k] - rr["result"][k]) for k in ("mAP", "mINP"))
+            print(f"  largest metric difference {diff:.2e}")
+    if args.data is None:
+        print(f"\n(feature files left in {folder})")
+
+
+if __name__ == "__main__":
+    main()

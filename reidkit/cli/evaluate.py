@@ -1,0 +1,141 @@
+"""``reidkit evaluate``: rank a gallery for each query; report CMC, mAP and mINP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reidkit.cli import output
+from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt
+
+FeatureArg = Annotated[
+    Path, typer.Argument(help="A feature file (.h5).", show_default=False, dir_okay=False)
+]
+MetricOpt = Annotated[
+    str,
+    typer.Option(
+        "--metric",
+        help="euclidean, sqeuclidean or cosine.",
+        envvar="REIDKIT_METRIC",
+        autocompletion=lambda: ["euclidean", "sqeuclidean", "cosine"],
+    ),
+]
+NormalizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--normalize",
+        help="L2-normalise features before computing distances.",
+        envvar="REIDKIT_NORMALIZE",
+    ),
+]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        help="market (drop same-camera matches), cuhk03 (single-gallery-shot) or "
+        "none (single-camera data).",
+        envvar="REIDKIT_PROTOCOL",
+        autocompletion=lambda: ["market", "cuhk03", "none"],
+    ),
+]
+RerankOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rerank",
+        help="k-reciprocal re-ranking (Zhong et al., CVPR 2017).",
+        envvar="REIDKIT_RERANK",
+    ),
+]
+K1Opt = Annotated[int, typer.Option("--k1", help="Re-ranking k1.", envvar="REIDKIT_K1")]
+K2Opt = Annotated[int, typer.Option("--k2", help="Re-ranking k2.", envvar="REIDKIT_K2")]
+LambdaOpt = Annotated[
+    float,
+    typer.Option(
+        "--lambda", help="Re-ranking weight of the original distance.", envvar="REIDKIT_LAMBDA"
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto, cpu or cuda.",
+        envvar="REIDKIT_DEVICE",
+        autocompletion=lambda: ["auto", "cpu", "cuda"],
+    ),
+]
+
+
+def evaluate(
+    query: FeatureArg,
+    gallery: FeatureArg,
+    metric: MetricOpt = "euclidean",
+    normalize: NormalizeOpt = False,
+    protocol: ProtocolOpt = "market",
+    ranks: Annotated[
+        str, typer.Option("--ranks", help="CMC ranks to report.", envvar="REIDKIT_RANKS")
+    ] = "1,5,10,20",
+    rerank: RerankOpt = False,
+    k1: K1Opt = 20,
+    k2: K2Opt = 6,
+    lambda_value: LambdaOpt = 0.3,
+    per_query: Annotated[
+        Path | None,
+        typer.Option(
+            "--per-query",
+            help="Write each query's AP and first-match rank to this CSV.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rank the gallery for each query and report CMC, mAP and mINP."""
+    from reidkit.metrics.evaluate import evaluate_files
+
+    output.setup(quiet, verbose)
+    with output.progress("rerank" if rerank else "evaluate") as progress:
+        result = evaluate_files(
+            query,
+            gallery,
+            metric=metric,
+            normalize=normalize,
+            protocol=protocol,
+            ranks=ranks,
+            rerank=rerank,
+            k1=k1,
+            k2=k2,
+            lambda_value=lambda_value,
+            device=device,
+            per_query=per_query,
+            progress=progress,
+        )
+    output.render(result, as_json, metrics_table)
+
+
+def metrics_table(result: dict):
+    """mAP, mINP and Rank-k in percent, and the counts under the table."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("metric", style="cyan")
+    table.add_column("value", justify="right")
+    table.add_row("mAP", f"{100 * result['mAP']:.2f}%")
+    table.add_row("mINP", f"{100 * result['mINP']:.2f}%")
+    for rank, value in result["cmc"].items():
+        table.add_row(f"Rank-{rank}", f"{100 * value:.2f}%")
+    how = (
+        f"{result['metric']} distance{' of normalised features' if result['normalize'] else ''}"
+        f", protocol {result['protocol']}{', re-ranked' if result['rerank'] else ''}"
+    )
+    counts = (
+        f"{result['num_valid_query']} of {result['num_query']} queries evaluated "
+        f"({result['skipped_queries']} without a valid match), "
+        f"{result['num_gallery']} gallery items, {result['seconds']['total']:.2f} s"
+    )
+    return Group(how, table, counts)

@@ -1,0 +1,1 @@
+"""Evaluation: distances, ranking metrics (CMC, mAP, mINP) and k-reciprocal re-ranking."""

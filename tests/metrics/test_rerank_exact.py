@@ -1,0 +1,140 @@
+"""The fast k-reciprocal re-ranking agrees with the dense reference in reference.py.
+
+The reference is fed the three distance blocks that ``pairwise_distance`` gives between the
+features; the fast code works from the features themselves. Values must agree to 1e-5, and
+evaluating either matrix must give the same mAP and CMC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import reference_evaluate, reference_rerank
+
+from reidkit.metrics.distance import pairwise_distance
+from reidkit.metrics.rank import evaluate_distances
+from reidkit.metrics.rerank import rerank_distances
+
+ATOL = 1e-5
+RANKS = (1, 5, 10)
+
+SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
+
+
+def make_sets(seed, num_q, num_g, dim, num_ids):
+    """Clustered random features (identity centre + noise) with pids and cameras."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_ids, dim))
+    q_pids = rng.integers(0, num_ids, size=num_q)
+    g_pids = rng.integers(0, num_ids, size=num_g)
+    qf = (centres[q_pids] + 0.8 * rng.normal(size=(num_q, dim))).astype(np.float32)
+    gf = (centres[g_pids] + 0.8 * rng.normal(size=(num_g, dim))).astype(np.float32)
+    q_cams = rng.integers(0, 2, size=num_q)
+    g_cams = rng.integers(0, 2, size=num_g)
+    return qf, gf, q_pids + 1, q_cams, g_pids + 1, g_cams
+
+
+def reference_on_features(qf, gf, metric, normalize, **params):
+    def dist(a, b):
+        return pairwise_distance(a, b, metric, normalize=normalize)
+
+    return reference_rerank(dist(qf, gf), dist(qf, qf), dist(gf, gf), **params)
+
+
+def check(seed, num_q, num_g, dim, num_ids, metric, normalize, k1, k2, lambda_value):
+    qf, gf, q_pids, q_cams, g_pids, g_cams = make_sets(seed, num_q, num_g, dim, num_ids)
+    params = {"k1": k1, "k2": k2, "lambda_value": lambda_value}
+    expected = reference_on_features(qf, gf, metric, normalize, **params)
+    got = rerank_distances(qf, gf, metric=metric, normalize=normalize, **params)
+    got = np.asarray(got)
+    assert got.shape == (num_q, num_g)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+    # The same ranking quality from either matrix. Each evaluator is given both matrices, so
+    # that this checks the re-ranking only (tie handling of the evaluator itself is
+    # test_rank_exact's business; lambda 0 makes many exact ties at Jaccard distance 1).
+    # Protocol "none": every query with its identity in the gallery counts.
+    labels = (q_pids, q_cams, g_pids, g_cams)
+    try:
+        ref_expected = reference_evaluate(expected, *labels, protocol="none", max_rank=max(RANKS))
+    except ValueError:
+        return
+    ref_got = reference_evaluate(got, *labels, protocol="none", max_rank=max(RANKS))
+    assert abs(ref_got["mAP"] - ref_expected["mAP"]) <= 1e-6
+    np.testing.assert_allclose(ref_got["cmc"], ref_expected["cmc"], rtol=0, atol=1e-6)
+    fast_expected = evaluate_distances(expected, *labels, protocol="none", ranks=RANKS)
+    fast_got = evaluate_distances(got, *labels, protocol="none", ranks=RANKS)
+    assert abs(fast_got.mAP - fast_expected.mAP) <= 1e-6
+    for r in RANKS:
+        assert abs(fast_got.cmc[r] - fast_expected.cmc[r]) <= 1e-6
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_q=st.integers(3, 30),
+    num_g=st.integers(5, 60),
+    dim=st.integers(8, 32),
+    num_ids=st.integers(2, 12),
+    metric=st.sampled_from(["euclidean", "cosine"]),
+    normalize=st.booleans(),
+    k1=st.sampled_from([1, 2, 3, 5, 8, 20]),
+    k2=st.sampled_from([1, 2, 3, 6]),
+    lambda_value=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+)
+def test_random_sets_match_reference(
+    seed, num_q, num_g, dim, num_ids, metric, normalize, k1, k2, lambda_value
+):
+    check(seed, num_q, num_g, dim, num_ids, metric, normalize, k1, k2, lambda_value)
+
+
+def test_default_parameters_match_reference():
+    for seed in range(3):
+        qf, gf, *_ = make_sets(seed, 20, 50, 16, 8)
+        expected = reference_on_features(qf, gf, "euclidean", False)  # k1=20, k2=6, lambda=0.3
+        got = rerank_distances(qf, gf)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+
+def test_k2_one_skips_query_expansion():
+    for seed in range(3):
+        check(seed, 12, 40, 16, 6, "euclidean", False, k1=6, k2=1, lambda_value=0.3)
+        check(seed, 12, 40, 16, 6, "cosine", False, k1=6, k2=1, lambda_value=0.3)
+
+
+def test_k1_at_least_the_number_of_items():
+    # k1 + 1 >= Q + G: every row's forward list is the whole set
+    for seed in range(3):
+        check(seed, 3, 5, 8, 2, "euclidean", False, k1=20, k2=6, lambda_value=0.3)
+
+
+def test_k2_larger_than_the_number_of_items():
+    # the reference's initial_rank[i, :k2] simply takes every item when k2 > Q + G
+    for seed in range(3):
+        check(seed, 3, 5, 8, 2, "euclidean", False, k1=20, k2=9, lambda_value=0.3)
+        check(seed, 3, 5, 8, 2, "euclidean", False, k1=2, k2=12, lambda_value=0.3)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean"])
+def test_exact_ties_from_integer_features(seed, metric):
+    # Small-integer features: every distance is computed exactly, whatever the code path, so
+    # the many exact ties (duplicates, equal distances) must be broken exactly as the
+    # reference's stable argsort breaks them (by index).
+    rng = np.random.default_rng(seed)
+    num_q, num_g, dim = int(rng.integers(3, 11)), int(rng.integers(5, 31)), int(rng.integers(3, 7))
+    qf = rng.integers(0, 3, size=(num_q, dim)).astype(np.float32)
+    gf = rng.integers(0, 3, size=(num_g, dim)).astype(np.float32)
+    blocks = [pairwise_distance(a, b, metric) for a, b in ((qf, gf), (qf, qf), (gf, gf))]
+    for k1, k2 in ((2, 1), (3, 3), (5, 6), (20, 6)):
+        expected = reference_rerank(*blocks, k1=k1, k2=k2, lambda_value=0.3)
+        got = rerank_distances(qf, gf, metric=metric, k1=k1, k2=k2, lambda_value=0.3)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL, err_msg=f"k1={k1} k2={k2}")
