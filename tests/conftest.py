@@ -81,17 +81,27 @@ def cli(capsys):
     return invoke
 
 
+def reidkit_env(**extra: str) -> dict[str, str]:
+    """This process's environment without REIDKIT_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REIDKIT_")}
+    env.update(extra)
+    return env
+
+
+def reidkit_argv(*argv) -> list[str]:
+    """The command line of ``python -m reidkit ARGV``."""
+    return [sys.executable, "-m", "reidkit", *map(str, argv)]
+
+
 def run_reidkit(
-    *argv: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120
+    *argv, env: dict | None = None, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
     """Run ``python -m reidkit`` as a separate process, without a terminal."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REIDKIT_")}
-    full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "reidkit", *map(str, argv)],
+        reidkit_argv(*argv),
         capture_output=True,
         text=True,
-        env=full_env,
+        env=reidkit_env(**(env or {})),
         cwd=cwd,
         timeout=timeout,
         stdin=subprocess.DEVNULL,

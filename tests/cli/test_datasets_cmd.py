@@ -4,9 +4,8 @@ import json
 import os
 import pty
 import subprocess
-import sys
 
-from conftest import MARKET_SPEC, REPO, run_reidkit
+from conftest import MARKET_SPEC, REPO, reidkit_argv, reidkit_env, run_reidkit
 
 
 def test_list_marks_present_datasets(market_tree, cli):
@@ -99,25 +98,13 @@ def test_progress_is_plain_log_lines_without_a_terminal(tmp_path):
 
 
 def test_progress_is_a_bar_on_a_terminal(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REIDKIT_")}
-    env.update(TERM="xterm", COLUMNS="100")
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reidkit",
-            "datasets",
-            "synth",
-            "--root",
-            str(tmp_path),
-            "--preset",
-            "tiny",
-        ],
+        reidkit_argv("datasets", "synth", "--root", tmp_path, "--preset", "tiny"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=follower,
-        env=env,
+        env=reidkit_env(TERM="xterm", COLUMNS="100"),
         cwd=REPO,
     )
     os.close(follower)

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import reidkit_argv, reidkit_env
 from PIL import Image
 
 from reidkit.data import load_dataset
@@ -168,21 +167,10 @@ def test_unknown_preset(tmp_path):
 
 
 def test_sigterm_stops_with_130_and_the_rerun_resumes(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REIDKIT_")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "reidkit",
-        "datasets",
-        "synth",
-        "--root",
-        str(tmp_path),
-        "--preset",
-        "small",
-        "--workers",
-        "2",
-        "--json",
-    ]
+    env = reidkit_env()
+    cmd = reidkit_argv(
+        "datasets", "synth", "--root", tmp_path, "--preset", "small", "--workers", "2", "--json"
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     staging = tmp_path / ".synthreid.partial"
     deadline = time.monotonic() + 60
