@@ -71,6 +71,14 @@ def make_features(folder: Path, scale: str, seed: int = 0) -> tuple[Path, Path]:
 
 
 def peak_mb() -> float:
+    """This process's peak resident memory in MiB. VmHWM, unlike ru_maxrss, does not
+    inherit the parent's peak across fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

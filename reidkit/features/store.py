@@ -114,6 +114,8 @@ class FeatureWriter:
             whether an existing partial file belongs to the same job and can be resumed.
         chunk_rows: rows per flushed chunk.
         with_paths, with_dsetids: whether rows carry paths / dsetids.
+        with_index: rows carry the index of their input sample (kept in the partial chunks
+            only), so that a resumed job whose inputs can be skipped knows where to go on.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class FeatureWriter:
         chunk_rows: int = CHUNK_ROWS,
         with_paths: bool = False,
         with_dsetids: bool = False,
+        with_index: bool = False,
     ) -> None:
         if storage not in STORAGE_DTYPES:
             raise UsageError(f"storage must be one of {', '.join(STORAGE_DTYPES)}, not {storage!r}")
@@ -136,6 +139,7 @@ class FeatureWriter:
             "storage": storage,
             "with_paths": with_paths,
             "with_dsetids": with_dsetids,
+            "with_index": with_index,
             "attrs": base_attrs(**(attrs or {})),
         }
         self.chunk_rows = chunk_rows
@@ -143,6 +147,7 @@ class FeatureWriter:
         self._pending_rows = 0
         self.chunks = 0
         self.rows = 0
+        self.next_index = 0  # with_index: the input sample after the last one flushed
         self._open()
 
     def _open(self) -> None:
@@ -170,6 +175,8 @@ class FeatureWriter:
             try:
                 with np.load(chunk) as data:
                     self.rows += len(data["pids"])
+                    if "index" in data and len(data["index"]):
+                        self.next_index = int(data["index"][-1]) + 1
             except (OSError, ValueError, KeyError):  # cannot happen for atomic chunks; be safe
                 chunk.unlink()
                 return
@@ -182,6 +189,7 @@ class FeatureWriter:
         camids: np.ndarray,
         paths: list[str] | None = None,
         dsetids: np.ndarray | None = None,
+        index: np.ndarray | None = None,
     ) -> None:
         """Queue rows; full chunks are flushed to disk."""
         features = np.asarray(features)
@@ -199,15 +207,31 @@ class FeatureWriter:
             batch["paths"] = np.asarray(list(paths or []), dtype=str).reshape(n)
         if self.meta["with_dsetids"]:
             batch["dsetids"] = np.asarray(dsetids, dtype=np.int64).reshape(n)
+        if self.meta["with_index"]:
+            batch["index"] = np.asarray(index, dtype=np.int64).reshape(n)
         self._pending.append(batch)
         self._pending_rows += n
         while self._pending_rows >= self.chunk_rows:
             self._flush_chunk(self.chunk_rows)
 
+    def _take(self, rows: int) -> dict[str, np.ndarray]:
+        """The first ``rows`` queued rows, removed from the queue (no copy of the rest)."""
+        taken, need = [], rows
+        while need:
+            batch = self._pending[0]
+            n = len(batch["pids"])
+            if n <= need:
+                taken.append(self._pending.pop(0))
+                need -= n
+            else:
+                taken.append({k: v[:need] for k, v in batch.items()})
+                self._pending[0] = {k: v[need:] for k, v in batch.items()}
+                need = 0
+        self._pending_rows -= rows
+        return {k: np.concatenate([t[k] for t in taken]) for k in taken[0]}
+
     def _flush_chunk(self, rows: int) -> None:
-        merged = {k: np.concatenate([b[k] for b in self._pending]) for k in self._pending[0]}
-        chunk = {k: v[:rows] for k, v in merged.items()}
-        rest = {k: v[rows:] for k, v in merged.items()}
+        chunk = self._take(rows)
         with (
             atomic_path(self.partial / f"chunk-{self.chunks:06d}.npz") as tmp,
             open(tmp, "wb") as f,
@@ -215,8 +239,17 @@ class FeatureWriter:
             np.savez(f, **chunk)
         self.chunks += 1
         self.rows += rows
-        self._pending = [rest] if len(rest["pids"]) else []
-        self._pending_rows = len(rest["pids"])
+        if "index" in chunk and rows:
+            self.next_index = int(chunk["index"][-1]) + 1
+
+    def indices(self) -> np.ndarray:
+        """The input-sample index of every row flushed so far (``with_index`` writers)."""
+        self.flush()
+        parts = []
+        for i in range(self.chunks):
+            with np.load(self.partial / f"chunk-{i:06d}.npz") as data:
+                parts.append(data["index"])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def flush(self) -> None:
         """Write every queued row to disk now (also a partial chunk)."""
@@ -262,7 +295,7 @@ class FeatureWriter:
 
 
 def _same_job(old: dict, new: dict) -> bool:
-    keys = ("dim", "storage", "with_paths", "with_dsetids")
+    keys = ("dim", "storage", "with_paths", "with_dsetids", "with_index")
     return all(old.get(k) == new.get(k) for k in keys) and old.get("attrs", {}).get(
         "provenance"
     ) == new["attrs"].get("provenance")
