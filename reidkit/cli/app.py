@@ -51,9 +51,11 @@ def root(
 
 
 def _register_commands() -> None:
-    from reidkit.cli import completion, datasets, evaluate
+    from reidkit.cli import completion, datasets, evaluate, extract, models
 
     app.add_typer(datasets.app, name="datasets")
+    app.add_typer(models.app, name="models")
+    app.command("extract")(extract.extract)
     app.command("evaluate")(evaluate.evaluate)
     app.command("completion")(completion.completion)
 

@@ -137,6 +137,15 @@ def progress(description: str) -> Iterator[ProgressFn]:
         yield _LogLines(description, log_interval())
 
 
+@contextmanager
+def progress_factory() -> Iterator[Callable[[str], ProgressFn]]:
+    """Makes one progress callback per task (a bar each, or log lines), closed at the end."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        yield lambda description: stack.enter_context(progress(description))
+
+
 class _LogLines:
     """Progress as a log line at a steady interval, and one at the end."""
 

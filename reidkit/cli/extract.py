@@ -1,0 +1,167 @@
+"""``reidkit extract``: features of a dataset's images, from a checkpoint, into HDF5 files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reidkit.cli import output
+from reidkit.cli.evaluate import DeviceOpt
+from reidkit.cli.models import complete_model
+from reidkit.cli.options import (
+    DEFAULT_ROOT,
+    ForceOpt,
+    JsonOpt,
+    QuietOpt,
+    RootOpt,
+    VerboseOpt,
+    complete_dataset,
+)
+
+
+def extract(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A reidkit checkpoint (.pt); or use --model.", dir_okay=False, show_default=False
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Dataset name, Market-style folder or manifest.",
+            autocompletion=complete_dataset,
+            envvar="REIDKIT_DATASET",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="A plain folder of crops instead of a dataset (labels -1).",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    root: RootOpt = DEFAULT_ROOT,
+    subsets: Annotated[
+        str, typer.Option("--subsets", help="Comma-separated subsets.", envvar="REIDKIT_SUBSETS")
+    ] = "query,gallery",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder for the feature files.", file_okay=False, envvar="REIDKIT_OUT"
+        ),
+    ] = Path("feats"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A registered model instead of a checkpoint (random weights "
+            "seeded by --seed, or --weights).",
+            autocompletion=complete_model,
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="Initial weights for --model (state dict or checkpoint).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --model's random weights.")] = 0,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", min=1, envvar="REIDKIT_BATCH_SIZE", help="Images per forward pass."
+        ),
+    ] = 128,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=0, envvar="REIDKIT_WORKERS", help="DataLoader worker processes."
+        ),
+    ] = 2,
+    height: Annotated[
+        int | None,
+        typer.Option(
+            "--height", min=1, show_default=False, help="Input height (default: checkpoint's)."
+        ),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            "--width", min=1, show_default=False, help="Input width (default: checkpoint's)."
+        ),
+    ] = None,
+    flip: Annotated[bool, typer.Option("--flip", help="Average with the mirrored image.")] = False,
+    storage: Annotated[
+        str, typer.Option("--storage", help="float32 or float16 on disk.")
+    ] = "float32",
+    amp: Annotated[str, typer.Option("--amp", help="off, bf16 or fp16 autocast.")] = "off",
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="channels_last memory format.")
+    ] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Leave unreadable images out (listed in the file and the JSON)."
+        ),
+    ] = False,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Extract features of a dataset's subsets into OUT/<dataset>-<subset>.h5."""
+    from reidkit.features.extractor import extract_dataset
+
+    output.setup(quiet, verbose)
+    with output.progress_factory() as progress_factory:
+        result = extract_dataset(
+            checkpoint=checkpoint,
+            model_name=model,
+            weights=weights,
+            seed=seed,
+            dataset=dataset,
+            root=root,
+            images=images,
+            subsets=tuple(s.strip() for s in subsets.split(",") if s.strip()),
+            out_dir=out,
+            height=height,
+            width=width,
+            device=device,
+            progress_factory=progress_factory,
+            batch_size=batch_size,
+            workers=workers,
+            skip_bad=skip_bad,
+            force=force,
+            flip=flip,
+            storage=storage,
+            amp=amp,
+            channels_last=channels_last,
+        )
+    output.render(result, as_json, extract_report)
+
+
+def extract_report(result: dict) -> str:
+    lines = []
+    for f in result["files"]:
+        if f["up_to_date"]:
+            lines.append(f"{f['file']} is up to date ({f['rows']} rows); --force redoes it")
+        else:
+            lines.append(
+                f"wrote {f['file']}: {f['rows']} rows x {f['feature_dim']}, "
+                f"{f['images_per_second']:.0f} images/s"
+                + (f", {len(f['skipped'])} skipped" if f["skipped"] else "")
+                + (f", resumed after {f['resumed']}" if f["resumed"] else "")
+            )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Training machinery: checkpoints (and, later, the trainer, optimisers and schedules)."""

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reidkit.engine.checkpoint import (
+    FORMAT,
+    data_config,
+    load_checkpoint,
+    model_from_checkpoint,
+    model_spec,
+    save_checkpoint,
+)
+from reidkit.errors import DataError, MissingInputError
+from reidkit.models import create_model
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("osnet_x0_25", num_classes=9).eval()
+    spec = model_spec("osnet_x0_25", model, 9)
+    config = {"data": {"height": 128, "width": 64, "mean": [0.5] * 3, "std": [0.2] * 3}}
+    path = save_checkpoint(tmp_path / "w" / "best.pt", model, spec, config=config, epoch=3)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
+    raw = torch.load(path, weights_only=True)  # loads on current torch without pickle code
+    assert raw["format"] == FORMAT and raw["epoch"] == 3 and raw["model"]["feature_dim"] == 512
+    rebuilt = model_from_checkpoint(load_checkpoint(path))
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+    assert data_config(raw) == config["data"]
+    assert data_config(None)["height"] == 256
+
+
+def test_foreign_and_missing_checkpoints(tmp_path):
+    torch.save(create_model("resnet18", num_classes=2).state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(DataError, match="not a reidkit checkpoint") as err:
+        load_checkpoint(tmp_path / "plain.pt")
+    assert "--model NAME --weights FILE" in err.value.hint
+    with pytest.raises(MissingInputError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "bad.pt").write_text("garbage")
+    with pytest.raises(DataError, match="not a loadable checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")

@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import MARKET_SPEC, reidkit_argv, reidkit_env
+
+from reidkit.data import load_dataset
+from reidkit.engine.checkpoint import model_spec, save_checkpoint
+from reidkit.features.extractor import ExtractOptions, ImageList
+from reidkit.features.store import read_features
+from reidkit.fileio import file_lock
+from reidkit.models import create_model
+
+SMALL = ["--height", "64", "--width", "32", "--workers", "0", "--batch-size", "4"]
+
+
+def extract(cli, *args):
+    code, out, err = cli("extract", *args, "--json")
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+def test_model_features_equal_a_direct_forward(market_tree, tmp_path, cli):
+    code, result, err = extract(
+        cli,
+        "--model",
+        "osnet_x0_25",
+        "--dataset",
+        "market1501",
+        "--root",
+        market_tree.root,
+        "--out",
+        tmp_path / "f",
+        *SMALL,
+    )
+    assert code == 0, err
+    files = {f["subset"]: f for f in result["files"]}
+    assert set(files) == {"query", "gallery"}
+    fs = read_features(files["query"]["file"])
+    ds = load_dataset("market1501", market_tree.root)
+    assert len(fs) == len(ds.query) == len(MARKET_SPEC["query"])
+    assert fs.paths == [os.path.relpath(s.path, ds.root) for s in ds.query]
+    assert fs.pids.tolist() == [s.pid for s in ds.query]
+    attrs = fs.attrs
+    assert attrs["model"] == "osnet_x0_25" and attrs["dataset"] == "market1501"
+    assert attrs["subset"] == "query" and attrs["image_size"] == [64, 32]
+    assert attrs["flip"] is False and attrs["normalized"] is False and attrs["root"] == str(ds.root)
+    torch.manual_seed(0)
+    model = create_model("osnet_x0_25", num_classes=1).eval()
+    images = ImageList([s.path for s in ds.query], 0, ExtractOptions(height=64, width=32))
+    batch = torch.stack([images[i][0] for i in range(len(images))])
+    with torch.no_grad():
+        expected = model(batch).numpy()
+    np.testing.assert_allclose(fs.features, expected, atol=1e-5)
+
+
+def test_seeded_models_are_reproducible_and_reruns_are_up_to_date(market_tree, tmp_path, cli):
+    args = ["--dataset", "market1501", "--root", market_tree.root, "--subsets", "gallery", *SMALL]
+    extract(cli, "--model", "osnet_x0_25", "--out", tmp_path / "a", *args)
+    extract(cli, "--model", "osnet_x0_25", "--out", tmp_path / "b", *args)
+    extract(cli, "--model", "osnet_x0_25", "--seed", "1", "--out", tmp_path / "c", *args)
+    a, b, c = (read_features(tmp_path / d / "market1501-gallery.h5").features for d in "abc")
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    code, result, _ = extract(cli, "--model", "osnet_x0_25", "--out", tmp_path / "a", *args)
+    assert code == 0 and result["files"][0]["up_to_date"] is True
+    code, result, _ = extract(
+        cli, "--model", "osnet_x0_25", "--out", tmp_path / "a", "--force", *args
+    )
+    assert result["files"][0]["up_to_date"] is False and result["files"][0]["rows"] == len(a)
+    code, result, _ = extract(
+        cli, "--model", "osnet_x0_25", "--out", tmp_path / "a", "--flip", *args
+    )
+    assert result["files"][0]["up_to_date"] is False  # other options: redone
+
+
+def test_checkpoint_supplies_model_and_image_size(market_tree, tmp_path, cli):
+    torch.manual_seed(3)
+    model = create_model("resnet18", num_classes=4)
+    config = {"data": {"height": 96, "width": 48, "mean": [0.5] * 3, "std": [0.25] * 3}}
+    ckpt = save_checkpoint(
+        tmp_path / "best.pt", model, model_spec("resnet18", model, 4), config=config
+    )
+    code, result, err = extract(
+        cli,
+        ckpt,
+        "--dataset",
+        "market1501",
+        "--root",
+        market_tree.root,
+        "--out",
+        tmp_path / "f",
+        "--subsets",
+        "query",
+        "--workers",
+        "0",
+    )
+    assert code == 0, err
+    fs = read_features(result["files"][0]["file"])
+    assert fs.attrs["image_size"] == [96, 48] and fs.dim == 512
+    assert len(fs.attrs["checkpoint_sha256"]) == 64 and fs.attrs["config"] == config
+
+
+def test_corrupt_image_fails_naming_it_unless_skip_bad(market_tree, tmp_path, cli):
+    bad = next((market_tree.base / "query").glob("0003_c2*.jpg"))
+    bad.write_bytes(b"\xff\xd8 truncated jpeg")
+    args = [
+        "--model",
+        "osnet_x0_25",
+        "--dataset",
+        "market1501",
+        "--root",
+        market_tree.root,
+        "--subsets",
+        "query",
+        "--out",
+        tmp_path / "f",
+        *SMALL,
+    ]
+    code, _, err = extract(cli, *args)
+    assert code == 1 and f"error: cannot read image {bad}" in err and "--skip-bad" in err
+    assert not (tmp_path / "f" / "market1501-query.h5").exists()
+    code, result, _ = extract(cli, *args, "--skip-bad")
+    assert code == 0 and result["files"][0]["skipped"] == [str(bad)]
+    fs = read_features(tmp_path / "f" / "market1501-query.h5")
+    assert len(fs) == len(MARKET_SPEC["query"]) - 1
+    assert json.loads(fs.attrs["skipped"]) == [os.path.relpath(bad, fs.attrs["root"])]
+
+
+def test_plain_image_folder(market_tree, tmp_path, cli):
+    folder = tmp_path / "crops"
+    shutil.copytree(market_tree.base / "query", folder)
+    code, result, _ = extract(
+        cli, "--model", "osnet_x0_25", "--images", folder, "--out", tmp_path / "f", *SMALL
+    )
+    fs = read_features(result["files"][0]["file"])
+    assert code == 0 and result["files"][0]["file"].endswith("crops-images.h5")
+    assert len(fs) == len(MARKET_SPEC["query"]) and set(fs.pids.tolist()) == {-1}
+
+
+def test_usage_errors(market_tree, tmp_path, cli):
+    code, _, err = extract(cli, "--dataset", "market1501", "--root", market_tree.root)
+    assert code == 2 and "give either a CHECKPOINT or --model NAME" in err
+    code, _, err = extract(cli, "--model", "resnet5", "--dataset", "market1501")
+    assert code == 2 and "did you mean 'resnet50'" in err
+    code, _, err = extract(
+        cli,
+        "--model",
+        "osnet_x0_25",
+        "--dataset",
+        "market1501",
+        "--root",
+        market_tree.root,
+        "--amp",
+        "fp8",
+    )
+    assert code == 2 and "--amp must be one of off, bf16, fp16" in err
+    code, _, err = extract(cli, tmp_path / "missing.pt", "--dataset", "market1501")
+    assert code == 2 and "checkpoint not found" in err
+
+
+def test_locked_output_exits_75(market_tree, tmp_path, cli):
+    out = tmp_path / "f"
+    with file_lock(out / "market1501-query.h5"):
+        code, _, err = extract(
+            cli,
+            "--model",
+            "osnet_x0_25",
+            "--dataset",
+            "market1501",
+            "--root",
+            market_tree.root,
+            "--out",
+            out,
+            "--subsets",
+            "query",
+            *SMALL,
+        )
+    assert code == 75 and "another reidkit process" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    from reidkit.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, "tiny", seed=0, workers=2)
+    return root
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_file(tiny_synth, tmp_path):
+    # resnet50 is slow enough on the CPU to be killed between its first and last chunk
+    args = (
+        "extract --model resnet50 --dataset synthreid --subsets gallery --height 96 "
+        "--width 48 --batch-size 4 --workers 0 --device cpu".split()
+        + ["--root", tiny_synth]
+    )
+    proc = subprocess.Popen(
+        reidkit_argv(*args, "--out", tmp_path / "killed"),
+        env=reidkit_env(),
+        stderr=subprocess.DEVNULL,
+    )
+    partial = tmp_path / "killed" / "synthreid-gallery.h5.partial"
+    deadline = time.monotonic() + 120
+    while not list(partial.glob("chunk-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "synthreid-gallery.h5").exists()
+    resumed = subprocess.run(
+        reidkit_argv(*args, "--out", tmp_path / "killed", "--json"),
+        env=reidkit_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["files"][0]["resumed"] >= 64
+    straight = subprocess.run(
+        reidkit_argv(*args, "--out", tmp_path / "straight"),
+        env=reidkit_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert straight.returncode == 0
+    with (
+        h5py.File(tmp_path / "killed" / "synthreid-gallery.h5") as a,
+        h5py.File(tmp_path / "straight" / "synthreid-gallery.h5") as b,
+    ):
+        for name in ("features", "pids", "camids", "paths", "dsetids"):
+            assert np.array_equal(a[name][()], b[name][()]), name

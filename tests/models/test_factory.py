@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torchvision.models import resnet50
+
+from reidkit.errors import DataError, MissingInputError, UnknownNameError
+from reidkit.models import create_model, list_models, load_weights, model_info
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_and_runs(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7)
+    x = torch.randn(2, 3, 64, 32)
+    model.train()
+    logits, feature = model(x)
+    assert logits.shape == (2, 7) and feature.shape == (2, model.feature_dim)
+    model.eval()
+    with torch.no_grad():
+        embedding = model(x)
+    assert embedding.shape == (2, model.feature_dim) and torch.isfinite(embedding).all()
+
+
+def test_registry_names_and_suggestions():
+    assert list_models("osnet*") == ["osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25"]
+    assert {"resnet18", "resnet50", "resnet152"} <= set(list_models("resnet*"))
+    with pytest.raises(UnknownNameError, match="did you mean 'osnet_x0_25'"):
+        create_model("osnet_x025", num_classes=3)
+
+
+def test_model_info_counts_parameters_without_the_classifier():
+    info = model_info("resnet50")
+    backbone = resnet50(weights=None)
+    expected = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("fc"))
+    assert info["params"] == expected + 2 * 2048  # plus the BNNeck's scale and shift
+    assert info["feature_dim"] == 2048 and 7 < info["gflops"] < 9
+
+
+def test_models_list_command(cli):
+    code, out, _ = cli("models", "list", "osnet*", "--json")
+    models = {m["name"]: m for m in json.loads(out)["models"]}
+    assert code == 0 and list(models) == list_models("osnet*")
+    assert models["osnet_x1_0"]["feature_dim"] == 512
+    assert models["osnet_x0_25"]["params"] < models["osnet_x1_0"]["params"]
+
+
+def test_torchvision_weights_load_non_strictly(tmp_path):
+    torch.manual_seed(1)
+    source = resnet50(weights=None)
+    torch.save(source.state_dict(), tmp_path / "resnet50.pth")
+    model = create_model("resnet50", num_classes=5)
+    report = load_weights(model, tmp_path / "resnet50.pth")
+    assert "conv1.weight" in report["used"] and "layer4.2.bn3.running_mean" in report["used"]
+    assert sorted(report["skipped"]) == ["fc.bias", "fc.weight"]
+    assert {"bnneck.weight", "classifier.weight"} <= set(report["missing"])
+    assert torch.equal(model.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
+
+
+def test_weights_errors(tmp_path):
+    model = create_model("resnet18", num_classes=2)
+    with pytest.raises(MissingInputError, match="weights file not found"):
+        load_weights(model, tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a zip file at all")
+    with pytest.raises(DataError, match="not a loadable weights file"):
+        load_weights(model, tmp_path / "junk.pth")
+    torch.save({"encoder.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(DataError, match="none of its 1 tensors fit this model"):
+        load_weights(model, tmp_path / "other.pth")
