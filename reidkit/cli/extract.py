@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -86,9 +87,13 @@ def extract(
     workers: Annotated[
         int,
         typer.Option(
-            "--workers", min=0, envvar="REIDKIT_WORKERS", help="DataLoader worker processes."
+            "--workers",
+            min=-1,
+            envvar="REIDKIT_WORKERS",
+            help="DataLoader worker processes; -1: none on the CPU (decoding in turn with "
+            "the model is fastest there), up to 8 with a GPU.",
         ),
-    ] = 2,
+    ] = -1,
     height: Annotated[
         int | None,
         typer.Option(
@@ -124,7 +129,8 @@ def extract(
     """Extract features of a dataset's subsets into OUT/<dataset>-<subset>.h5."""
     from reidkit.features.extractor import extract_dataset
 
-    output.setup(quiet, verbose)
+    # under torchrun, only the first process talks
+    output.setup(quiet or os.environ.get("RANK", "0") != "0", verbose)
     with output.progress_factory() as progress_factory:
         result = extract_dataset(
             checkpoint=checkpoint,
@@ -149,7 +155,8 @@ def extract(
             amp=amp,
             channels_last=channels_last,
         )
-    output.render(result, as_json, extract_report)
+    if os.environ.get("RANK", "0") == "0":
+        output.render(result, as_json, extract_report)
 
 
 def extract_report(result: dict) -> str:

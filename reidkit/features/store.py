@@ -325,6 +325,15 @@ def write_features(
     return writer.finish()
 
 
+def feature_file_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Rows, dimension and attributes of a feature file, without reading the features."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        rows, dim = f["features"].shape
+        return {"rows": int(rows), "dim": int(dim), "attrs": _decode_attrs(f.attrs)}
+
+
 def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = False) -> FeatureSet:
     """Read and validate a feature file.
 

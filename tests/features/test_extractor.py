@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import h5py
@@ -56,7 +57,11 @@ def test_model_features_equal_a_direct_forward(market_tree, tmp_path, cli):
     torch.manual_seed(0)
     model = create_model("osnet_x0_25", num_classes=1).eval()
     images = ImageList([s.path for s in ds.query], 0, ExtractOptions(height=64, width=32))
-    batch = torch.stack([images[i][0] for i in range(len(images))])
+    pixels = torch.stack([images[i][0] for i in range(len(images))])
+    assert pixels.dtype == torch.uint8 and pixels.shape[1:] == (3, 64, 32)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    batch = (pixels.float() / 255 - mean) / std
     with torch.no_grad():
         expected = model(batch).numpy()
     np.testing.assert_allclose(fs.features, expected, atol=1e-5)
@@ -197,11 +202,9 @@ def tiny_synth(tmp_path_factory):
 
 def test_sigkill_then_resume_gives_the_uninterrupted_file(tiny_synth, tmp_path):
     # resnet50 is slow enough on the CPU to be killed between its first and last chunk
-    args = (
-        "extract --model resnet50 --dataset synthreid --subsets gallery --height 96 "
-        "--width 48 --batch-size 4 --workers 0 --device cpu".split()
-        + ["--root", tiny_synth]
-    )
+    args = ["extract", "--model", "resnet50", "--dataset", "synthreid", "--subsets", "gallery",
+            "--height", "96", "--width", "48", "--batch-size", "4", "--workers", "0",
+            "--device", "cpu", "--root", tiny_synth]  # fmt: skip
     proc = subprocess.Popen(
         reidkit_argv(*args, "--out", tmp_path / "killed"),
         env=reidkit_env(),
@@ -235,3 +238,63 @@ def test_sigkill_then_resume_gives_the_uninterrupted_file(tiny_synth, tmp_path):
     ):
         for name in ("features", "pids", "camids", "paths", "dsetids"):
             assert np.array_equal(a[name][()], b[name][()]), name
+
+
+def test_torchrun_two_cpu_processes_write_the_single_process_file(tiny_synth, tmp_path):
+    args = [
+        "extract",
+        "--model",
+        "osnet_x0_25",
+        "--dataset",
+        "synthreid",
+        "--root",
+        tiny_synth,
+        "--height",
+        "64",
+        "--width",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    # one thread per process in both runs: CPU kernels then reduce in the same order
+    single = subprocess.run(
+        reidkit_argv(*args, "--out", tmp_path / "one"),
+        env=reidkit_env(OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+    )
+    assert single.returncode == 0, single.stderr
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "reidkit",
+        *map(str, args),
+        "--out",
+        str(tmp_path / "two"),
+        "--json",
+    ]
+    two = subprocess.run(
+        launcher, env=reidkit_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
+    )
+    assert two.returncode == 0, two.stderr
+    result = json.loads(two.stdout)  # one JSON document: only rank 0 prints
+    assert [f["subset"] for f in result["files"]] == ["query", "gallery"]
+    for subset in ("query", "gallery"):
+        name = f"synthreid-{subset}.h5"
+        with h5py.File(tmp_path / "one" / name) as a, h5py.File(tmp_path / "two" / name) as b:
+            for key in ("features", "pids", "camids", "paths", "dsetids"):
+                assert np.array_equal(a[key][()], b[key][()]), (subset, key)
+            assert a.attrs["provenance"] == b.attrs["provenance"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if not p.name.startswith(".")) == [
+        "synthreid-gallery.h5",
+        "synthreid-query.h5",
+    ]
