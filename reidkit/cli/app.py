@@ -51,12 +51,15 @@ def root(
 
 
 def _register_commands() -> None:
-    from reidkit.cli import completion, datasets, evaluate, extract, models
+    from reidkit.cli import completion, datasets, demo, evaluate, extract, models, train
 
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(models.app, name="models")
+    app.command("train")(train.train)
+    app.command("resume")(train.resume)
     app.command("extract")(extract.extract)
     app.command("evaluate")(evaluate.evaluate)
+    app.command("demo")(demo.demo)
     app.command("completion")(completion.completion)
 
 

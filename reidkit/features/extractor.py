@@ -1,6 +1,7 @@
 """Batched feature extraction into HDF5 feature files: resumable, idempotent, locked.
 
-Images are decoded by DataLoader workers in a fixed order. Rows are flushed in chunks by a
+Images are decoded in a fixed order (in the main process on the CPU, by DataLoader workers
+with a GPU), and rows are flushed in chunks by a
 :class:`~reidkit.features.store.FeatureWriter`, so a killed extraction continues from the
 rows already flushed and finishes with the same file an uninterrupted run writes. A
 complete file whose provenance (checkpoint hash, the exact list of images and labels, the
@@ -53,7 +54,7 @@ class ExtractOptions:
 
 
 class ImageList:
-    """A map-style dataset of image files: (uint8 CHW tensor, sample index, error text).
+    """A map-style dataset of image files: (uint8 HWC tensor, sample index, error text).
 
     Workers hand over uint8 pixels (a quarter of float32's bytes); the batch is normalised
     in one vectorised step by :func:`normalize`.
@@ -74,22 +75,27 @@ class ImageList:
         path = self.paths[i]
         try:
             with Image.open(path) as image:
-                rgb = image.convert("RGB").resize(self.size, Image.BILINEAR)
-            array = np.asarray(rgb).transpose(2, 0, 1)
+                rgb = image if image.mode == "RGB" else image.convert("RGB")
+                array = np.array(rgb.resize(self.size, Image.BILINEAR))  # writable for torch
             error = ""
         except Exception as exc:  # PIL raises many types for corrupt or foreign files
-            array = np.zeros((3, self.size[1], self.size[0]), dtype=np.uint8)
+            array = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
             error = f"{type(exc).__name__}: {exc}"
-        return torch.from_numpy(np.ascontiguousarray(array)), self.offset + i, error
+        return torch.from_numpy(array), self.offset + i, error
 
 
 def normalize(images, options: ExtractOptions):
-    """uint8 (N, 3, H, W) pixels to float32, scaled to [0, 1] and standardised per channel."""
+    """uint8 (N, H, W, 3) pixels to float32 (N, 3, H, W), scaled to [0, 1] and standardised
+    per channel: (x / 255 - mean) / std, as one scale and one shift."""
     import torch
 
-    mean = torch.tensor(options.mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(options.std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    return images.float().div_(255.0).sub_(mean).div_(std)
+    std = torch.tensor(options.std, dtype=torch.float32, device=images.device)
+    mean = torch.tensor(options.mean, dtype=torch.float32, device=images.device)
+    scale, shift = (1.0 / (255.0 * std)).view(1, 3, 1, 1), (mean / std).view(1, 3, 1, 1)
+    # NHWC pixels permuted are already channels_last: keep that layout when it is asked for
+    layout = torch.channels_last if options.channels_last else torch.contiguous_format
+    x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=layout)
+    return x.mul_(scale).sub_(shift)
 
 
 def samples_sha256(samples: list[Sample], root: Path) -> str:
@@ -155,7 +161,6 @@ def extract_subset(
         DataError: an image cannot be read (unless ``skip_bad``).
         LockedError: another process writes the same file.
     """
-
     out = Path(out)
     options.check()
     if not samples:
@@ -544,3 +549,23 @@ def resolve_torch_device(device: str) -> str:
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'", hint="devices: auto, cpu, cuda")
     return device
+
+
+def compute_features(
+    model,
+    samples: list[Sample],
+    options: ExtractOptions,
+    *,
+    device: str = "cpu",
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Features of ``samples`` in memory, as ``extract`` computes them (for evaluation
+    during training). An unreadable image is a DataError naming it."""
+    images = ImageList([s.path for s in samples], 0, options)
+    parts = []
+    for batch, index, errors in batches_in_process(images, batch_size):
+        for i, error in zip(index.tolist(), errors, strict=True):
+            if error:
+                raise DataError(f"cannot read image {samples[i].path}: {error}")
+        parts.append(_forward(model, batch, options, device))
+    return np.concatenate(parts) if parts else np.zeros((0, model.feature_dim), np.float32)

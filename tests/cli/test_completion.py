@@ -46,3 +46,12 @@ def test_dataset_names_complete():
 
 def test_presets_complete():
     assert bash_complete("reidkit datasets synth --preset t") == ["tiny"]
+
+
+def test_model_names_complete():
+    assert bash_complete("reidkit extract --model osnet_x0_") == [
+        "osnet_x0_75",
+        "osnet_x0_5",
+        "osnet_x0_25",
+    ]
+    assert set(bash_complete("reidkit ")) >= {"datasets", "models", "extract", "evaluate"}

@@ -58,10 +58,10 @@ def test_model_features_equal_a_direct_forward(market_tree, tmp_path, cli):
     model = create_model("osnet_x0_25", num_classes=1).eval()
     images = ImageList([s.path for s in ds.query], 0, ExtractOptions(height=64, width=32))
     pixels = torch.stack([images[i][0] for i in range(len(images))])
-    assert pixels.dtype == torch.uint8 and pixels.shape[1:] == (3, 64, 32)
+    assert pixels.dtype == torch.uint8 and pixels.shape[1:] == (64, 32, 3)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    batch = (pixels.float() / 255 - mean) / std
+    batch = (pixels.permute(0, 3, 1, 2).float() / 255 - mean) / std
     with torch.no_grad():
         expected = model(batch).numpy()
     np.testing.assert_allclose(fs.features, expected, atol=1e-5)

@@ -1,0 +1,165 @@
+"""``reidkit train`` and ``reidkit resume``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reidkit.cli import output
+from reidkit.cli.models import complete_model
+from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt, complete_dataset
+
+RunOpt = Annotated[
+    Path,
+    typer.Option(
+        "--run",
+        "--run-dir",
+        file_okay=False,
+        envvar="REIDKIT_RUN",
+        help="The run directory to create (under torchrun write --run-dir: torchrun takes "
+        "--run for an abbreviation of its own --run-path).",
+    ),
+]
+
+
+def train(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Config overrides key=value, e.g. optim.lr=3e-4 data.batch_size=64.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="A YAML config file.", dir_okay=False, show_default=False),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Training dataset (data.dataset).",
+            autocompletion=complete_dataset,
+            show_default=False,
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="Data root (data.root).",
+            envvar=["REIDKIT_ROOT", "REIDKIT_DATA"],
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model name (model.name).",
+            autocompletion=complete_model,
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, show_default=False, help="train.epochs")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, show_default=False, help="data.batch_size")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", show_default=False, help="optim.lr")] = None,
+    run: RunOpt = Path("runs/reid"),
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Start over in an existing run directory.")
+    ] = False,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Show the resolved config and exit.")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train a re-ID model; the run directory keeps config, logs, metrics and weights."""
+    from reidkit.config import dump_config, load_config
+
+    output.setup(quiet or os.environ.get("RANK", "0") != "0", verbose)
+    plain = {
+        "data.dataset": dataset,
+        "data.root": root,
+        "model.name": model,
+        "train.epochs": epochs,
+        "data.batch_size": batch_size,
+        "optim.lr": lr,
+    }
+    settings = [f"{k}={v}" for k, v in plain.items() if v is not None] + list(overrides or [])
+    cfg = load_config(config, settings)
+    if print_config:  # the resolved config is the result: stdout, YAML or JSON
+        if as_json:
+            output.emit_json(cfg.to_dict())
+        else:
+            typer.echo(dump_config(cfg), nl=False)
+        return
+    from reidkit.engine.trainer import train as run_training
+
+    with output.progress("train") as progress:
+        result = run_training(cfg, run, exist_ok=exist_ok, progress=progress)
+    if os.environ.get("RANK", "0") == "0":
+        output.render(result, as_json, train_report)
+
+
+def resume(
+    run: Annotated[
+        Path, typer.Argument(help="The run directory.", file_okay=False, show_default=False)
+    ],
+    max_epoch: Annotated[
+        int | None,
+        typer.Option("--max-epoch", min=1, show_default=False, help="Train up to this epoch."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", show_default=False, help="auto, cpu or cuda.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=-1, show_default=False, help="DataLoader workers."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, show_default=False, help="Images per batch (for memory)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Continue a run from weights/last.pt with its saved config."""
+    from reidkit.engine.trainer import resume as resume_run
+
+    output.setup(quiet or os.environ.get("RANK", "0") != "0", verbose)
+    overrides = {
+        "train.epochs": max_epoch,
+        "train.device": device,
+        "data.workers": workers,
+        "data.batch_size": batch_size,
+    }
+    with output.progress("train") as progress:
+        result = resume_run(run, overrides, progress=progress)
+    if os.environ.get("RANK", "0") == "0":
+        output.render(result, as_json, train_report)
+
+
+def train_report(result: dict) -> str:
+    if result.get("finished"):
+        return (
+            f"{result['run']} finished its {result['epochs']} epochs already; "
+            "--max-epoch N trains further"
+        )
+    best = result.get("best_mAP")
+    best_text = f", best mAP {100 * best:.2f}%" if best is not None else ""
+    return (
+        f"trained {result['run']} to epoch {result['epochs']} ({result['steps']} steps)"
+        f"{best_text}; weights in {Path(result['run']) / 'weights'}"
+    )

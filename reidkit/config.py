@@ -1,0 +1,249 @@
+"""Training configuration: dataclasses, YAML files and dotted ``key=value`` overrides.
+
+    reidkit train --config cfg.yaml optim.lr=3e-4 data.batch_size=64
+
+Overrides are parsed by the type of the field they set (never with eval); an unknown key
+or a value of the wrong type is a UsageError that names the key and suggests the closest
+valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reidkit.errors import UsageError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthreid"
+    root: str = "data"
+    height: int = 256
+    width: int = 128
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    sampler: str = "pk"  # "pk": P identities x K images per batch; "random"
+    batch_size: int = 64
+    num_instances: int = 4  # K of the PK sampler
+    workers: int = -1  # -1: none on the CPU, up to 8 with a GPU
+    flip: float = 0.5  # probability of a horizontal flip
+    pad: int = 10  # pad, then random crop back to size
+    erasing: float = 0.5  # probability of random erasing
+    color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet50"
+    weights: str | None = None  # local file: torchvision state dict or reidkit checkpoint
+    last_stride: int = 1
+    bnneck: bool = True
+
+
+@dataclass
+class LossConfig:
+    softmax: float = 1.0  # weight of the cross-entropy term
+    label_smoothing: float = 0.1
+    triplet: float = 1.0  # weight of the batch-hard triplet term
+    margin: float = 0.3
+    soft_margin: bool = False
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam, amsgrad, sgd
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    base_lr_mult: float = 1.0  # staged learning rates: the pretrained base's share of lr
+    grad_clip: float = 0.0  # max gradient norm, 0: off
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "multistep"  # step, multistep, cosine
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.01
+    milestones: list[int] = field(default_factory=lambda: [40, 70])
+    step_size: int = 40
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 120
+    seed: int = 0
+    deterministic: bool = False
+    amp: str = "off"  # off, bf16, fp16
+    channels_last: bool = False
+    freeze_base_epochs: int = 0  # train only the new layers first
+    device: str = "auto"
+    save_every: int = 0  # also keep weights/epoch-NNN.pt every N epochs, 0: never
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10  # evaluate every N epochs (and after the last), 0: never
+    metric: str = "euclidean"
+    normalize: bool = False
+    protocol: str = "market"
+    flip: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _keys(obj: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _unknown(key: str, config: Config) -> UsageError:
+    close = difflib.get_close_matches(key, _keys(config), n=1, cutoff=0.6)
+    suggestion = f"; did you mean '{close[0]}'?" if close else ""
+    return UsageError(
+        f"unknown config key '{key}'{suggestion}",
+        hint="reidkit train --print-config shows every key",
+    )
+
+
+def _convert(key: str, text: Any, kind: Any) -> Any:
+    """``text`` (a string from the command line, or a YAML value) as the field's type."""
+    import yaml
+
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if text is None or (isinstance(text, str) and text.lower() in ("none", "null", "")):
+            return None
+        return _convert(key, text, options[0])
+    value = yaml.safe_load(text) if isinstance(text, str) and kind is not str else text
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError
+            return value
+        if kind is float:
+            if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+                return float(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            return str(value)
+        if origin is list:
+            (item,) = typing.get_args(kind)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value]
+            if not isinstance(value, list):
+                raise ValueError
+            return [_convert(key, v, item) for v in value]
+    except (ValueError, TypeError):
+        pass
+    name = getattr(kind, "__name__", str(kind))
+    raise UsageError(f"config key '{key}' expects {name}, got {text!r}")
+
+
+def set_value(config: Config, key: str, text: Any) -> None:
+    """Set dotted ``key`` of ``config`` from ``text``, parsed by the field's type."""
+    parts = key.split(".")
+    target: Any = config
+    for part in parts[:-1]:
+        if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
+            raise _unknown(key, config)
+        target = getattr(target, part)
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if parts[-1] not in fields or dataclasses.is_dataclass(getattr(target, parts[-1])):
+        raise _unknown(key, config)
+    hints = typing.get_type_hints(type(target))
+    setattr(target, parts[-1], _convert(key, text, hints[parts[-1]]))
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` strings in order."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(
+                f"override {item!r} is not of the form key=value", hint="for example optim.lr=3e-4"
+            )
+        set_value(config, key.strip(), value.strip())
+    return config
+
+
+def _merge(config: Config, data: dict[str, Any], prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _merge(config, value, f"{dotted}.")
+        else:
+            set_value(config, dotted, value)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Defaults, then the YAML file (if any), then the overrides.
+
+    Raises:
+        MissingInputError: the file does not exist.
+        UsageError: malformed YAML, unknown keys, values of the wrong type.
+    """
+    import yaml
+
+    from reidkit.errors import MissingInputError
+
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise MissingInputError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise UsageError(
+                f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+            ) from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: expected a mapping of config sections")
+        _merge(config, data)
+    return apply_overrides(config, overrides or [])
+
+
+def dump_config(config: Config) -> str:
+    """The config as YAML text (the form ``load_config`` reads back)."""
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

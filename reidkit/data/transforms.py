@@ -1,0 +1,48 @@
+"""Image transforms for training (torchvision v2 on PIL images) and the matching resize."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def train_transform(data: Any):
+    """Resize, random flip, pad and random crop, optional colour jitter, to a normalised
+    tensor, random erasing; ``data`` is a :class:`reidkit.config.DataConfig`."""
+    import torch
+    from torchvision.transforms import v2
+
+    size = (data.height, data.width)
+    steps = [v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR)]
+    if data.flip > 0:
+        steps.append(v2.RandomHorizontalFlip(data.flip))
+    if data.pad > 0:
+        steps += [v2.Pad(data.pad), v2.RandomCrop(size)]
+    if data.color_jitter > 0:
+        c = data.color_jitter
+        steps.append(v2.ColorJitter(brightness=c, contrast=c, saturation=c))
+    steps += [
+        v2.PILToTensor(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(data.mean, data.std),
+    ]
+    if data.erasing > 0:
+        steps.append(v2.RandomErasing(p=data.erasing, value=0))
+    return v2.Compose(steps)
+
+
+class TrainImages:
+    """(image tensor, label) of training samples."""
+
+    def __init__(self, samples, transform) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        sample = self.samples[i]
+        with Image.open(sample.path) as image:
+            rgb = image.convert("RGB")
+        return self.transform(rgb), sample.pid

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import reidkit_argv, reidkit_env
+
+from reidkit.engine.checkpoint import load_checkpoint
+
+FAST = [
+    "data.height=64",
+    "data.width=32",
+    "data.batch_size=16",
+    "data.num_instances=4",
+    "optim.lr=0.003",
+    "schedule.name=multistep",
+    "schedule.milestones=[3]",
+    "schedule.warmup_epochs=1",
+    "eval.every=0",
+    "data.workers=0",
+    "train.device=cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from reidkit.data.synth import generate
+
+    root = tmp_path_factory.mktemp("train")
+    generate(root, "tiny", seed=0, workers=2)
+    return root
+
+
+def train_args(root, run, *extra):
+    return [
+        "train",
+        "--dataset",
+        "synthreid",
+        "--root",
+        root,
+        "--model",
+        "osnet_x0_25",
+        "--run",
+        run,
+        *FAST,
+        *extra,
+    ]
+
+
+def test_run_directory_contents(tiny, tmp_path, cli):
+    run = tmp_path / "run"
+    code, out, err = cli(*train_args(tiny, run, "--epochs", "2", "eval.every=2", "--json"))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["epochs"] == 2 and result["steps"] > 0
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.yaml",
+        "env.json",
+        "metrics.csv",
+        "train.log",
+        "weights",
+    ]
+    assert sorted(p.name for p in (run / "weights").iterdir()) == ["best.pt", "last.pt"]
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[0]["mAP"] == "" and rows[1]["mAP"]
+    assert float(rows[1]["lr"]) == pytest.approx(0.003)
+    assert json.loads((run / "env.json").read_text())["torch"] == torch.__version__
+    assert "epoch 2/2" in (run / "train.log").read_text()
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["model"]["name"] == "osnet_x0_25"
+    assert ckpt["config"]["data"]["height"] == 64  # extract will use the trained size
+    code, _, err = cli(*train_args(tiny, run, "--epochs", "2"))
+    assert code == 2 and "already exists" in err and "reidkit resume" in err
+
+
+def test_resume_after_two_epochs_equals_four_straight(tiny, tmp_path, cli):
+    args = ["train.deterministic=true"]
+    assert cli(*train_args(tiny, tmp_path / "straight", "--epochs", "4", *args))[0] == 0
+    assert cli(*train_args(tiny, tmp_path / "split", "--epochs", "2", *args))[0] == 0
+    code, out, err = cli("resume", tmp_path / "split", "--max-epoch", "4", "--json")
+    assert code == 0, err and json.loads(out)["epochs"] == 4
+    a = load_checkpoint(tmp_path / "straight" / "weights" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")
+    assert a["step"] == b["step"]
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+    code, out, _ = cli("resume", tmp_path / "split", "--json")
+    assert code == 0 and json.loads(out)["finished"] is True
+
+
+def test_config_errors_exit_2(tiny, tmp_path, cli):
+    code, _, err = cli(*train_args(tiny, tmp_path / "r", "optim.lrr=1"))
+    assert code == 2 and "did you mean 'optim.lr'" in err
+    code, out, _ = cli("train", "--print-config", "--lr", "0.01", "--json")
+    assert code == 0 and json.loads(out)["optim"]["lr"] == 0.01
+    code, _, err = cli("resume", tmp_path / "nowhere")
+    assert code == 2 and "not a run directory" in err
+
+
+def test_sigterm_saves_last_and_exits_130_then_resumes(tiny, tmp_path):
+    run = tmp_path / "run"
+    argv = reidkit_argv(*train_args(tiny, run, "--epochs", "30"))
+    proc = subprocess.Popen(
+        argv, env=reidkit_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "reidkit resume" in err
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert 1 <= ckpt["epoch"] < 30
+    done = subprocess.run(
+        reidkit_argv("resume", run, "--max-epoch", str(ckpt["epoch"] + 1), "--json"),
+        env=reidkit_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["epochs"] == ckpt["epoch"] + 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo on loopback")
+def test_torchrun_two_cpu_processes(tiny, tmp_path):
+    run = tmp_path / "ddp"
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "reidkit",
+        *[
+            "--run-dir" if a == "--run" else str(a)
+            for a in train_args(tiny, run, "--epochs", "1", "--json")
+        ],
+    ]
+    done = subprocess.run(
+        launcher, env=reidkit_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # one document: only rank 0 prints
+    assert result["epochs"] == 1
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    single_steps = 160 // 16  # one process would take this many steps per epoch
+    assert 0 < ckpt["step"] <= single_steps // 2 + 1  # each process took half the batches
+    assert not any(k.startswith("module.") for k in ckpt["state_dict"])

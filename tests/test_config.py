@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from reidkit.config import Config, apply_overrides, dump_config, load_config
+from reidkit.errors import MissingInputError, UsageError
+
+
+def test_overrides_are_parsed_by_field_type():
+    config = apply_overrides(
+        Config(),
+        [
+            "optim.lr=3e-4",
+            "data.batch_size=32",
+            "train.deterministic=true",
+            "schedule.milestones=[10, 20]",
+            "model.weights=/w.pth",
+            "data.mean=[0.5, 0.5, 0.5]",
+            "model.name=osnet_x0_25",
+            "schedule.milestones=15",
+        ],
+    )
+    assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float)
+    assert config.data.batch_size == 32 and config.train.deterministic is True
+    assert config.schedule.milestones == [15] and config.model.weights == "/w.pth"
+    assert config.data.mean == [0.5, 0.5, 0.5] and config.model.name == "osnet_x0_25"
+    assert apply_overrides(Config(), ["model.weights=none"]).model.weights is None
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lrr=1", "unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+        ("optimizer.lr=1", "unknown config key 'optimizer.lr'"),
+        ("optim=1", "unknown config key 'optim'"),
+        ("data.batch_size=3.5", "config key 'data.batch_size' expects int, got '3.5'"),
+        ("data.batch_size=many", "config key 'data.batch_size' expects int, got 'many'"),
+        ("train.deterministic=2", "config key 'train.deterministic' expects bool, got '2'"),
+        ("optim.lr=fast", "config key 'optim.lr' expects float, got 'fast'"),
+        ("optim.lr", "override 'optim.lr' is not of the form key=value"),
+    ],
+)
+def test_bad_overrides_are_usage_errors(override, message):
+    with pytest.raises(UsageError) as err:
+        apply_overrides(Config(), [override])
+    assert err.value.message.startswith(message) and err.value.exit_code == 2
+
+
+def test_yaml_round_trip_then_overrides(tmp_path):
+    config = apply_overrides(Config(), ["optim.lr=0.01", "eval.every=2"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text(dump_config(config))
+    loaded = load_config(path, ["data.batch_size=16"])
+    assert loaded.optim.lr == 0.01 and loaded.eval.every == 2 and loaded.data.batch_size == 16
+    assert loaded.to_dict() == apply_overrides(config, ["data.batch_size=16"]).to_dict()
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(MissingInputError):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: [1, 2\n")
+    with pytest.raises(UsageError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("optim:\n  learning_rate: 1\n")
+    with pytest.raises(UsageError, match=r"unknown config key 'optim\.learning_rate'"):
+        load_config(wrong)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(UsageError, match="expected a mapping"):
+        load_config(tmp_path / "list.yaml")
