@@ -93,6 +93,21 @@ def reidkit_argv(*argv) -> list[str]:
     return [sys.executable, "-m", "reidkit", *map(str, argv)]
 
 
+def torchrun_argv(processes: int, *argv) -> list[str]:
+    """``python -m reidkit ARGV`` under torchrun with ``processes`` local processes."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(processes),
+        "-m",
+        "reidkit",
+        *map(str, argv),
+    ]
+
+
 def run_reidkit(
     *argv, env: dict | None = None, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:

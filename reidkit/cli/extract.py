@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -129,8 +128,7 @@ def extract(
     """Extract features of a dataset's subsets into OUT/<dataset>-<subset>.h5."""
     from reidkit.features.extractor import extract_dataset
 
-    # under torchrun, only the first process talks
-    output.setup(quiet or os.environ.get("RANK", "0") != "0", verbose)
+    output.setup(quiet or not output.is_main_process(), verbose)
     with output.progress_factory() as progress_factory:
         result = extract_dataset(
             checkpoint=checkpoint,
@@ -155,7 +153,7 @@ def extract(
             amp=amp,
             channels_last=channels_last,
         )
-    if os.environ.get("RANK", "0") == "0":
+    if output.is_main_process():
         output.render(result, as_json, extract_report)
 
 

@@ -48,6 +48,11 @@ def console():
 _CONSOLE = None
 
 
+def is_main_process() -> bool:
+    """False in the second and later processes torchrun starts: only the first one talks."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def reset() -> None:
     """Forget the verbosity of an earlier command (several runs in one process)."""
     STATE.quiet = STATE.verbose = False

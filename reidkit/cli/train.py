@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -85,7 +84,7 @@ def train(
     """Train a re-ID model; the run directory keeps config, logs, metrics and weights."""
     from reidkit.config import dump_config, load_config
 
-    output.setup(quiet or os.environ.get("RANK", "0") != "0", verbose)
+    output.setup(quiet or not output.is_main_process(), verbose)
     plain = {
         "data.dataset": dataset,
         "data.root": root,
@@ -106,7 +105,7 @@ def train(
 
     with output.progress("train") as progress:
         result = run_training(cfg, run, exist_ok=exist_ok, progress=progress)
-    if os.environ.get("RANK", "0") == "0":
+    if output.is_main_process():
         output.render(result, as_json, train_report)
 
 
@@ -138,7 +137,7 @@ def resume(
     """Continue a run from weights/last.pt with its saved config."""
     from reidkit.engine.trainer import resume as resume_run
 
-    output.setup(quiet or os.environ.get("RANK", "0") != "0", verbose)
+    output.setup(quiet or not output.is_main_process(), verbose)
     overrides = {
         "train.epochs": max_epoch,
         "train.device": device,
@@ -147,7 +146,7 @@ def resume(
     }
     with output.progress("train") as progress:
         result = resume_run(run, overrides, progress=progress)
-    if os.environ.get("RANK", "0") == "0":
+    if output.is_main_process():
         output.render(result, as_json, train_report)
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import reidkit_argv, reidkit_env
+from conftest import reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.engine.checkpoint import load_checkpoint
 
@@ -134,14 +134,7 @@ def test_sigterm_saves_last_and_exits_130_then_resumes(tiny, tmp_path):
 def test_torchrun_two_cpu_processes(tiny, tmp_path):
     run = tmp_path / "ddp"
     launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "reidkit",
+        *torchrun_argv(2),
         *[
             "--run-dir" if a == "--run" else str(a)
             for a in train_args(tiny, run, "--epochs", "1", "--json")

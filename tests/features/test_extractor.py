@@ -5,14 +5,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import MARKET_SPEC, reidkit_argv, reidkit_env
+from conftest import MARKET_SPEC, reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.data import load_dataset
 from reidkit.engine.checkpoint import model_spec, save_checkpoint
@@ -269,14 +268,7 @@ def test_torchrun_two_cpu_processes_write_the_single_process_file(tiny_synth, tm
     )
     assert single.returncode == 0, single.stderr
     launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "reidkit",
+        *torchrun_argv(2),
         *map(str, args),
         "--out",
         str(tmp_path / "two"),
