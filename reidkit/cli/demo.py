@@ -29,8 +29,11 @@ def demo(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Render the synthetic dataset, train a small model, extract, evaluate: the trained
-    model next to the same model untrained."""
+    """Run the whole pipeline on synthetic data: trained model vs the same model untrained.
+
+    Renders synthreid (preset small), trains a small OSNet, extracts query and gallery
+    features of both models and evaluates them.
+    """
     from reidkit.engine.demo import run_demo
 
     output.setup(quiet, verbose)
