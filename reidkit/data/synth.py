@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 NAME = "synthreid"
 MARKER = "synthreid.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: milder light, colour cast, saturation and gamma per camera
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 JPEG_QUALITY = 90
 PIDS_BY_KIND = {"distractor": 0, "junk": -1}
@@ -317,6 +317,8 @@ def generate(
                 if marker
                 else "no synthreid.json marker"
             )
+            if marker and marker.get("generator") != GENERATOR_VERSION:
+                made += f", generator version {marker.get('generator')}, now {GENERATOR_VERSION}"
             raise UsageError(
                 f"{final} already exists ({made})",
                 hint="pass --force to replace it, or choose another --root",

@@ -230,7 +230,7 @@ def random_camera(index: int, rng: np.random.Generator) -> Camera:
     # irrational steps in the index spread hues, casts and light levels of neighbouring cameras
     style = STYLES[index % len(STYLES)]
     wall_h = rng.uniform(0.2, 0.4) if style == "foliage" else index * 0.618 + rng.uniform(0, 0.15)
-    cast_h, amp = 0.5 + index * 0.382 + rng.uniform(-0.08, 0.08), rng.uniform(0.15, 0.38)
+    cast_h, amp = 0.5 + index * 0.382 + rng.uniform(-0.08, 0.08), rng.uniform(0.06, 0.16)
     gains = tuple(1 + amp * math.cos(2 * math.pi * (cast_h - c / 3)) for c in range(3))
     lo = rng.uniform(0.72, 0.86)
     return Camera(
@@ -241,10 +241,10 @@ def random_camera(index: int, rng: np.random.Generator) -> Camera:
         accent=_hsv(wall_h + rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.95)),
         horizon=rng.uniform(0.55, 0.8),
         texture_seed=int(rng.integers(2**31)),
-        light=0.5 + 0.9 * ((index * 0.414214 + rng.uniform(0, 0.2)) % 1.0),
+        light=0.75 + 0.45 * ((index * 0.414214 + rng.uniform(0, 0.2)) % 1.0),
         gains=gains,
-        saturation=rng.uniform(0.5, 1.3),
-        gamma=rng.uniform(0.75, 1.3),
+        saturation=rng.uniform(0.8, 1.15),
+        gamma=rng.uniform(0.85, 1.15),
         blur=rng.uniform(0.0, 1.5),
         noise_sigma=rng.uniform(0.0, 12.0),
         scale_range=(lo, lo + rng.uniform(0.06, 0.14)),

@@ -120,6 +120,17 @@ def test_rerun_is_up_to_date_and_other_settings_need_force(tiny, cli):
     assert "already exists (preset tiny, seed 0)" in err and "--force" in err
 
 
+def test_older_generator_needs_force_and_says_why(tmp_path):
+    generate(tmp_path, "tiny", seed=0, workers=2)
+    marker_path = tmp_path / "synthreid" / "synthreid.json"
+    marker = json.loads(marker_path.read_text())
+    marker["generator"] -= 1
+    marker_path.write_text(json.dumps(marker))
+    with pytest.raises(UsageError, match="generator version") as err:
+        generate(tmp_path, "tiny", seed=0, workers=2)
+    assert "--force" in err.value.hint
+
+
 def test_force_replaces_existing(tmp_path):
     generate(tmp_path, "tiny", seed=0, workers=2)
     before = digest(tmp_path / "synthreid")

@@ -150,3 +150,40 @@ def test_torchrun_two_cpu_processes(tiny, tmp_path):
     single_steps = 160 // 16  # one process would take this many steps per epoch
     assert 0 < ckpt["step"] <= single_steps // 2 + 1  # each process took half the batches
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
+
+
+def test_training_learns_on_the_tiny_preset(tiny, tmp_path, cli):
+    """The learning check, small and quick: 25 epochs of cross-entropy on 160 images beat
+    the same model untrained (measured: mAP 0.150 against 0.072)."""
+    code, out, err = cli(
+        "train", "--dataset", "synthreid", "--root", tiny, "--model", "osnet_x0_25",
+        "--epochs", "25", "--run", tmp_path / "learn", "data.height=128", "data.width=64",
+        "data.batch_size=16", "data.pad=5", "data.erasing=0", "loss.triplet=0",
+        "optim.lr=0.003", "schedule.name=cosine", "schedule.warmup_epochs=1", "eval.every=25",
+        "data.workers=0", "train.device=cpu", "--json")  # fmt: skip
+    assert code == 0, err
+    trained = json.loads(out)["last"]["mAP"]
+    code, _, err = cli(
+        "extract",
+        "--model",
+        "osnet_x0_25",
+        "--dataset",
+        "synthreid",
+        "--root",
+        tiny,
+        "--out",
+        tmp_path / "untrained",
+        "--height",
+        "128",
+        "--width",
+        "64",
+    )
+    assert code == 0, err
+    code, out, _ = cli(
+        "evaluate",
+        tmp_path / "untrained" / "synthreid-query.h5",
+        tmp_path / "untrained" / "synthreid-gallery.h5",
+        "--json",
+    )
+    untrained = json.loads(out)["mAP"]
+    assert trained >= untrained + 0.04, (trained, untrained)
