@@ -166,6 +166,7 @@ class Trainer:
         )
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best = -1.0
+        self._tb: Any = None  # a SummaryWriter once made; False when TensorBoard is absent
 
     # -- set-up -------------------------------------------------------------------------
     def _seed(self, seed: int) -> None:
@@ -413,7 +414,23 @@ class Trainer:
         )
         return {"mAP": round(result.mAP, 5), "rank1": round(result.cmc[1], 5)}
 
+    def _tensorboard(self, row: dict[str, Any]) -> None:
+        """Scalars under RUN/tb when TensorBoard is installed (the ``tb`` extra)."""
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.run / "tb"))
+        if self._tb:
+            for key in METRIC_FIELDS[1:]:
+                if isinstance(row.get(key), (int, float)):
+                    self._tb.add_scalar(key, row[key], row["epoch"])
+            self._tb.flush()
+
     def _record(self, row: dict[str, Any]) -> None:
+        self._tensorboard(row)
         path = self.run / "metrics.csv"
         rows = []
         if path.exists():

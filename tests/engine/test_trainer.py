@@ -63,6 +63,7 @@ def test_run_directory_contents(tiny, tmp_path, cli):
         "config.yaml",
         "env.json",
         "metrics.csv",
+        "tb",
         "train.log",
         "weights",
     ]
@@ -73,6 +74,12 @@ def test_run_directory_contents(tiny, tmp_path, cli):
     assert float(rows[1]["lr"]) == pytest.approx(0.003)
     assert json.loads((run / "env.json").read_text())["torch"] == torch.__version__
     assert "epoch 2/2" in (run / "train.log").read_text()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2]
+    assert events.Scalars("mAP")[0].value == pytest.approx(float(rows[1]["mAP"]), abs=1e-6)
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["model"]["name"] == "osnet_x0_25"
     assert ckpt["config"]["data"]["height"] == 64  # extract will use the trained size
