@@ -194,3 +194,42 @@ def test_training_learns_on_the_tiny_preset(tiny, tmp_path, cli):
     )
     untrained = json.loads(out)["mAP"]
     assert trained >= untrained + 0.04, (trained, untrained)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["train.amp=bf16", "train.channels_last=true"],
+        ["optim.name=sgd", "optim.nesterov=true", "optim.grad_clip=1.0", "schedule.name=cosine"],
+        [
+            "optim.name=amsgrad",
+            "data.sampler=random",
+            "loss.soft_margin=true",
+            "data.color_jitter=0.2",
+            "schedule.name=step",
+            "schedule.step_size=1",
+        ],
+    ],
+)
+def test_training_options_run_and_stay_finite(tiny, tmp_path, cli, options):
+    code, out, err = cli(*train_args(tiny, tmp_path / "r", "--epochs", "1", *options, "--json"))
+    assert code == 0, err
+    last = json.loads(out)["last"]
+    assert last["loss"] > 0 and last["loss"] == last["loss"]  # finite, not NaN
+
+
+def test_frozen_base_trains_only_the_new_layers(tiny, tmp_path, cli):
+    import torch
+
+    from reidkit.models import create_model
+
+    code, _, err = cli(
+        *train_args(tiny, tmp_path / "r", "--epochs", "1", "train.freeze_base_epochs=1")
+    )
+    assert code == 0, err
+    trained = load_checkpoint(tmp_path / "r" / "weights" / "last.pt")["state_dict"]
+    torch.manual_seed(0)
+    initial = create_model("osnet_x0_25", num_classes=16).state_dict()
+    conv = next(k for k in initial if k.endswith("weight") and initial[k].dim() == 4)
+    assert torch.equal(trained[conv], initial[conv])  # the base did not move
+    assert not torch.equal(trained["classifier.weight"], initial["classifier.weight"])
