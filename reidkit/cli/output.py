@@ -113,7 +113,7 @@ def log_interval() -> float:
 def progress(description: str) -> Iterator[ProgressFn]:
     """A ``progress(done, total)`` callback that renders as a bar or as log lines."""
     if STATE.quiet:
-        yield lambda done, total: None
+        yield lambda done, total, note="": None
     elif stderr_is_terminal():
         from rich.progress import (
             BarColumn,
@@ -134,8 +134,9 @@ def progress(description: str) -> Iterator[ProgressFn]:
         with Progress(*columns, console=console()) as bar:
             task = bar.add_task(description, total=None)
 
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+            def update(done: int, total: int, note: str = "") -> None:
+                text = f"{description} {note}" if note else description
+                bar.update(task, completed=done, total=total, description=text)
 
             yield update
     else:
@@ -160,7 +161,7 @@ class _LogLines:
         self.start = self.last = time.monotonic()
         self.log = logging.getLogger("reidkit.progress")
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, note: str = "") -> None:
         now = time.monotonic()
         if done < total and now - self.last < self.interval:
             return
@@ -172,8 +173,9 @@ class _LogLines:
         eta = (total - done) / rate if rate > 0 else 0.0
         pct = 100.0 * done / total if total else 100.0
         self.log.info(
-            "%s: %d/%d (%.0f%%) %.1f/s, %.0fs elapsed, eta %.0fs",
+            "%s%s: %d/%d (%.0f%%) %.1f/s, %.0fs elapsed, eta %.0fs",
             self.description,
+            f" {note}" if note else "",
             done,
             total,
             pct,

@@ -315,7 +315,9 @@ class Trainer:
                     sums["ce"] += parts.get("ce", 0.0) * n
                     sums["triplet"] += parts.get("triplet", 0.0) * n
                     sums["acc"] += float((logits.argmax(1) == labels).float().sum())
-                    self.progress(self.epoch * total + b + 1, c.train.epochs * total)
+                    # one bar over the run (its ETA is the run's), the epoch and loss beside it
+                    note = f"epoch {self.epoch + 1}/{c.train.epochs} loss {sums['loss'] / seen:.3f}"
+                    self.progress(self.epoch * total + b + 1, c.train.epochs * total, note)
                     if stop.signal is not None:
                         if self.rank == 0:
                             self.save("last.pt")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def test_run_directory_contents(tiny, tmp_path, cli):
     run = tmp_path / "run"
     code, out, err = cli(*train_args(tiny, run, "--epochs", "2", "eval.every=2", "--json"))
     assert code == 0, err
+    assert re.search(r"INFO train epoch 2/2 loss \d+\.\d+: (\d+)/\1 \(100%\)", err)  # progress
     result = json.loads(out)
     assert result["epochs"] == 2 and result["steps"] > 0
     assert sorted(p.name for p in run.iterdir()) == [
