@@ -70,6 +70,9 @@ def train(
         int | None, typer.Option("--batch-size", min=1, show_default=False, help="data.batch_size")
     ] = None,
     lr: Annotated[float | None, typer.Option("--lr", show_default=False, help="optim.lr")] = None,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Reproducible on the CPU (train.deterministic).")
+    ] = False,
     run: RunOpt = Path("runs/reid"),
     exist_ok: Annotated[
         bool, typer.Option("--exist-ok", help="Start over in an existing run directory.")
@@ -92,6 +95,7 @@ def train(
         "train.epochs": epochs,
         "data.batch_size": batch_size,
         "optim.lr": lr,
+        "train.deterministic": True if deterministic else None,
     }
     settings = [f"{k}={v}" for k, v in plain.items() if v is not None] + list(overrides or [])
     cfg = load_config(config, settings)

@@ -107,8 +107,9 @@ def test_resume_after_two_epochs_equals_four_straight(tiny, tmp_path, cli):
 def test_config_errors_exit_2(tiny, tmp_path, cli):
     code, _, err = cli(*train_args(tiny, tmp_path / "r", "optim.lrr=1"))
     assert code == 2 and "did you mean 'optim.lr'" in err
-    code, out, _ = cli("train", "--print-config", "--lr", "0.01", "--json")
+    code, out, _ = cli("train", "--print-config", "--lr", "0.01", "--deterministic", "--json")
     assert code == 0 and json.loads(out)["optim"]["lr"] == 0.01
+    assert json.loads(out)["train"]["deterministic"] is True
     code, _, err = cli("resume", tmp_path / "nowhere")
     assert code == 2 and "not a run directory" in err
 
