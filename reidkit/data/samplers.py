@@ -13,7 +13,35 @@ from collections.abc import Iterator
 import numpy as np
 
 
-class PKSampler:
+class _EpochBatches:
+    """What both samplers share: batches fixed by (seed, epoch), the same number of them
+    for every process, every world-th one for this process, and skipping the batches a
+    resumed run already trained."""
+
+    def __init__(self, seed: int, rank: int, world: int) -> None:
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+        self.skip = 0  # batches of this epoch already trained (a resumed run)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        raise NotImplementedError
+
+    def _mine(self) -> list[list[int]]:
+        # every process must take the same number of steps, or DDP waits forever
+        batches = self._batches()
+        return batches[: len(batches) // self.world * self.world][self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._mine()[self.skip :])
+
+    def __len__(self) -> int:
+        return len(self._mine())
+
+
+class PKSampler(_EpochBatches):
     """Batches of P identities x K images (Hermans et al., 2017).
 
     Each epoch shuffles every identity's images, cuts them into groups of K (drawing with
@@ -38,6 +66,7 @@ class PKSampler:
         rank: int = 0,
         world: int = 1,
     ) -> None:
+        super().__init__(seed, rank, world)
         if num_instances < 1 or batch_size % num_instances:
             raise ValueError(f"batch size {batch_size} must be a multiple of K={num_instances}")
         self.by_label: dict[int, list[int]] = defaultdict(list)
@@ -49,12 +78,6 @@ class PKSampler:
             raise ValueError(
                 f"a batch needs {self.p} identities but there are only {len(self.by_label)}"
             )
-        self.seed, self.rank, self.world = seed, rank, world
-        self.epoch = 0
-        self.skip = 0  # batches of this epoch already trained (a resumed run)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -76,41 +99,17 @@ class PKSampler:
             batches.append([i for label in chosen for i in groups[int(label)].pop()])
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._mine()[self.skip :])
 
-    def __len__(self) -> int:
-        return len(self._mine())
-
-    def _mine(self) -> list[list[int]]:
-        # every process must take the same number of steps, or DDP waits forever
-        batches = self._batches()
-        return batches[: len(batches) // self.world * self.world][self.rank :: self.world]
-
-
-class RandomBatchSampler:
+class RandomBatchSampler(_EpochBatches):
     """Shuffled batches of ``batch_size`` (the last partial batch dropped)."""
 
     def __init__(
         self, size: int, batch_size: int, *, seed: int = 0, rank: int = 0, world: int = 1
     ) -> None:
+        super().__init__(seed, rank, world)
         self.size, self.batch_size = size, batch_size
-        self.seed, self.rank, self.world = seed, rank, world
-        self.epoch = 0
-        self.skip = 0  # batches of this epoch already trained (a resumed run)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _batches(self) -> list[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
         n = self.size // self.batch_size
         return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(n)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        batches = batches[: len(batches) // self.world * self.world]  # equal steps per process
-        return iter(batches[self.rank :: self.world][self.skip :])
-
-    def __len__(self) -> int:
-        return self.size // self.batch_size // self.world
