@@ -67,6 +67,24 @@ def save_checkpoint(
     return path
 
 
+def load_torch_file(path: str | os.PathLike[str], what: str, hint: str | None = None) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU, with one-line errors naming the file.
+
+    Raises:
+        MissingInputError: no such file ("``what`` not found").
+        DataError: torch cannot load it safely.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{what} not found: {path}", hint=hint)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
+        raise DataError(f"{path}: not a loadable {what} ({type(exc).__name__}: {exc})") from None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint safely (weights_only) and check its format.
 
@@ -74,17 +92,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         MissingInputError: no such file.
         DataError: unreadable, or not a reidkit checkpoint.
     """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise DataError(
-            f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+    checkpoint = load_torch_file(path, "checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise DataError(
             f"{path}: not a reidkit checkpoint (no format '{FORMAT}')",

@@ -50,12 +50,9 @@ METRIC_FIELDS = (
 
 def model_kwargs(config: Config) -> dict[str, Any]:
     """The model options of the config that the chosen model accepts."""
-    from reidkit.models.factory import MODELS
+    from reidkit.models.factory import model_class
 
-    module, cls = MODELS.get(config.model.name).builder.split(":")
-    import importlib
-
-    accepted = inspect.signature(getattr(importlib.import_module(module), cls)).parameters
+    accepted = inspect.signature(model_class(config.model.name)).parameters
     wanted = {"last_stride": config.model.last_stride, "bnneck": config.model.bnneck}
     return {k: v for k, v in wanted.items() if k in accepted}
 
@@ -125,12 +122,13 @@ class Trainer:
         import torch
 
         from reidkit.data import load_dataset
-        from reidkit.features.extractor import init_distributed, resolve_torch_device
+        from reidkit.features.extractor import init_distributed
+        from reidkit.metrics.distance import resolve_device
         from reidkit.models import create_model, load_weights
 
         self.config, self.run, self.progress = config, Path(run), progress
         c = config
-        self.device = init_distributed(resolve_torch_device(c.train.device))
+        self.device = init_distributed(resolve_device(c.train.device))
         self.rank, self.world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()

@@ -26,6 +26,7 @@ from reidkit.data.sample import Sample
 from reidkit.errors import DataError, UsageError
 from reidkit.features.store import FeatureWriter, feature_file_info, read_features
 from reidkit.fileio import file_lock
+from reidkit.metrics.distance import resolve_device
 from reidkit.progress import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -451,7 +452,7 @@ def extract_dataset(
         **{k: v for k, v in kwargs.items() if k in option_keys},
     )
     run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
-    device = resolve_torch_device(device)
+    device = resolve_device(device)
     device = init_distributed(device)
     if run_kwargs.get("workers", 0) < 0:
         run_kwargs["workers"] = 0 if device == "cpu" else min(8, os.cpu_count() or 1)
@@ -532,22 +533,6 @@ def init_distributed(device: str) -> str:
         dist.init_process_group("nccl")
         return f"cuda:{local}"
     dist.init_process_group("gloo")
-    return device
-
-
-def resolve_torch_device(device: str) -> str:
-    """ "auto" is cuda when available, else cpu; asking for cuda without one is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            "--device cuda was asked for but no CUDA device is available",
-            hint="use --device cpu or auto",
-        )
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device '{device}'", hint="devices: auto, cpu, cuda")
     return device
 
 

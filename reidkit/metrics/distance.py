@@ -37,7 +37,7 @@ def resolve_device(device: str) -> str:
     """ "auto" becomes "cuda" when a usable GPU is present, else "cpu".
 
     torch is imported only when an NVIDIA device node exists, so CPU-only evaluation
-    starts fast.
+    starts fast. Evaluation, extraction and training all resolve their device here.
     """
     if device not in DEVICES:
         raise UsageError(f"unknown device '{device}'", hint=f"devices: {', '.join(DEVICES)}")

@@ -10,10 +10,9 @@ import importlib
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from reidkit.errors import DataError, MissingInputError
+from reidkit.errors import DataError
 from reidkit.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -50,16 +49,19 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
+def model_class(name: str):
+    """The class that builds model ``name`` (imported on demand)."""
+    module, cls = MODELS.get(name).builder.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def create_model(name: str, num_classes: int, **kwargs: Any):
     """Build model ``name`` with ``num_classes`` outputs (random initialisation).
 
     Raises:
         UnknownNameError: ``name`` is not registered (with a suggestion).
     """
-    entry = MODELS.get(name)
-    module, cls = entry.builder.split(":")
-    builder = getattr(importlib.import_module(module), cls)
-    return builder(num_classes=num_classes, **{**entry.kwargs, **kwargs})
+    return model_class(name)(num_classes=num_classes, **{**MODELS.get(name).kwargs, **kwargs})
 
 
 def model_info(name: str, height: int = 256, width: int = 128) -> dict[str, Any]:
@@ -94,17 +96,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict:
     """
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(
-            f"weights file not found: {path}", hint="initial weights come only from a local file"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise DataError(
-            f"{path}: not a loadable weights file ({type(exc).__name__}: {exc})"
-        ) from None
+    from reidkit.engine.checkpoint import load_torch_file
+
+    obj = load_torch_file(path, "weights file", hint="initial weights come only from a local file")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
