@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,6 +40,23 @@ def publish(tmp: Path, path: Path) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def replace_folder(staging: Path, final: Path) -> None:
+    """Make the finished folder ``staging`` become ``final``, replacing any old one.
+
+    Two renames: the old folder is moved aside first and removed only once the new one is
+    in place, so ``final`` is at every moment either the old or the new folder, whole.
+    """
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, final)
+    fsync_dir(final.parent)
 
 
 def _umask() -> int:

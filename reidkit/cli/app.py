@@ -51,7 +51,7 @@ def root(
 
 
 def _register_commands() -> None:
-    from reidkit.cli import completion, datasets, demo, evaluate, extract, models, train
+    from reidkit.cli import completion, datasets, demo, evaluate, extract, models, train, visrank
 
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(models.app, name="models")
@@ -59,6 +59,8 @@ def _register_commands() -> None:
     app.command("resume")(train.resume)
     app.command("extract")(extract.extract)
     app.command("evaluate")(evaluate.evaluate)
+    app.command("visrank")(visrank.visrank)
+    app.command("compare")(visrank.compare)
     app.command("demo")(demo.demo)
     app.command("completion")(completion.completion)
 

@@ -32,7 +32,8 @@ def demo(
     """Run the whole pipeline on synthetic data: trained model vs the same model untrained.
 
     Renders synthreid (preset small), trains a small OSNet, extracts query and gallery
-    features of both models and evaluates them.
+    features of both models, evaluates them, overlays their CMC curves and draws the
+    trained model's worst ranked lists.
     """
     from reidkit.engine.demo import run_demo
 
@@ -50,5 +51,7 @@ def demo_report(result: dict) -> str:
             f"  trained:   mAP {100 * t['mAP']:5.1f}%   rank-1 {100 * t['rank1']:5.1f}%",
             f"  untrained: mAP {100 * u['mAP']:5.1f}%   rank-1 {100 * u['rank1']:5.1f}%",
             "  features: " + ", ".join(result["features"]),
+            f"  ranked lists: {result['visrank']}",
+            f"  CMC curves:   {result['cmc_plot']}",
         ]
     )

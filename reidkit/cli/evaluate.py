@@ -40,6 +40,9 @@ ProtocolOpt = Annotated[
         autocompletion=lambda: ["market", "cuhk03", "none"],
     ),
 ]
+RanksOpt = Annotated[
+    str, typer.Option("--ranks", help="CMC ranks to report.", envvar="REIDKIT_RANKS")
+]
 RerankOpt = Annotated[
     bool,
     typer.Option(
@@ -73,9 +76,7 @@ def evaluate(
     metric: MetricOpt = "euclidean",
     normalize: NormalizeOpt = False,
     protocol: ProtocolOpt = "market",
-    ranks: Annotated[
-        str, typer.Option("--ranks", help="CMC ranks to report.", envvar="REIDKIT_RANKS")
-    ] = "1,5,10,20",
+    ranks: RanksOpt = "1,5,10,20",
     rerank: RerankOpt = False,
     k1: K1Opt = 20,
     k2: K2Opt = 6,

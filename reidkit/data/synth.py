@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ from pathlib import Path
 from reidkit.data.market_style import NamingRule, parse_market_layout
 from reidkit.data.sample import Dataset, DatasetSpec
 from reidkit.errors import UsageError
-from reidkit.fileio import file_lock, fsync_dir, write_text_atomic
+from reidkit.fileio import file_lock, fsync_dir, replace_folder, write_text_atomic
+from reidkit.parallel import imap_workers
 from reidkit.progress import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -198,13 +198,6 @@ def _init_worker(world) -> None:
     _WORLD = world
 
 
-def _init_pool_worker(world) -> None:
-    # Workers leave stopping to the parent, which terminates them on Ctrl-C or SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _init_worker(world)
-
-
 def render_job(job: Job, world) -> bytes:
     """The JPEG bytes of one planned image."""
     import io
@@ -333,15 +326,7 @@ def generate(
         rendered = _render_all(jobs, make_world(spec, seed), staging, workers, progress)
         for folder in FOLDERS.values():
             fsync_dir(staging / folder)
-        if final.exists():
-            old = root / f".{NAME}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(staging, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, final)
-        fsync_dir(root)
+        replace_folder(staging, final)
     seconds = time.perf_counter() - start
     log.debug(
         "synthreid: %d images in %s (%.1f s, %.0f images/s rendered)",
@@ -365,28 +350,16 @@ def generate(
 def _render_all(
     jobs: list[Job], world, staging: Path, workers: int | None, progress: ProgressFn
 ) -> int:
-    workers = max(1, workers or os.cpu_count() or 1)
     tasks = [(job, str(staging)) for job in jobs]
-    done = rendered = 0
+    rendered = 0
     progress(0, len(jobs))
-    if workers == 1:
-        _init_worker(world)
-        results = map(_write_job, tasks)
-        pool = None
-    else:
-        import multiprocessing
-
-        pool = multiprocessing.get_context("fork").Pool(workers, _init_pool_worker, (world,))
-        results = pool.imap_unordered(_write_job, tasks, chunksize=32)
-    try:
-        for new in results:
-            rendered += new
-            done += 1
-            if done % 64 == 0 or done == len(jobs):
-                progress(done, len(jobs))
-    finally:
-        if pool is not None:
-            pool.terminate()
+    results = imap_workers(
+        _write_job, tasks, workers, initializer=_init_worker, initargs=(world,), chunksize=32
+    )
+    for done, new in enumerate(results, 1):
+        rendered += new
+        if done % 64 == 0 or done == len(jobs):
+            progress(done, len(jobs))
     return rendered
 
 

@@ -2,17 +2,20 @@
 
 Renders synthreid (preset small), trains a small OSNet for a few epochs, extracts query and
 gallery features of the trained model and of the same model untrained (its starting
-weights), and evaluates both. Every stage is the library's own, and reruns reuse what is
-already there.
+weights), and evaluates both; saves both evaluations with their CMC curves overlaid
+(eval/), and draws the trained model's worst ranked lists with an HTML index (vis/). Every
+stage is the library's own, and reruns reuse what is already there.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from reidkit.config import Config, apply_overrides
+from reidkit.fileio import write_text_atomic
 from reidkit.progress import no_progress
 
 # Cross-entropy alone: on synthreid from scratch, the batch-hard triplet term (margin 0.3 on
@@ -34,6 +37,7 @@ DEMO_SETTINGS = [
     "train.epochs=20",
     "eval.every=5",
 ]
+DEMO_VISRANK_QUERIES = 12
 
 
 def demo_config(root: Path, epochs: int | None = None) -> Config:
@@ -52,6 +56,8 @@ def run_demo(
     from reidkit.engine.trainer import resume, train
     from reidkit.features.extractor import extract_dataset
     from reidkit.metrics.evaluate import evaluate_files
+    from reidkit.vis.plots import compare_results
+    from reidkit.vis.visrank import visrank_files
 
     start = time.perf_counter()
     out = Path(out)
@@ -84,15 +90,25 @@ def run_demo(
         out_dir=out / "feats" / "untrained",
         **common,
     )
-    scores = {}
+    scores, saved = {}, []
     for label, result in (("trained", trained), ("untrained", untrained)):
         files = {f["subset"]: f["file"] for f in result["files"]}
         metrics = evaluate_files(files["query"], files["gallery"], device="cpu")
         scores[label] = {"mAP": metrics["mAP"], "rank1": metrics["cmc"]["1"]}
+        saved.append(out / "eval" / f"{label}.json")
+        write_text_atomic(saved[-1], json.dumps(metrics, indent=2) + "\n")
+        if label == "trained":
+            vis = visrank_files(
+                files["query"], files["gallery"], out / "vis", num_queries=DEMO_VISRANK_QUERIES,
+                html=True, device="cpu", progress_factory=progress_factory,
+            )  # fmt: skip
+    compare_results(saved, plot=out / "eval" / "cmc.png")
     features = [f["file"] for r in (trained, untrained) for f in r["files"]]
     return {
         **scores,
         "seconds": round(time.perf_counter() - start, 1),
         "run": str(run),
         "features": features,
+        "visrank": str(out / "vis" / vis["index_html"]),
+        "cmc_plot": str(out / "eval" / "cmc.png"),
     }

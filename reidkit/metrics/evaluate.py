@@ -7,6 +7,7 @@ import csv
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,24 @@ def check_rerank_options(k1: int, k2: int, lambda_value: float) -> None:
         raise UsageError(f"--k2 ({k2}) cannot exceed --k1 + 1 ({k1 + 1})")
     if not 0.0 <= lambda_value <= 1.0:
         raise UsageError(f"--lambda must be between 0 and 1, got {lambda_value}")
+
+
+def read_pair(query_path: str | os.PathLike[str], gallery_path: str | os.PathLike[str]):
+    """Read a query and a gallery feature file made by the same model.
+
+    Raises:
+        MissingInputError, DataError: unreadable or invalid feature files.
+        UsageError: feature dimensions that differ.
+    """
+    from reidkit.features.store import read_features
+
+    query, gallery = read_features(query_path), read_features(gallery_path)
+    if query.dim != gallery.dim:
+        raise UsageError(
+            f"{query_path} has {query.dim}-dimensional features but {gallery_path} has "
+            f"{gallery.dim}: they must come from the same model"
+        )
+    return query, gallery
 
 
 def ranked_blocks(
@@ -69,6 +88,75 @@ def ranked_blocks(
         progress(stop, len(query))
 
 
+@dataclass
+class Ranking:
+    """How the gallery is ranked for each query: the options evaluate and visrank share.
+
+    Validates on creation (UsageError) and resolves ``device="auto"``.
+    """
+
+    metric: str = "euclidean"
+    normalize: bool = False
+    protocol: str = "market"
+    ranks: Iterable[int] | str = DEFAULT_RANKS
+    rerank: bool = False
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_metric(self.metric)
+        self.ranks = parse_ranks(self.ranks)
+        if self.rerank:
+            check_rerank_options(self.k1, self.k2, self.lambda_value)
+        check_protocol(self.protocol)
+        self.device = resolve_device(self.device)
+
+    @property
+    def stage(self) -> str:
+        return "rerank" if self.rerank else "distance"
+
+    def blocks(self, query: np.ndarray, gallery: np.ndarray, progress: ProgressFn = no_progress):
+        """(start, stop, distances) blocks of query rows; see :func:`ranked_blocks`."""
+        return ranked_blocks(
+            query,
+            gallery,
+            metric=self.metric,
+            normalize=self.normalize,
+            rerank=self.rerank,
+            k1=self.k1,
+            k2=self.k2,
+            lambda_value=self.lambda_value,
+            device=self.device,
+            progress=progress,
+        )
+
+    def describe(
+        self,
+        result: RankResult,
+        *,
+        num_gallery: int,
+        query: str | os.PathLike[str],
+        gallery: str | os.PathLike[str],
+    ) -> dict:
+        """The JSON document of an evaluation (without timings), as evaluate and visrank
+        print it."""
+        return {
+            **result.to_dict(),
+            "num_gallery": num_gallery,
+            "metric": self.metric,
+            "protocol": self.protocol,
+            "normalize": self.normalize,
+            "rerank": {"k1": self.k1, "k2": self.k2, "lambda": self.lambda_value}
+            if self.rerank
+            else None,
+            "device": self.device,
+            "query": str(query),
+            "gallery": str(gallery),
+        }
+
+
 def evaluate_files(
     query_path: str | os.PathLike[str],
     gallery_path: str | os.PathLike[str],
@@ -95,40 +183,19 @@ def evaluate_files(
         MissingInputError, DataError: unreadable or invalid feature files.
         UsageError: bad options, or query and gallery dimensions that differ.
     """
-    from reidkit.features.store import read_features
-
-    check_metric(metric)
-    ranks = parse_ranks(ranks)
-    if rerank:
-        check_rerank_options(k1, k2, lambda_value)
-    check_protocol(protocol)
+    ranking = Ranking(
+        metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, device
+    )  # fmt: skip
     t0 = time.perf_counter()
-    query, gallery = read_features(query_path), read_features(gallery_path)
-    if query.dim != gallery.dim:
-        raise UsageError(
-            f"{query_path} has {query.dim}-dimensional features but {gallery_path} has "
-            f"{gallery.dim}: they must come from the same model"
-        )
-    device = resolve_device(device)
+    query, gallery = read_pair(query_path, gallery_path)
     t1 = time.perf_counter()
     acc = RankAccumulator(
-        query.pids, query.camids, gallery.pids, gallery.camids, protocol=protocol, ranks=ranks
-    )
+        query.pids, query.camids, gallery.pids, gallery.camids, protocol=protocol,
+        ranks=ranking.ranks,
+    )  # fmt: skip
     distance_seconds = rank_seconds = 0.0
-    blocks = ranked_blocks(
-        query.features,
-        gallery.features,
-        metric=metric,
-        normalize=normalize,
-        rerank=rerank,
-        k1=k1,
-        k2=k2,
-        lambda_value=lambda_value,
-        device=device,
-        progress=progress,
-    )
     tick = time.perf_counter()
-    for start, _, dist in blocks:
+    for start, _, dist in ranking.blocks(query.features, gallery.features, progress):
         tock = time.perf_counter()
         acc.add(start, dist)
         distance_seconds += tock - tick
@@ -137,20 +204,13 @@ def evaluate_files(
     result = acc.result()
     if per_query is not None:
         write_per_query(per_query, result, query)
-    stage = "rerank" if rerank else "distance"
     return {
-        **result.to_dict(),
-        "num_gallery": len(gallery),
-        "metric": metric,
-        "protocol": protocol,
-        "normalize": normalize,
-        "rerank": {"k1": k1, "k2": k2, "lambda": lambda_value} if rerank else None,
-        "device": device,
-        "query": str(query_path),
-        "gallery": str(gallery_path),
+        **ranking.describe(
+            result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
+        ),
         "seconds": {
             "load": round(t1 - t0, 4),
-            stage: round(distance_seconds, 4),
+            ranking.stage: round(distance_seconds, 4),
             "rank": round(rank_seconds, 4),
             "total": round(time.perf_counter() - t0, 4),
         },

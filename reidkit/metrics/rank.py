@@ -32,6 +32,7 @@ from reidkit.metrics.distance import nonzero_2d, row_blocks
 
 PROTOCOLS = ("market", "cuhk03", "none")
 DEFAULT_RANKS = (1, 5, 10, 20)
+CURVE_RANKS = 50  # the CMC curve covers at least ranks 1..50, for plots
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RankResult:
     Attributes:
         mAP, mINP: means over valid queries.
         cmc: rank -> fraction of valid queries matched within that rank.
+        cmc_curve: the CMC at ranks 1, 2, ..., max(50, largest requested rank).
         ap: per-query AP, NaN for skipped queries.
         first_match: per-query 1-based rank of the first match, -1 for skipped queries.
         num_query, num_valid_query, skipped: query counts.
@@ -55,6 +57,7 @@ class RankResult:
     num_valid_query: int
     skipped: int
     protocol: str = "market"
+    cmc_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -62,6 +65,7 @@ class RankResult:
             "mAP": self.mAP,
             "mINP": self.mINP,
             "cmc": {str(r): v for r, v in self.cmc.items()},
+            "cmc_curve": [round(float(v), 6) for v in self.cmc_curve],
             "num_query": self.num_query,
             "num_valid_query": self.num_valid_query,
             "skipped_queries": self.skipped,
@@ -98,6 +102,18 @@ def _valid(q_pid: int, q_camid: int, g_pids, g_camids, protocol: str) -> np.ndar
     return valid
 
 
+def order_in_rows(dist: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The permutation that sorts candidates by row, then by distance.
+
+    Candidates must arrive in (row, gallery index) order, as np.nonzero gives them; equal
+    distances then keep gallery order, exactly as a stable sort of the whole row would.
+    """
+    d = np.ascontiguousarray(dist[rows, cols], dtype=np.float32)
+    # Non-negative float32 bit patterns sort like the values.
+    key = (rows.astype(np.int64) << 32) | d.view(np.uint32).astype(np.int64)
+    return np.argsort(key, kind="stable")
+
+
 def ranks_from_candidates(
     dist: np.ndarray, rows: np.ndarray, cols: np.ndarray, is_match: np.ndarray
 ):
@@ -110,14 +126,10 @@ def ranks_from_candidates(
         ranks, and the row of each rank, grouped by row in row order and ascending within
         a row.
     """
-    d = np.ascontiguousarray(dist[rows, cols], dtype=np.float32)
-    # Non-negative float32 bit patterns sort like the values. The sort is stable, so equal
-    # distances keep gallery order, exactly as a stable full sort of the row would.
-    key = (rows.astype(np.int64) << 32) | d.view(np.uint32).astype(np.int64)
-    order = np.argsort(key, kind="stable")
+    order = order_in_rows(dist, rows, cols)
     key_rows, found = rows[order], is_match[order]
     per_row = np.bincount(rows, minlength=len(dist))
-    position = np.arange(len(key)) - (np.cumsum(per_row) - per_row)[key_rows]
+    position = np.arange(len(order)) - (np.cumsum(per_row) - per_row)[key_rows]
     return position[found] + 1, key_rows[found]
 
 
@@ -157,7 +169,8 @@ class RankAccumulator:
         self.ap = np.full(n, np.nan)
         self.inp = np.full(n, np.nan)
         self.first = np.full(n, -1, dtype=np.int64)
-        self.cmc_sum = np.zeros(len(self.ranks))
+        self.curve_ranks = np.arange(1, max(CURVE_RANKS, self.ranks[-1]) + 1)
+        self.cmc_sum = np.zeros(len(self.curve_ranks))
 
     def _matches(self, qp: np.ndarray, qc: np.ndarray):
         """(row, gallery index) of every valid match of a block of queries, grouped by row."""
@@ -202,24 +215,28 @@ class RankAccumulator:
                 valid_row = _valid(qp[row], qc[row], self.g_pids, self.g_camids, self.protocol)
                 self.cmc_sum += self._single_shot_cmc(dist[row], valid_row, qp[row])
         else:
+            # first matches beyond the curve add nothing; within it, one count from there on
             first = self.first[idx]
-            self.cmc_sum += (first[:, None] <= np.array(self.ranks)[None, :]).sum(0)
+            self.cmc_sum += np.cumsum(
+                np.bincount(first[first <= len(self.curve_ranks)] - 1, minlength=len(self.cmc_sum))
+            )
 
     def _single_shot_cmc(self, dist, valid, q_pid) -> np.ndarray:
-        """CMC of one query at self.ranks, one random gallery image per identity, averaged."""
+        """CMC of one query at self.curve_ranks, one random gallery image per identity,
+        averaged."""
         index = np.flatnonzero(valid)
         pids = self.g_pids[index]
         order = np.argsort(pids, kind="stable")
         index, pids = index[order], pids[order]
         uniq, starts, sizes = np.unique(pids, return_index=True, return_counts=True)
         own = int(np.searchsorted(uniq, q_pid))
-        hits = np.zeros(len(self.ranks))
+        hits = np.zeros(len(self.curve_ranks))
         for _ in range(self.repeats):
             picked = index[starts + self.rng.integers(0, sizes)]
             d = dist[picked]
             # closer items, and equally close items earlier in the gallery (a stable sort)
             ahead = (d < d[own]) | ((d == d[own]) & (picked < picked[own]))
-            hits += 1 + int(ahead.sum()) <= np.array(self.ranks)
+            hits += 1 + int(ahead.sum()) <= self.curve_ranks
         return hits / self.repeats
 
     def result(self) -> RankResult:
@@ -232,10 +249,12 @@ class RankAccumulator:
                 f"match in the gallery under protocol '{self.protocol}'",
                 hint="for single-camera data use --protocol none",
             )
+        curve = self.cmc_sum / n_valid
         return RankResult(
             mAP=float(self.ap[valid].mean()),
             mINP=float(self.inp[valid].mean()),
-            cmc={r: float(c / n_valid) for r, c in zip(self.ranks, self.cmc_sum, strict=False)},
+            cmc={r: float(curve[r - 1]) for r in self.ranks},
+            cmc_curve=curve,
             ap=self.ap,
             first_match=self.first,
             num_query=len(self.first),

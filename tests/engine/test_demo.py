@@ -8,7 +8,9 @@ def test_demo_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
     code, out, err = cli("demo", "--out", tmp_path / "demo", "--epochs", "1", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert set(result) == {"trained", "untrained", "seconds", "run", "features"}
+    assert set(result) == {
+        "trained", "untrained", "seconds", "run", "features", "visrank", "cmc_plot",
+    }  # fmt: skip
     for label in ("trained", "untrained"):
         assert set(result[label]) == {"mAP", "rank1"} and 0 <= result[label]["mAP"] <= 1
     assert [Path(f).name for f in result["features"]] == [
@@ -16,6 +18,11 @@ def test_demo_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
         "synthreid-gallery.h5",
     ] * 2
     assert all(Path(f).is_file() for f in result["features"])
+    assert result["visrank"] == str(tmp_path / "demo" / "vis" / "index.html")
+    assert Path(result["visrank"]).is_file() and Path(result["cmc_plot"]).is_file()
+    assert len(list((tmp_path / "demo" / "vis" / "ranked").iterdir())) == 12
+    saved = json.loads((tmp_path / "demo" / "eval" / "trained.json").read_text())
+    assert saved["mAP"] == result["trained"]["mAP"]
     outputs = [
         tmp_path / "demo" / "runs" / "demo" / "weights" / "last.pt",
         *map(Path, result["features"]),

@@ -75,7 +75,7 @@ def compare(distmat, q_pids, q_cams, g_pids, g_cams, *, protocol, ranks, seed=0,
     try:
         ref = reference_evaluate(
             distmat, q_pids, q_cams, g_pids, g_cams,
-            protocol=protocol, max_rank=max(ranks), seed=seed, repeats=repeats,
+            protocol=protocol, max_rank=max(50, *ranks), seed=seed, repeats=repeats,
         )  # fmt: skip
     except ValueError:
         with pytest.raises(DataError):
@@ -92,6 +92,8 @@ def compare(distmat, q_pids, q_cams, g_pids, g_cams, *, protocol, ranks, seed=0,
     assert sorted(res.cmc) == sorted(ranks)
     for r in ranks:
         assert abs(res.cmc[r] - ref["cmc"][r - 1]) <= ATOL, (r, res.cmc[r], ref["cmc"][r - 1])
+    # the whole curve, ranks 1..max(50, largest rank), for plots
+    np.testing.assert_allclose(res.cmc_curve, ref["cmc"], rtol=0, atol=ATOL)
     assert abs(res.mAP - ref["mAP"]) <= ATOL, (res.mAP, ref["mAP"])
     assert abs(res.mINP - ref["mINP"]) <= ATOL, (res.mINP, ref["mINP"])
     ap = np.asarray(res.ap)
