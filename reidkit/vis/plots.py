@@ -60,7 +60,7 @@ def plot_cmc(curves: list[Curve], path: str | os.PathLike[str], title: str = "CM
     ax.set_xlim(1, max(int(c.ranks[-1]) for c in curves))
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return _save(fig, path)
 
 
