@@ -20,7 +20,9 @@ from reidkit.cli.options import (
     complete_dataset,
 )
 
-app = typer.Typer(help="List, summarise, combine and synthesise datasets.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, download, summarise, combine and synthesise datasets.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -67,6 +69,72 @@ def summary_table(summary: dict):
         f"junk images: {summary['junk_images']}, unparsed files: {summary['unparsed_files']}"
     )
     return table
+
+
+@app.command()
+def download(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Dataset to install (see 'reidkit datasets list').",
+            autocompletion=complete_dataset,
+            show_default=False,
+        ),
+    ],
+    root: RootOpt = DEFAULT_ROOT,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="Download from this URL (a mirror) instead.", show_default=False
+        ),
+    ] = None,
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="The archive must have this sha256.", show_default=False),
+    ] = None,
+    md5: Annotated[
+        str | None,
+        typer.Option("--md5", help="The archive must have this md5.", show_default=False),
+    ] = None,
+    archive: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive",
+            help="Install from an archive obtained by hand (zip or tar).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Download (or take --archive), verify, extract safely and install a dataset."""
+    from reidkit.data.install import install_dataset
+
+    output.setup(quiet, verbose)
+    with output.progress(f"download {name}") as progress:
+        result = install_dataset(
+            name, root, url=url, sha256=sha256, md5=md5, archive=archive, force=force,
+            progress=progress,
+        )  # fmt: skip
+    output.render(result, as_json, download_report)
+
+
+def download_report(result: dict) -> str:
+    if result["up_to_date"]:
+        check = "sha256 verified" if result["verified"] else "sha256 recorded"
+        return (
+            f"{result['path']} is installed ({check}, from {result['source']}); --force redoes it"
+        )
+    how = "resumed" if result["resumed"] else "downloaded" if result["transferred"] else "copied"
+    check = "sha256 verified" if result["verified"] else "no published checksum"
+    return (
+        f"installed {result['dataset']} into {result['path']} ({how}, {result['size']:,} bytes, "
+        f"{check}: {result['sha256'][:16]}...) in {result['seconds']:.1f} s\n"
+        f"terms: {result['terms']}"
+    )
 
 
 @app.command()

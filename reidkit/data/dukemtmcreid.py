@@ -32,7 +32,7 @@ SPEC = DatasetSpec(
     name="dukemtmcreid",
     folder="dukemtmc-reid",
     description="DukeMTMC-reID: 1404 ids + 408 distractor ids, 8 cameras",
-    obtain=f"withdrawn by its authors (no public link): extract {RELEASE}.zip "
-    "into {root}/dukemtmc-reid/",
+    obtain=f"withdrawn by its authors (no public link): reidkit datasets download "
+    f"dukemtmcreid --archive {RELEASE}.zip --root {{root}}",
     parse=parse,
 )

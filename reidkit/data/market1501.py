@@ -28,6 +28,7 @@ SPEC = DatasetSpec(
     name="market1501",
     folder="market1501",
     description="Market-1501: 1501 ids, 6 cameras, 32668 images",
-    obtain=f"extract {RELEASE}.zip into {{root}}/market1501/",
+    obtain="reidkit datasets download market1501 --root {root} "
+    f"(or extract {RELEASE}.zip into {{root}}/market1501/)",
     parse=parse,
 )

@@ -74,7 +74,7 @@ SPEC = DatasetSpec(
     name="msmt17",
     folder="msmt17",
     description="MSMT17 (V1 or V2): 4101 ids, 15 cameras, 126441 images",
-    obtain="on request from its authors (no public link): extract MSMT17_V1 or MSMT17_V2 "
-    "into {root}/msmt17/",
+    obtain="on request from its authors (no public link): reidkit datasets download msmt17 "
+    "--archive MSMT17_V1.zip --root {root} (or extract it into {root}/msmt17/)",
     parse=parse,
 )

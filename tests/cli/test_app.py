@@ -50,7 +50,8 @@ def test_error_is_one_line_plus_hint_without_traceback(tmp_path):
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
         f"error: market1501 not found: expected the folder {tmp_path / 'market1501'}",
-        f"hint: extract Market-1501-v15.09.15.zip into {tmp_path}/market1501/",
+        f"hint: reidkit datasets download market1501 --root {tmp_path} "
+        f"(or extract Market-1501-v15.09.15.zip into {tmp_path}/market1501/)",
     ]
 
 
