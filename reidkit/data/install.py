@@ -223,12 +223,6 @@ def install_dataset(
             fetched = _download(source, urls, root, sha256, md5, progress)
             archive, digest, size = fetched.path, fetched.sha256, fetched.size
             origin = next(u for u in urls if _archive_name(u, source) == archive.name)
-        if not sha256 and not md5:
-            log.warning(
-                "%s: no published checksum to verify against; recorded sha256 %s",
-                archive.name,
-                digest,
-            )
         staging = root / f".{source.folder}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -251,6 +245,13 @@ def install_dataset(
             raise
         if fetched is not None:
             archive.unlink(missing_ok=True)  # installed: the archive is no longer needed
+    if not sha256 and not md5:
+        log.warning(
+            "%s: no published checksum to verify against; its sha256 %s is recorded in %s",
+            archive.name,
+            digest,
+            target / MARKER,
+        )
     return {
         **_result(source, target, marker, start),
         "up_to_date": False,
