@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reidkit.data import dukemtmcreid, market1501, msmt17, synth
+from reidkit.data import cuhk03, dukemtmcreid, market1501, msmt17, synth
 from reidkit.data.sample import Dataset, DatasetSpec
-from reidkit.errors import MissingInputError, UnknownNameError
+from reidkit.errors import MissingInputError, UnknownNameError, UsageError
 from reidkit.registry import Registry
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-for _module in (market1501, dukemtmcreid, msmt17, synth):
-    DATASETS.add(_module.SPEC.name, _module.SPEC)
+for _spec in (market1501.SPEC, dukemtmcreid.SPEC, msmt17.SPEC, *cuhk03.SPECS, synth.SPEC):
+    DATASETS.add(_spec.name, _spec)
 
 
 def list_datasets(root: Path) -> list[dict]:
@@ -33,23 +33,38 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.startswith(".") or value.lower().endswith(".csv")
 
 
+def _split_index(spec: DatasetSpec, text: str) -> int:
+    """N of ``NAME@N``: a split the dataset defines."""
+    if spec.splits == 1:
+        raise UsageError(f"{spec.name} has one split; '@{text}' selects nothing")
+    if not text.isdigit() or int(text) >= spec.splits:
+        raise UsageError(
+            f"{spec.name}@{text}: the split must be 0 to {spec.splits - 1}",
+            hint=f"for example {spec.name}@0",
+        )
+    return int(text)
+
+
 def load_dataset(name_or_path: str, root: str | os.PathLike[str] = "data") -> Dataset:
-    """Parse a dataset given by registry name (under ``root``), manifest file or folder.
+    """Parse a dataset given by registry name (under ``root``; ``NAME@N`` for split N of a
+    dataset with several), manifest file or folder.
 
     Raises:
         MissingInputError: the dataset's folder or the given path does not exist.
         UnknownNameError: neither a known name nor an existing path.
     """
     root = Path(root)
-    if name_or_path in DATASETS:
-        spec = DATASETS.get(name_or_path)
+    name, _, split_text = name_or_path.partition("@")
+    if name in DATASETS:
+        spec = DATASETS.get(name)
+        split = _split_index(spec, split_text) if "@" in name_or_path else None
         folder = spec.path(root)
         if not folder.is_dir():
             raise MissingInputError(
                 f"{spec.name} not found: expected the folder {folder}",
                 hint=spec.how_to_obtain(root),
             )
-        return spec.parse(folder)
+        return spec.parse(folder) if split is None else spec.parse(folder, split=split)
     path = Path(name_or_path)
     if path.is_file():
         from reidkit.data.manifest import read_manifest

@@ -152,7 +152,6 @@ def prepare(folder: Path, progress: ProgressFn = no_progress) -> dict:
     Raises:
         MissingInputError: ``cuhk03_release/cuhk-03.mat`` does not exist.
         DataError: the .mat or a new-protocol config file has an unexpected structure.
-        LockedError: never; a concurrent preparation is waited for.
     """
     folder = Path(folder)
     info = read_marker(folder)
@@ -170,13 +169,14 @@ def prepare(folder: Path, progress: ProgressFn = no_progress) -> dict:
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
         staging.mkdir()
         try:
-            counts = _extract(mat, staging, progress)
+            # the configs first: a bad one fails in a moment, not after the long extraction
             for kind in KINDS:
                 config = find_config(folder, kind)
                 if config is not None:
                     _write_json(
                         staging / split_file_name("new", kind), [read_new_protocol(config, kind)]
                     )
+            counts = _extract(mat, staging, progress)
             _install(staging, folder)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -293,7 +293,7 @@ def _read_test_sets(f: Any, mat: Path) -> list[set[tuple[int, int]]]:
             arr = arr.T  # h5py shows MATLAB's 100 x 2 as 2 x 100
         if arr.ndim != 2 or arr.shape[0] != 2:
             raise DataError(f"cuhk03: {where}: expected (pair, identity) rows, got {arr.shape}")
-        sets.append({(int(pair), int(pid)) for pair, pid in zip(arr[0], arr[1])})
+        sets.append({(int(pair), int(pid)) for pair, pid in zip(arr[0], arr[1], strict=True)})
     if len(sets) != NUM_CLASSIC_SPLITS:
         raise DataError(
             f"cuhk03: {mat}: testsets holds {len(sets)} test sets, not {NUM_CLASSIC_SPLITS}"
@@ -511,6 +511,8 @@ def parse(folder: Path, *, kind: str = "labeled", protocol: str = "new", split: 
         )
     split_file = folder / split_file_name(protocol, kind)
     prepared = read_marker(folder) is not None
+    if not prepared and not (folder / RELEASE_MAT).is_file():
+        raise _missing_release(folder)
     config = None
     if protocol == "new" and not (prepared and split_file.is_file()):
         # fail before a long preparation that could not give what was asked for
@@ -518,8 +520,6 @@ def parse(folder: Path, *, kind: str = "labeled", protocol: str = "new", split: 
         if config is None:
             raise _missing_config(folder, kind)
     if not prepared:
-        if not (folder / RELEASE_MAT).is_file():
-            raise _missing_release(folder)
         prepare(folder)
     if not split_file.is_file():
         if config is None:
@@ -612,6 +612,7 @@ SPECS: list[DatasetSpec] = [
         description=_DESCRIPTIONS[name],
         obtain=OBTAIN,
         parse=functools.partial(parse_variant, name=name),
+        splits=NUM_CLASSIC_SPLITS if VARIANTS[name][1] == "classic" else 1,
     )
     for name in VARIANTS
 ]

@@ -97,11 +97,12 @@ for _source in (
     Source(
         name="cuhk03",
         folder="cuhk03",
+        # the classic protocol first: the release alone defines it, so it checks the layout
         datasets=(
-            "cuhk03-labeled",
-            "cuhk03-detected",
             "cuhk03-classic-labeled",
             "cuhk03-classic-detected",
+            "cuhk03-labeled",
+            "cuhk03-detected",
         ),
         terms="research use under the agreement with CUHK",
         manual="request cuhk03_release.zip from CUHK "

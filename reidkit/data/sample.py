@@ -131,14 +131,16 @@ class DatasetSpec:
         folder: the dataset's folder under the data root.
         description: one line for ``datasets list``.
         obtain: how to get it; ``{root}`` is replaced by the data root.
-        parse: reads the dataset from its folder.
+        parse: reads the dataset from its folder (with ``split=N`` when splits > 1).
+        splits: how many train/test splits the dataset defines; ``NAME@N`` picks split N.
     """
 
     name: str
     folder: str
     description: str
     obtain: str
-    parse: Callable[[Path], Dataset]
+    parse: Callable[..., Dataset]
+    splits: int = 1
 
     def path(self, root: Path) -> Path:
         return Path(root) / self.folder

@@ -12,7 +12,10 @@ def test_list_marks_present_datasets(market_tree, cli):
     code, out, _ = cli("datasets", "list", "--root", market_tree.root, "--json")
     rows = {r["name"]: r for r in json.loads(out)["datasets"]}
     assert code == 0
-    assert set(rows) == {"market1501", "dukemtmcreid", "msmt17", "synthreid"}
+    assert set(rows) == {
+        "market1501", "dukemtmcreid", "msmt17", "synthreid", "cuhk03-labeled", "cuhk03-detected",
+        "cuhk03-classic-labeled", "cuhk03-classic-detected",
+    }  # fmt: skip
     assert rows["market1501"]["present"] and not rows["msmt17"]["present"]
     assert (
         rows["synthreid"]["obtain"]
