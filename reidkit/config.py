@@ -217,7 +217,7 @@ def load_config(
 
     Raises:
         MissingInputError: the file does not exist.
-        UsageError: malformed YAML, unknown keys, values of the wrong type.
+        UsageError: malformed YAML, unknown keys, values of the wrong type or out of range.
     """
     import yaml
 
@@ -239,7 +239,83 @@ def load_config(
         if not isinstance(data, dict):
             raise UsageError(f"{path}: expected a mapping of config sections")
         _merge(config, data)
-    return apply_overrides(config, overrides or [])
+    return check_config(apply_overrides(config, overrides or []))
+
+
+CHOICES = {
+    "data.sampler": ("pk", "random"),
+    "optim.name": ("adam", "amsgrad", "sgd"),
+    "schedule.name": ("step", "multistep", "cosine"),
+    "train.amp": ("off", "bf16", "fp16"),
+    "eval.metric": ("euclidean", "sqeuclidean", "cosine"),
+    "eval.protocol": ("market", "cuhk03", "none"),
+}
+# key: (smallest allowed value, largest or None)
+BOUNDS = {
+    "data.height": (1, None),
+    "data.width": (1, None),
+    "data.batch_size": (1, None),
+    "data.num_instances": (1, None),
+    "data.workers": (-1, None),
+    "data.flip": (0.0, 1.0),
+    "data.pad": (0, None),
+    "data.erasing": (0.0, 1.0),
+    "data.color_jitter": (0.0, None),
+    "loss.softmax": (0.0, None),
+    "loss.label_smoothing": (0.0, 0.999),
+    "loss.triplet": (0.0, None),
+    "loss.margin": (0.0, None),
+    "optim.lr": (1e-12, None),
+    "optim.weight_decay": (0.0, None),
+    "optim.momentum": (0.0, 1.0),
+    "optim.base_lr_mult": (0.0, None),
+    "optim.grad_clip": (0.0, None),
+    "schedule.warmup_epochs": (0, None),
+    "schedule.warmup_factor": (0.0, 1.0),
+    "schedule.step_size": (1, None),
+    "schedule.gamma": (0.0, None),
+    "schedule.min_lr": (0.0, None),
+    "train.epochs": (1, None),
+    "train.freeze_base_epochs": (0, None),
+    "train.save_every": (0, None),
+    "eval.every": (0, None),
+}
+
+
+def _get(config: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def check_config(config: Config) -> Config:
+    """Check values a type cannot: ranges, known names, batch size vs instances.
+
+    Called by :func:`load_config` and before a run starts, so a bad value fails at once
+    (exit 2) instead of after an epoch, and leaves no run directory behind.
+
+    Raises:
+        UsageError: naming the key, its value and what is allowed.
+    """
+    for key, allowed in CHOICES.items():
+        value = _get(config, key)
+        if value not in allowed:
+            raise UsageError(
+                f"{key}: unknown value {value!r}", hint=f"one of: {', '.join(allowed)}"
+            )
+    for key, (low, high) in BOUNDS.items():
+        value = _get(config, key)
+        if value < low or (high is not None and value > high):
+            wanted = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise UsageError(f"{key} must be {wanted}, got {value}")
+    d = config.data
+    if d.sampler == "pk" and (d.batch_size < d.num_instances or d.batch_size % d.num_instances):
+        raise UsageError(
+            f"data.batch_size ({d.batch_size}) must be a multiple of data.num_instances "
+            f"({d.num_instances}) with the pk sampler"
+        )
+    if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
+        raise UsageError("data.mean and data.std need three values each, std above 0")
+    return config
 
 
 def dump_config(config: Config) -> str:

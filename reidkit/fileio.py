@@ -72,8 +72,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    with os_errors_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     os.close(fd)
     tmp = Path(name)
@@ -98,13 +99,34 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         f.write(text)
 
 
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest ancestor of ``path`` that exists and is not a folder, if any."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def describe_os_error(exc: OSError, path: str | os.PathLike[str]) -> ReidkitError:
     """Turn an OSError into a one-line ReidkitError naming the path."""
     if exc.errno == errno.ENOSPC:
         return ReidkitError(f"no space left on device while writing {path}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ReidkitError(f"cannot write {path}: permission denied")
+        return ReidkitError(
+            f"cannot write {path}: permission denied", hint="choose a folder you can write to"
+        )
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and (blocker := _file_in_the_way(Path(path))):
+        return ReidkitError(f"cannot write {path}: {blocker} is a file, not a folder")
     return ReidkitError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def os_errors_named(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line ReidkitError."""
+    try:
+        yield
+    except OSError as exc:
+        raise describe_os_error(exc, path) from None
 
 
 @contextlib.contextmanager
@@ -118,9 +140,10 @@ def file_lock(target: str | os.PathLike[str], *, wait: bool = False) -> Iterator
         LockedError: when another process holds the lock and ``wait`` is false.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.with_name(f".{target.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    with os_errors_named(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         while True:
             try:

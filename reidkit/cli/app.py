@@ -15,6 +15,7 @@ from reidkit.cli import output
 from reidkit.cli.completion import COMPLETE_VAR
 from reidkit.cli.options import QuietOpt, VerboseOpt
 from reidkit.errors import ReidkitError
+from reidkit.fileio import describe_os_error
 
 PROG = "reidkit"
 
@@ -69,7 +70,9 @@ _register_commands()
 
 
 def _print_error(message: str, hint: str | None = None) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    # one line, always: text from other libraries (torch, tarfile) can span several
+    lines = message.strip().splitlines() or [""]
+    sys.stderr.write(f"error: {lines[0]}{' ...' if len(lines) > 1 else ''}\n")
     if hint:
         sys.stderr.write(f"hint: {hint}\n")
     sys.stderr.flush()
@@ -106,6 +109,12 @@ def run(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
         return 130
+    except OSError as exc:  # the file system said no: not a bug, say which path
+        if debug:
+            traceback.print_exc()
+        error = describe_os_error(exc, exc.filename or "a file")
+        _print_error(error.message, error.hint)
+        return error.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()

@@ -67,8 +67,10 @@ class PKSampler(_EpochBatches):
         world: int = 1,
     ) -> None:
         super().__init__(seed, rank, world)
-        if num_instances < 1 or batch_size % num_instances:
-            raise ValueError(f"batch size {batch_size} must be a multiple of K={num_instances}")
+        if num_instances < 1 or batch_size < num_instances or batch_size % num_instances:
+            raise ValueError(
+                f"batch size {batch_size} must be a positive multiple of K={num_instances}"
+            )
         self.by_label: dict[int, list[int]] = defaultdict(list)
         for index, label in enumerate(labels):
             self.by_label[label].append(index)

@@ -523,6 +523,9 @@ def train(
     progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """Start a new run in ``run`` (which must not exist unless ``exist_ok``)."""
+    from reidkit.config import check_config
+
+    check_config(config)
     run = Path(run)
     if run.exists() and any(run.iterdir()) and not exist_ok:
         raise UsageError(
@@ -547,7 +550,7 @@ def resume(
 ) -> dict[str, Any]:
     """Continue ``run`` from weights/last.pt with its saved config (plus the whitelisted
     ``overrides``: train.device, data.workers, data.batch_size, train.epochs)."""
-    from reidkit.config import load_config, set_value
+    from reidkit.config import check_config, load_config, set_value
     from reidkit.engine.checkpoint import load_checkpoint
     from reidkit.errors import MissingInputError
 
@@ -565,6 +568,7 @@ def resume(
         for key, value in (overrides or {}).items():
             if value is not None:
                 set_value(config, key, value)
+        check_config(config)
         checkpoint = load_checkpoint(last)
         if checkpoint["epoch"] >= config.train.epochs and not checkpoint["batch_in_epoch"]:
             return {

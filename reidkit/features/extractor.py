@@ -24,7 +24,7 @@ import numpy as np
 
 from reidkit.data.sample import Sample
 from reidkit.errors import DataError, UsageError
-from reidkit.features.store import FeatureWriter, feature_file_info, read_features
+from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
 from reidkit.fileio import file_lock
 from reidkit.metrics.distance import resolve_device
 from reidkit.progress import ProgressFn, no_progress
@@ -52,6 +52,10 @@ class ExtractOptions:
             raise UsageError(f"image size must be positive, got {self.height}x{self.width}")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}")
+        if self.storage not in STORAGE_DTYPES:
+            raise UsageError(
+                f"--storage must be one of {', '.join(STORAGE_DTYPES)}, not {self.storage!r}"
+            )
 
 
 class ImageList:
@@ -451,6 +455,7 @@ def extract_dataset(
         std=list(data["std"]),
         **{k: v for k, v in kwargs.items() if k in option_keys},
     )
+    options.check()  # before anything is locked or written
     run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
     device = resolve_device(device)
     device = init_distributed(device)
@@ -513,6 +518,8 @@ def _jobs(dataset, root, subsets, images, out_dir: Path):
     for subset in subsets:
         if subset not in ("train", "query", "gallery"):
             raise UsageError(f"unknown subset {subset!r}; choose from train, query, gallery")
+        if not ds.subset(subset):  # checked for every subset before any is extracted
+            raise UsageError(f"nothing to extract: {ds.name} has no {subset} images")
         jobs.append(
             (ds.name, subset, ds.subset(subset), ds.root, output_path(out_dir, ds.name, subset))
         )

@@ -57,7 +57,7 @@ def plot_cmc(curves: list[Curve], path: str | os.PathLike[str], title: str = "CM
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_ylim(0, 100)
-    ax.set_xlim(1, max(int(c.ranks[-1]) for c in curves))
+    ax.set_xlim(1, max(2, *(int(c.ranks[-1]) for c in curves)))
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="best")

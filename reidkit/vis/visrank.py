@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from reidkit.errors import MissingInputError, UsageError
-from reidkit.fileio import file_lock, replace_folder, write_text_atomic
+from reidkit.fileio import file_lock, os_errors_named, replace_folder, write_text_atomic
 from reidkit.metrics.evaluate import Ranking, read_pair
 from reidkit.metrics.rank import DEFAULT_RANKS
 from reidkit.parallel import imap_workers
@@ -324,7 +324,7 @@ def visrank_files(
     )
     missing: set[str | None] = set()
     staging = out.with_name(f".{out.name}.partial")
-    with file_lock(out):
+    with file_lock(out), os_errors_named(out):
         _check_out(out)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "plots").mkdir(parents=True)
