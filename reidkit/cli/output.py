@@ -41,7 +41,8 @@ def console():
 
     global _CONSOLE
     if _CONSOLE is None or _CONSOLE.file is not sys.stderr:
-        _CONSOLE = Console(stderr=True, highlight=False)
+        # in logs (cron, pipes) a message stays on one line, whatever its length
+        _CONSOLE = Console(stderr=True, highlight=False, soft_wrap=not stderr_is_terminal())
     return _CONSOLE
 
 

@@ -156,9 +156,9 @@ def resume(
 
 def train_report(result: dict) -> str:
     if result.get("finished"):
+        epochs = f"{result['epochs']} epoch{'s' if result['epochs'] != 1 else ''}"
         return (
-            f"{result['run']} finished its {result['epochs']} epochs already; "
-            "--max-epoch N trains further"
+            f"{result['run']} is up to date (finished its {epochs}); --max-epoch N trains further"
         )
     best = result.get("best_mAP")
     best_text = f", best mAP {100 * best:.2f}%" if best is not None else ""

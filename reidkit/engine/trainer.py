@@ -252,9 +252,12 @@ class Trainer:
 
         c = self.config
         spec = model_spec(c.model.name, self.model, self.num_classes, **model_kwargs(c))
-        return save_checkpoint(
+        path = save_checkpoint(
             self.run / "weights" / name, self.model, spec, config=c.to_dict(), **self.state()
         )
+        if name == LAST:
+            write_progress_note(path, self.epoch, self.step, self.batch_in_epoch, self.best)
+        return path
 
     def load(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["state_dict"])
@@ -318,7 +321,7 @@ class Trainer:
                     self.progress(self.epoch * total + b + 1, c.train.epochs * total, note)
                     if stop.signal is not None:
                         if self.rank == 0:
-                            self.save("last.pt")
+                            self.save(LAST)
                         raise Interrupted(
                             f"stopped by signal {stop.signal} at epoch "
                             f"{self.epoch + 1}, step {self.step}; "
@@ -343,7 +346,7 @@ class Trainer:
                 last_row = row
                 if self.rank == 0:
                     self._record(row)
-                    self.save("last.pt")
+                    self.save(LAST)
                     if "mAP" in row and row["mAP"] > self.best:
                         self.best = row["mAP"]
                         self.save("best.pt")
@@ -515,6 +518,35 @@ def _run_lock(run: Path):
     return file_lock(run) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
 
 
+LAST = "last.pt"
+
+
+def write_progress_note(last: Path, epoch: int, step: int, batch_in_epoch: int, best: float):
+    """``last.json`` beside ``last.pt``: where the run stands, readable without torch; it
+    names the size and mtime of the checkpoint it describes, so a stale note is ignored."""
+    stat = last.stat()
+    note = {
+        "epoch": epoch,
+        "step": step,
+        "batch_in_epoch": batch_in_epoch,
+        "best": best,
+        "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+    }
+    write_text_atomic(last.with_suffix(".json"), json.dumps(note) + "\n")
+
+
+def read_progress_note(last: Path) -> dict[str, Any] | None:
+    """The note of :func:`write_progress_note` if it describes ``last`` as it is now."""
+    try:
+        note = json.loads(last.with_suffix(".json").read_text(encoding="utf-8"))
+        stat = last.stat()
+        if note["checkpoint"] == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
+            return note
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 def train(
     config: Config,
     run: str | os.PathLike[str],
@@ -569,7 +601,8 @@ def resume(
             if value is not None:
                 set_value(config, key, value)
         check_config(config)
-        checkpoint = load_checkpoint(last)
+        # a finished run is recognised from the note beside last.pt, without loading torch
+        checkpoint = read_progress_note(last) or load_checkpoint(last)
         if checkpoint["epoch"] >= config.train.epochs and not checkpoint["batch_in_epoch"]:
             return {
                 "run": str(run),
@@ -579,6 +612,8 @@ def resume(
                 "last": {},
                 "finished": True,
             }
+        if "state_dict" not in checkpoint:
+            checkpoint = load_checkpoint(last)
         trainer = Trainer(config, run, progress=progress)
         trainer.load(checkpoint)
         if trainer.rank == 0:

@@ -69,7 +69,11 @@ def test_run_directory_contents(tiny, tmp_path, cli):
         "train.log",
         "weights",
     ]
-    assert sorted(p.name for p in (run / "weights").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (run / "weights").iterdir()) == [
+        "best.pt",
+        "last.json",
+        "last.pt",
+    ]
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[0]["mAP"] == "" and rows[1]["mAP"]
@@ -236,3 +240,17 @@ def test_frozen_base_trains_only_the_new_layers(tiny, tmp_path, cli):
     conv = next(k for k in initial if k.endswith("weight") and initial[k].dim() == 4)
     assert torch.equal(trained[conv], initial[conv])  # the base did not move
     assert not torch.equal(trained["classifier.weight"], initial["classifier.weight"])
+
+
+def test_progress_note_describes_only_its_own_checkpoint(tmp_path):
+    from reidkit.engine.trainer import read_progress_note, write_progress_note
+
+    last = tmp_path / "last.pt"
+    last.write_bytes(b"x" * 10)
+    write_progress_note(last, epoch=3, step=30, batch_in_epoch=0, best=0.5)
+    note = read_progress_note(last)
+    assert (note["epoch"], note["step"], note["batch_in_epoch"], note["best"]) == (3, 30, 0, 0.5)
+    last.write_bytes(b"y" * 11)  # a newer checkpoint saved without its note (a crash between)
+    assert read_progress_note(last) is None
+    (tmp_path / "last.json").write_text("{not json")
+    assert read_progress_note(last) is None

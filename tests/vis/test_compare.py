@@ -7,8 +7,14 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from toy_case import make_case
 
 from reidkit.vis.plots import Curve, curve_from_result, plot_cmc
+
+
+@pytest.fixture
+def case(tmp_path):
+    return make_case(tmp_path)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_case
 from PIL import Image
+from toy_case import make_case
 
 from reidkit.fileio import file_lock
 from reidkit.metrics.evaluate import ranked_blocks
@@ -23,6 +23,11 @@ from reidkit.vis.strip import (
     WRONG_COLOUR,
     Layout,
 )
+
+
+@pytest.fixture
+def case(tmp_path):
+    return make_case(tmp_path)
 
 
 def read_csv(path: Path) -> list[dict]:

@@ -1,4 +1,8 @@
-"""A toy query/gallery pair of feature files whose images exist on disk."""
+"""A toy query/gallery pair of feature files whose images exist on disk.
+
+A plain module, not a conftest.py: test files elsewhere import the root conftest by name,
+and a second conftest module would shadow it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from reidkit.features.store import write_features
@@ -63,8 +66,3 @@ def make_case(tmp_path: Path, *, seed: int = 0, num_q: int = 12, num_g: int = 40
     return Case(
         root, query, gallery, q_feats, g_feats, q_pids, q_cams, g_pids, g_cams, q_paths, g_paths
     )
-
-
-@pytest.fixture
-def case(tmp_path: Path) -> Case:
-    return make_case(tmp_path)
