@@ -21,9 +21,13 @@ def worker_count(workers: int | None) -> int:
     return max(1, workers or os.cpu_count() or 1)
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _init_pool_worker(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if initializer is not None:
         initializer(*initargs)
 
@@ -50,11 +54,19 @@ def imap_workers(
         return
     import multiprocessing
 
-    pool = multiprocessing.get_context("fork").Pool(
-        workers, _init_pool_worker, (initializer, initargs)
-    )
+    # A stop signal arriving while the pool forks would be raised inside a fork hook,
+    # where Python swallows it; held back until the workers exist, it is raised at the
+    # unblock below instead, and the pool is terminated like on any other stop.
+    pool = None
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
+        pool = multiprocessing.get_context("fork").Pool(
+            workers, _init_pool_worker, (initializer, initargs)
+        )
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         yield from pool.imap_unordered(fn, tasks, chunksize=chunksize)
     finally:
-        pool.terminate()
-        pool.join()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if pool is not None:
+            pool.terminate()
+            pool.join()

@@ -131,4 +131,14 @@ def run(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(run())
+    code = run()
+    # The work is done: a signal during interpreter shutdown (torch's atexit hooks take a
+    # while) must not print a traceback or turn a finished run into a killed one. One that
+    # lands just before the block below raises once more; the block is then retried.
+    while True:
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            break
+        except KeyboardInterrupt:
+            continue
+    sys.exit(code)

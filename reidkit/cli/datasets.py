@@ -16,6 +16,7 @@ from reidkit.cli.options import (
     QuietOpt,
     RootOpt,
     VerboseOpt,
+    WaitForLockOpt,
     WorkersOpt,
     complete_dataset,
 )
@@ -211,6 +212,7 @@ def synth(
     ] = 0,
     workers: WorkersOpt = 0,
     force: ForceOpt = False,
+    wait_for_lock: WaitForLockOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -222,7 +224,13 @@ def synth(
     output.setup(quiet, verbose)
     with output.progress("synthreid") as progress:
         result = generate(
-            root, preset, seed, workers=workers or None, force=force, progress=progress
+            root,
+            preset,
+            seed,
+            workers=workers or None,
+            force=force,
+            wait_for_lock=wait_for_lock,
+            progress=progress,
         )
     result["summary"] = load_dataset(NAME, root).summary()
     output.render(result, as_json, synth_report)

@@ -17,6 +17,7 @@ from reidkit.cli.options import (
     QuietOpt,
     RootOpt,
     VerboseOpt,
+    WaitForLockOpt,
     complete_dataset,
 )
 
@@ -121,6 +122,7 @@ def extract(
     ] = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    wait_for_lock: WaitForLockOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -148,6 +150,7 @@ def extract(
             workers=workers,
             skip_bad=skip_bad,
             force=force,
+            wait_for_lock=wait_for_lock,
             flip=flip,
             storage=storage,
             amp=amp,

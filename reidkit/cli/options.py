@@ -33,6 +33,14 @@ ForceOpt = Annotated[
         "--force", help="Redo the work even if the output is up to date.", envvar="REIDKIT_FORCE"
     ),
 ]
+WaitForLockOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait-for-lock",
+        help="Wait while another process writes the same output, instead of exiting 75.",
+        envvar="REIDKIT_WAIT_FOR_LOCK",
+    ),
+]
 RootOpt = Annotated[
     Path,
     typer.Option(

@@ -268,6 +268,7 @@ def generate(
     *,
     workers: int | None = None,
     force: bool = False,
+    wait_for_lock: bool = False,
     progress: ProgressFn = no_progress,
 ) -> dict:
     """Render the synthetic dataset into ``<root>/synthreid``.
@@ -291,7 +292,7 @@ def generate(
     final = root / NAME
     staging = root / f".{NAME}.partial"
     start = time.perf_counter()
-    with file_lock(final):
+    with file_lock(final, wait=wait_for_lock):
         marker = _read_marker(final)
         if final.exists() and not force:
             if _same(marker, spec, seed):

@@ -17,12 +17,13 @@ Files are written atomically (temporary file, fsync, rename).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from reidkit.errors import DataError, MissingInputError
-from reidkit.fileio import atomic_path
+from reidkit.fileio import atomic_path, os_errors_named
 
 FORMAT = "reidkit.checkpoint/1"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -62,8 +63,12 @@ def save_checkpoint(
         **state,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    # serialised in memory, then written by plain file I/O: a full disk is then an OSError
+    # naming the file (torch.save on a full disk raises an unhelpful RuntimeError)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    with atomic_path(path) as tmp, os_errors_named(path), open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
     return path
 
 

@@ -565,11 +565,13 @@ def train(
             hint=f"'reidkit resume {run}' continues it; --exist-ok overwrites it",
         )
     with _run_lock(run):
-        trainer = Trainer(config, run, progress=progress)
-        if trainer.rank == 0:
+        if os.environ.get("RANK", "0") == "0":
+            # written first, so a run stopped before its first checkpoint can be resumed
             (run / "weights").mkdir(parents=True, exist_ok=True)
             (run / "metrics.csv").unlink(missing_ok=True)
             write_text_atomic(run / "config.yaml", dump_config(config))
+        trainer = Trainer(config, run, progress=progress)
+        if trainer.rank == 0:
             write_text_atomic(run / "env.json", json.dumps(_env(trainer.device), indent=2))
         return _fit(trainer)
 
@@ -591,10 +593,13 @@ def resume(
         raise MissingInputError(f"{run} is not a run directory (no config.yaml)")
     last = run / "weights" / "last.pt"
     if not last.is_file():
-        raise MissingInputError(
-            f"{last} not found: the run saved no checkpoint yet",
-            hint="start it again with reidkit train --exist-ok",
-        )
+        # stopped before its first checkpoint: nothing to continue, so start it over
+        config = load_config(run / "config.yaml")
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                set_value(config, key, value)
+        log.info("%s has no checkpoint yet: training it from the start", run)
+        return {**train(config, run, exist_ok=True, progress=progress), "finished": False}
     with _run_lock(run):
         config = load_config(run / "config.yaml")
         for key, value in (overrides or {}).items():

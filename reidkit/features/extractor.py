@@ -154,9 +154,13 @@ def extract_subset(
     workers: int = 0,
     skip_bad: bool = False,
     force: bool = False,
+    wait_for_lock: bool = False,
     progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """Extract the features of ``samples`` into the feature file ``out``.
+
+    With ``force`` the file is made again; the old one stays readable until the new one
+    replaces it. With ``wait_for_lock`` a concurrent writer is waited for, else LockedError.
 
     Returns:
         file, rows, feature_dim, skipped (paths), resumed (rows found from an interrupted
@@ -179,7 +183,7 @@ def extract_subset(
     rank, world = distributed_rank()
     part = out if world == 1 else out.with_name(f"{out.name}.rank{rank}-of-{world}")
     with (
-        file_lock(out) if rank == 0 else contextlib.nullcontext(),
+        file_lock(out, wait=wait_for_lock) if rank == 0 else contextlib.nullcontext(),
         file_lock(part) if part != out else contextlib.nullcontext(),
     ):
         up_to_date = not force and is_up_to_date(out, provenance)
@@ -194,8 +198,6 @@ def extract_subset(
                 "seconds": 0.0,
                 "images_per_second": 0.0,
             }
-        if force and rank == 0:
-            out.unlink(missing_ok=True)
         lo, hi = shard(len(samples), batch_size, rank, world)
         file_attrs = {
             **attrs,
