@@ -881,10 +881,14 @@ def _(w):
     return Bad(["resume", w / "nowhere"], 2, (str(w / "nowhere"),))
 
 
-@case("resume-run-without-checkpoint")
+@case("resume-run-with-bad-config")
 def _(w):
+    # (a run without a checkpoint is resumed by starting it over: tests/reliability)
     run = w.run_dir()
-    return Bad(["resume", run], 2, (str(run / "weights" / "last.pt"),))
+    config = (run / "config.yaml").read_text(encoding="utf-8")
+    assert "height: 256" in config
+    (run / "config.yaml").write_text(config.replace("height: 256", "height: -1"))
+    return Bad(["resume", run], 2, ("data.height",))
 
 
 @case("resume-text-file-as-checkpoint")

@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.config import Config, dump_config
-from reidkit.errors import Interrupted, UsageError
+from reidkit.errors import Interrupted, ReidkitError, UsageError
 from reidkit.fileio import atomic_open, file_lock, write_text_atomic
 from reidkit.progress import ProgressFn, no_progress
 
@@ -559,18 +560,27 @@ def train(
 
     check_config(config)
     run = Path(run)
-    if run.exists() and any(run.iterdir()) and not exist_ok:
+    main_process = os.environ.get("RANK", "0") == "0"
+    # other ranks may find the folder rank 0 has just begun; they follow its decision
+    if main_process and run.exists() and any(run.iterdir()) and not exist_ok:
         raise UsageError(
             f"run directory {run} already exists",
             hint=f"'reidkit resume {run}' continues it; --exist-ok overwrites it",
         )
     with _run_lock(run):
-        if os.environ.get("RANK", "0") == "0":
+        created = not run.exists()
+        if main_process:
             # written first, so a run stopped before its first checkpoint can be resumed
             (run / "weights").mkdir(parents=True, exist_ok=True)
             (run / "metrics.csv").unlink(missing_ok=True)
             write_text_atomic(run / "config.yaml", dump_config(config))
-        trainer = Trainer(config, run, progress=progress)
+        try:
+            trainer = Trainer(config, run, progress=progress)
+        except ReidkitError:
+            # an unknown model or dataset: the run never started, so it leaves nothing
+            if main_process and created:
+                shutil.rmtree(run, ignore_errors=True)
+            raise
         if trainer.rank == 0:
             write_text_atomic(run / "env.json", json.dumps(_env(trainer.device), indent=2))
         return _fit(trainer)
