@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import market_name, run_reidkit, write_image
+from helpers import FAST_TRAIN, market_name, run_reidkit, write_image
 from PIL import Image
 
 from reidkit.config import Config, dump_config
@@ -51,17 +51,7 @@ TRAIN = [
     "osnet_x0_25",
     "--epochs",
     "1",
-    "data.height=64",
-    "data.width=32",
-    "data.batch_size=16",
-    "data.num_instances=4",
-    "optim.lr=0.003",
-    "schedule.name=multistep",
-    "schedule.milestones=[3]",
-    "schedule.warmup_epochs=1",
-    "eval.every=0",
-    "data.workers=0",
-    "train.device=cpu",
+    *FAST_TRAIN,
 ]
 # feature files: three queries on camera 0, each with two matches on cameras 1 and 2
 QUERY_LABELS = ([1, 2, 3], [0, 0, 0])

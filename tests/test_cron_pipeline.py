@@ -21,7 +21,7 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 SCRIPT = REPO / "examples" / "cron_pipeline.sh"
 STAGES = ["data", "train", "extract", "evaluate"]

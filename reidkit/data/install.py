@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from reidkit.data.download import Fetched, extract_archive, fetch, verify
+from reidkit.data.download import DownloadError, Fetched, extract_archive, fetch, verify
 from reidkit.errors import DataError, MissingInputError, UnknownNameError, UsageError
 from reidkit.fileio import file_lock, replace_folder, write_text_atomic
 from reidkit.progress import ProgressFn, no_progress
@@ -144,21 +144,23 @@ def _archive_name(url: str, source: Source) -> str:
     return os.path.basename(urlparse(url).path) or f"{source.name}.archive"
 
 
-def _download(source: Source, urls: list[str], root: Path, sha256, md5, progress) -> Fetched:
-    """Try each URL in turn; the last failure is raised."""
-    error: Exception | None = None
+def _download(
+    source: Source, urls: list[str], root: Path, sha256, md5, progress
+) -> tuple[str, Fetched]:
+    """Try each URL in turn: (the URL that worked, what it fetched); the last failure is
+    raised."""
+    error: DownloadError | None = None
     for url in urls:
         try:
-            return fetch(
+            return url, fetch(
                 url,
                 root / DOWNLOADS / _archive_name(url, source),
                 sha256=sha256,
                 md5=md5,
                 progress=progress,
             )
-        except DataError:
-            raise  # a checksum mismatch: another mirror would not make it right
-        except Exception as exc:  # a dead link: try the next mirror
+        except DownloadError as exc:  # a dead link: try the next mirror
+            # (a checksum mismatch, DataError, is raised: another mirror would not fix it)
             if len(urls) > 1:
                 log.warning("%s", exc)
             error = exc
@@ -221,9 +223,8 @@ def install_dataset(
                     hint=f"{source.manual.format(root=root)}; then: reidkit datasets download "
                     f"{source.name} --archive FILE --root {root}",
                 )
-            fetched = _download(source, urls, root, sha256, md5, progress)
+            origin, fetched = _download(source, urls, root, sha256, md5, progress)
             archive, digest, size = fetched.path, fetched.sha256, fetched.size
-            origin = next(u for u in urls if _archive_name(u, source) == archive.name)
         staging = root / f".{source.folder}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         try:

@@ -602,20 +602,21 @@ def resume(
     if not (run / "config.yaml").is_file():
         raise MissingInputError(f"{run} is not a run directory (no config.yaml)")
     last = run / "weights" / "last.pt"
-    if not last.is_file():
-        # stopped before its first checkpoint: nothing to continue, so start it over
+
+    def saved_config() -> Config:
         config = load_config(run / "config.yaml")
         for key, value in (overrides or {}).items():
             if value is not None:
                 set_value(config, key, value)
+        return check_config(config)
+
+    if not last.is_file():
+        # stopped before its first checkpoint: nothing to continue, so start it over
+        config = saved_config()
         log.info("%s has no checkpoint yet: training it from the start", run)
         return {**train(config, run, exist_ok=True, progress=progress), "finished": False}
     with _run_lock(run):
-        config = load_config(run / "config.yaml")
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                set_value(config, key, value)
-        check_config(config)
+        config = saved_config()
         # a finished run is recognised from the note beside last.pt, without loading torch
         checkpoint = read_progress_note(last) or load_checkpoint(last)
         if checkpoint["epoch"] >= config.train.epochs and not checkpoint["batch_in_epoch"]:

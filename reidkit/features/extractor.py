@@ -519,7 +519,8 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
     sha, files, options = None, [], {}
     for _, subset, samples, base, path in jobs:
         try:
-            attrs = feature_file_info(path)["attrs"]
+            info = feature_file_info(path)
+            attrs = info["attrs"]
             provenance = json.loads(attrs["provenance"])
         except Exception:  # missing, unreadable or foreign: it needs work
             return None
@@ -536,7 +537,7 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
             {
                 "subset": subset,
                 "file": str(path),
-                "rows": feature_file_info(path)["rows"],
+                "rows": info["rows"],
                 "up_to_date": True,
                 "skipped": [],
                 "resumed": 0,

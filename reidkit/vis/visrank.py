@@ -31,6 +31,7 @@ from reidkit.fileio import file_lock, os_errors_named, replace_folder, write_tex
 from reidkit.metrics.evaluate import Ranking, read_pair
 from reidkit.metrics.rank import DEFAULT_RANKS
 from reidkit.parallel import imap_workers
+from reidkit.progress import no_progress
 from reidkit.vis.plots import Curve, plot_ap, plot_cmc, plot_distances
 from reidkit.vis.ranking import IGNORED_REASONS, rank_lists
 from reidkit.vis.report import QueryRow, write_index_html, write_ranked_csv
@@ -298,7 +299,7 @@ def visrank_files(
         raise UsageError(
             f"unknown --image-format {image_format!r}", hint=f"formats: {', '.join(IMAGE_FORMATS)}"
         )
-    progress = progress_factory or (lambda name: lambda done, total, note="": None)
+    progress = progress_factory or (lambda name: no_progress)
     out = Path(out)
     _check_out(out)
     start = time.perf_counter()

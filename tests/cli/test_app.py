@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO, run_reidkit
+from helpers import REPO, run_reidkit
 
 import reidkit
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, run_reidkit
+from helpers import REPO, run_reidkit
 
 from reidkit.cli.completion import completion_script
 

@@ -5,7 +5,7 @@ import os
 import pty
 import subprocess
 
-from conftest import MARKET_SPEC, REPO, reidkit_argv, reidkit_env, run_reidkit
+from helpers import MARKET_SPEC, REPO, reidkit_argv, reidkit_env, run_reidkit
 
 
 def test_list_marks_present_datasets(market_tree, cli):

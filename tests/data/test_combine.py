@@ -4,7 +4,7 @@ import csv
 import logging
 
 import pytest
-from conftest import MARKET_SPEC, duke_name, write_market_style
+from helpers import MARKET_SPEC, duke_name, write_market_style
 
 from reidkit.data import load_dataset
 from reidkit.data.combine import combine_datasets

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import MARKET_SPEC, write_market_style
+from helpers import MARKET_SPEC, write_market_style
 
 from reidkit.data.download import check_archive
 from reidkit.errors import DataError

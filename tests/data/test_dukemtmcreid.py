@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from conftest import duke_name, write_market_style
+from helpers import duke_name, write_market_style
 
 from reidkit.data import load_dataset
 

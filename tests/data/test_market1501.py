@@ -4,7 +4,7 @@ import logging
 import shutil
 
 import pytest
-from conftest import MARKET_SPEC, write_market_style
+from helpers import MARKET_SPEC, write_market_style
 
 from reidkit.data import load_dataset
 from reidkit.errors import MissingInputError

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_image
+from helpers import write_image
 
 from reidkit.data import load_dataset
 from reidkit.errors import DataError, MissingInputError

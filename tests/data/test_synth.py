@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import reidkit_argv, reidkit_env
+from helpers import reidkit_argv, reidkit_env
 from PIL import Image
 
 from reidkit.data import load_dataset

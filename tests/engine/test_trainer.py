@@ -10,23 +10,9 @@ import time
 
 import pytest
 import torch
-from conftest import reidkit_argv, reidkit_env, torchrun_argv
+from helpers import FAST_TRAIN, reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.engine.checkpoint import load_checkpoint
-
-FAST = [
-    "data.height=64",
-    "data.width=32",
-    "data.batch_size=16",
-    "data.num_instances=4",
-    "optim.lr=0.003",
-    "schedule.name=multistep",
-    "schedule.milestones=[3]",
-    "schedule.warmup_epochs=1",
-    "eval.every=0",
-    "data.workers=0",
-    "train.device=cpu",
-]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +35,7 @@ def train_args(root, run, *extra):
         "osnet_x0_25",
         "--run",
         run,
-        *FAST,
+        *FAST_TRAIN,
         *extra,
     ]
 

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import MARKET_SPEC, reidkit_argv, reidkit_env, torchrun_argv
+from helpers import MARKET_SPEC, reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.data import load_dataset
 from reidkit.engine.checkpoint import model_spec, save_checkpoint

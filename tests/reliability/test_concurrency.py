@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import PARALLEL, TIMEOUT, Case, Launched, reidkit_argv, run_to_end
+from faults import PARALLEL, TIMEOUT, Case, Launched, run_to_end
+from helpers import reidkit_argv
 
 WRITERS = ("train", "extract", "visrank", "download", "synth")  # slowest first
 WAITERS = ("extract", "synth")  # the commands the issue names for --wait-for-lock

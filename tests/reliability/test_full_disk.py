@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import tree, tree_problems
+from faults import tree, tree_problems
 
 DEV_FULL = "/dev/full"
 

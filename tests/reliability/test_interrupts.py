@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import (
+from faults import (
     GRACE,
     PARALLEL,
     RESULT,
