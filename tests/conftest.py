@@ -7,8 +7,33 @@ from pathlib import Path
 
 import pytest
 from helpers import MARKET_SPEC, Tree, write_image, write_market_style
+from hypothesis import HealthCheck, settings
 
 from reidkit.cli.app import run
+
+# Property tests: the "ci" profile (the default) replays the same examples on every run and
+# keeps no example database, so a suite that passes once passes every time. The "explore"
+# profile draws many new examples: run it by hand, e.g.
+#     HYPOTHESIS_PROFILE=explore python -m pytest tests/metrics
+# and turn what it finds into a fixed test case.
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore",
+    max_examples=3000,
+    derandomize=False,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from reidkit.progress import ProgressFn, no_progress
 PAIR_BUDGET = 2_000_000  # Jaccard (query, gallery) pairs expanded at once
 ROW_BYTES = 64 * 2**20  # Jaccard accumulator (float64) per block of queries
 CACHE_BYTES = 512 * 2**20  # keep the query-gallery block of pass 1 when it fits
+GRID = 2.0**-24  # final distances are multiples of this (exact in float32 below 1)
 
 
 def smallest(
@@ -187,9 +188,9 @@ def _encode(feats, metric, row_max, top, top_norm, k1: int):
     norm = np.empty(len(rows), dtype=np.float32)
     norm[found] = top_norm[rows[found], listed[found].argmax(1)]
     norm[~found] = _pair_norm(feats, metric, row_max, rows[~found], cols[~found])
-    weight = np.exp(-norm).astype(np.float32)
-    weight /= np.bincount(rows, weights=weight, minlength=n).astype(np.float32)[rows]
-    return sp.csr_matrix((weight, (rows, cols)), shape=(n, n), dtype=np.float32)
+    weight = np.exp(-norm.astype(np.float64))
+    weight /= np.bincount(rows, weights=weight, minlength=n)[rows]
+    return sp.csr_matrix((weight, (rows, cols)), shape=(n, n), dtype=np.float64)
 
 
 def rerank_blocks(
@@ -224,7 +225,7 @@ def rerank_blocks(
         k2 = min(k2, n)  # the reference's mean over initial_rank[i, :k2] takes what there is
         qe = sp.csr_matrix(
             (
-                np.full(n * k2, 1.0 / k2, dtype=np.float32),
+                np.full(n * k2, 1.0 / k2, dtype=np.float64),
                 top[:, :k2].ravel(),
                 np.arange(0, n * k2 + 1, k2),
             ),
@@ -242,11 +243,21 @@ def rerank_blocks(
             original = all_feats.block(feats[start:stop])[:, nq:]
             np.multiply(original, original, out=original)
             original /= row_max[start:stop, None]
-        yield (
-            start,
-            stop,
-            (jaccard * (1 - lambda_value) + original * lambda_value).astype(np.float32),
-        )
+        yield start, stop, snap(jaccard * (1 - lambda_value) + original * lambda_value)
+
+
+def snap(final: np.ndarray) -> np.ndarray:
+    """Re-ranked distances (float64, in [0, 1]) on the grid of multiples of GRID, as float32.
+
+    The tie rule: values that are equal in exact arithmetic (Jaccard distances 0, 1/2, 1 are
+    common) come out of float64 sums a few 1e-16 apart in an order that depends on how the
+    terms were added. On a grid much coarser than that error and much finer than any real
+    difference they become equal, and equal distances rank by gallery index.
+    """
+    out = np.rint(final * (1.0 / GRID))
+    np.maximum(out, 0.0, out=out)
+    out *= GRID
+    return out.astype(np.float32)
 
 
 def _jaccard_blocks(v_query, inverted, max_rows: int) -> Iterator[tuple[int, int]]:
@@ -280,7 +291,7 @@ def _min_overlap(rows, inverted, ng: int) -> np.ndarray:
     j = inverted.indices[pos]
     vals = np.minimum(np.repeat(a, lengths), inverted.data[pos])
     acc = np.bincount(np.repeat(r, lengths) * ng + j, weights=vals, minlength=b * ng)
-    return acc.reshape(b, ng).astype(np.float32)
+    return acc.reshape(b, ng)
 
 
 def rerank_distances(query: np.ndarray, gallery: np.ndarray, **kwargs) -> np.ndarray:

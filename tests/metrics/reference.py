@@ -186,10 +186,10 @@ def reference_rerank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
     initial_rank = np.argsort(original_dist, axis=1, kind="stable")
 
     # 4. k-reciprocal encoding with expansion and Gaussian weights
-    V = np.zeros((n, n), dtype=np.float32)
+    V = np.zeros((n, n), dtype=np.float64)
     for i in range(n):
         members = expanded_neighbors(initial_rank, i, k1)
-        weight = np.exp(-original_dist[i, members])
+        weight = np.exp(-original_dist[i, members].astype(np.float64))
         V[i, members] = weight / np.sum(weight)
 
     # 5. local query expansion over the k2 nearest (self included)
@@ -200,7 +200,7 @@ def reference_rerank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
         V = V_qe
 
     # 6. Jaccard distance of every query row to every item
-    jaccard = np.zeros((num_q, n), dtype=np.float32)
+    jaccard = np.zeros((num_q, n), dtype=np.float64)
     for i in range(num_q):
         # overlap[j] = sum_k min(V[i, k], V[j, k])
         overlap = np.sum(np.minimum(V[i][None, :], V), axis=1)
@@ -208,4 +208,9 @@ def reference_rerank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
 
     # 7. blend with the original distances
     final = jaccard * (1 - lambda_value) + original_dist[:num_q] * lambda_value
+
+    # 8. the tie rule (reidkit's, documented in docs/evaluation.md): values computed in float64
+    # are rounded to the nearest multiple of 2**-24, so that values equal in exact arithmetic
+    # are equal, whatever order their terms were summed in
+    final = np.maximum(np.round(final * 2.0**24), 0.0) / 2.0**24
     return final[:, num_q:].astype(np.float32)

@@ -21,12 +21,8 @@ PROTOCOLS = ("market", "cuhk03", "none")
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 DEFAULT_RANKS = (1, 5, 10, 20)
 
-SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-)
+# examples, seed and database come from the hypothesis profile (tests/conftest.py)
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --------------------------------------------------------------------------- case building
