@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 
 from reidkit import __version__
-from reidkit.cli import output
+from reidkit.cli import output, signals
 from reidkit.cli.completion import COMPLETE_VAR
 from reidkit.cli.options import QuietOpt, VerboseOpt
-from reidkit.errors import ReidkitError
+from reidkit.errors import Interrupted, ReidkitError
 from reidkit.fileio import describe_os_error
 
 PROG = "reidkit"
@@ -78,17 +78,11 @@ def _print_error(message: str, hint: str | None = None) -> None:
     sys.stderr.flush()
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    # SIGTERM (kill, systemd, cron timeouts) stops work the same way as Ctrl-C.
-    raise KeyboardInterrupt
-
-
 def run(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` and return the exit code; never raises."""
     debug = os.environ.get("REIDKIT_DEBUG", "") not in ("", "0")
     output.reset()
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    signals.install()
     if COMPLETE_VAR in os.environ:  # the shell asks for completions
         from typer._completion_classes import completion_init
 
@@ -96,37 +90,44 @@ def run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except ReidkitError as exc:
-        if debug:
-            traceback.print_exc()
-        _print_error(exc.message, exc.hint)
-        return exc.exit_code
-    except typer.TyperException as exc:
-        ctx = getattr(exc, "ctx", None)
-        if exc.format_message():  # empty when the help was shown for a bare group
-            _print_error(exc.format_message(), f"see '{ctx.command_path if ctx else PROG} --help'")
-        return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
         return 130
-    except OSError as exc:  # the file system said no: not a bug, say which path
-        if debug:
-            traceback.print_exc()
-        error = describe_os_error(exc, exc.filename or "a file")
-        _print_error(error.message, error.hint)
-        return error.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        _print_error(
-            f"unexpected {type(exc).__name__}: {exc}",
-            "rerun with REIDKIT_DEBUG=1 for the traceback, and please report it",
-        )
-        return 1
+        return _report(exc)
     code = result if isinstance(result, int) else 0
     if code == 130:
         _print_error("interrupted")
     return code
+
+
+def _report(exc: Exception) -> int:
+    """Print the error line for ``exc`` and return its exit code."""
+    if isinstance(exc, ReidkitError) and exc.exit_code == Interrupted.exit_code:
+        _print_error(exc.message, exc.hint)  # a graceful stop says what it saved
+        return exc.exit_code
+    if signals.was_interrupted(exc):
+        _print_error("interrupted")
+        return Interrupted.exit_code
+    if isinstance(exc, ReidkitError):
+        _print_error(exc.message, exc.hint)
+        return exc.exit_code
+    if isinstance(exc, typer.TyperException):
+        ctx = getattr(exc, "ctx", None)
+        if exc.format_message():  # empty when the help was shown for a bare group
+            _print_error(exc.format_message(), f"see '{ctx.command_path if ctx else PROG} --help'")
+        return exc.exit_code
+    if isinstance(exc, OSError):  # the file system said no: not a bug, say which path
+        error = describe_os_error(exc, exc.filename or "a file")
+        _print_error(error.message, error.hint)
+        return error.exit_code
+    _print_error(
+        f"unexpected {type(exc).__name__}: {exc}",
+        "rerun with REIDKIT_DEBUG=1 for the traceback, and please report it",
+    )
+    return 1
 
 
 def main() -> None:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
+import pytest
 from helpers import REPO, run_reidkit
 
 import reidkit
@@ -126,3 +130,52 @@ def test_no_color_is_honoured_even_when_colour_is_forced(market_tree):
 def test_python_dash_m_is_the_same_command():
     done = run_reidkit("--version")
     assert done.returncode == 0 and done.stdout == f"reidkit {reidkit.__version__}\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_turned_into_another_error_is_still_an_interrupt(cli, monkeypatch, sig):
+    """A C extension interrupted while it is imported replaces the KeyboardInterrupt with
+    "ImportError: initialization failed" (matplotlib's do): that is a stop, not a crash."""
+
+    def import_that_swallows_the_interrupt(root):
+        interrupted = False
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the handler runs here at the latest
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:  # outside the handler: no trace of the KeyboardInterrupt is left
+            raise ImportError("initialization failed")
+
+    monkeypatch.setattr("reidkit.data.list_datasets", import_that_swallows_the_interrupt)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code, out, err = cli("datasets", "list")
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert (code, out, err) == (130, "", "error: interrupted\n")
+
+
+def test_an_error_caused_by_an_interrupt_is_an_interrupt(cli, monkeypatch):
+    def chained(root):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("worker pool broke") from exc
+
+    monkeypatch.setattr("reidkit.data.list_datasets", chained)
+    assert cli("datasets", "list") == (130, "", "error: interrupted\n")
+
+
+def test_a_signal_of_an_earlier_command_is_forgotten(cli, monkeypatch):
+    from reidkit.cli import signals
+
+    signals._received.append(signal.SIGTERM)  # as an earlier run in this process left it
+
+    def boom(root):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("reidkit.data.list_datasets", boom)
+    code, _, err = cli("datasets", "list")
+    assert code == 1 and err.splitlines()[0] == "error: unexpected RuntimeError: disk on fire"

@@ -4,7 +4,11 @@ For each command, the uninterrupted run recorded in conftest gives the window in
 command does its work: from its lock file appearing (it holds the lock while it writes) to
 its result appearing on stdout (then only the interpreter's shutdown is left). A signal is
 sent at a delay drawn by a seeded RNG between 5% and 95% of that window, counted from the
-moment the lock file appears in the run under test. Then:
+moment the lock file appears in the run under test. A signal that missed its work (the run
+had finished or printed its result: the machine was faster than when the window was
+measured) is sent again in a fresh run after a quarter of the delay, up to three tries; on
+a busy machine the signal lands earlier in the work, and start-up (imports included) is part
+of the window too. Then:
 
 - SIGKILL (three seeds per command): right after the kill every final output is absent or
   whole; the rerun (the same command line; ``reidkit resume RUN`` for train) exits 0 and its
@@ -90,13 +94,15 @@ class Outcome:
     after_stop: list[str]  # problems with the final outputs right after it
     rerun: Finished
     after_rerun: list[str]  # problems with the rerun's outputs
+    tries: int = 1  # runs it took to land the signal in the work (see TRIES)
 
     def title(self) -> str:
         s = self.stopped
         what = "the result was printed" if self.opens == RESULT else f"its {self.opens!r} marker"
         return (
             f"{self.case}, {self.scenario.fault.upper()} {s.delay:.2f} s after {what} "
-            f"(window {self.window:.2f} s, seed {self.scenario.seed})"
+            f"(window {self.window:.2f} s, seed {self.scenario.seed}"
+            f"{f', try {self.tries}' if self.tries > 1 else ''})"
         )
 
     def note_if_late(self) -> None:
@@ -108,17 +114,34 @@ class Outcome:
             )
 
 
-def play(case: Case, scenario: Scenario, work: Path) -> Outcome:
-    case.prepare(work)
+TRIES = 3  # a signal that missed its window is sent again, sooner, in a fresh folder
+
+
+def missed(scenario: Scenario, stopped: Finished) -> bool:
+    """Whether the signal missed the work it was meant for: the run had ended, or (outside
+    the after-result window) had already printed its result. The machine was faster than
+    when the window was measured: the fault would test nothing."""
+    return not stopped.delivered or (stopped.late and scenario.window != "after-result")
+
+
+def play(case: Case, scenario: Scenario, folder: Path) -> Outcome:
     opens, length = case.window(scenario.window)
     delay = draw_delay(f"{case.name}/{scenario.key}", length)
-    start = case.marker(work, opens)
-    stopped = signal_at(case.argv(work), start, delay, SIGNALS[scenario.fault], case.env)
+    for attempt in range(TRIES):
+        work = folder / f"try{attempt}"
+        case.prepare(work)
+        start = case.marker(work, opens)
+        stopped = signal_at(case.argv(work), start, delay, SIGNALS[scenario.fault], case.env)
+        if not missed(scenario, stopped):
+            break
+        delay /= 4
     after_stop = guarded(case.check_interrupted, work)
     rerun = run_to_end(case.rerun_argv(work), case.env)
     exact = case.name != "train" or scenario.fault == "sigkill"
     after_rerun = guarded(case.check_rerun, work, exact) if rerun.returncode == 0 else []
-    return Outcome(case.name, scenario, opens, length, stopped, after_stop, rerun, after_rerun)
+    return Outcome(
+        case.name, scenario, opens, length, stopped, after_stop, rerun, after_rerun, attempt + 1
+    )
 
 
 def selected_commands(request) -> set[str]:

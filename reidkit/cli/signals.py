@@ -1,0 +1,43 @@
+"""SIGINT and SIGTERM: both stop a command as an interrupt (exit 130), wherever they land.
+
+Installed first thing by the ``reidkit`` entry point, before the heavier imports, so that a
+signal during start-up is an interrupt too. The signal is remembered: code that turns the
+KeyboardInterrupt into an error of its own (a C extension interrupted while it is imported
+says "ImportError: initialization failed") was interrupted all the same, and must not end
+as a crash to report.
+"""
+
+from __future__ import annotations
+
+import signal
+
+_received: list[int] = []  # the stop signals received since the command started
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Our handler for SIGINT and SIGTERM (kill, systemd, cron timeouts), unless the
+    embedding program has set its own; forget signals of an earlier command."""
+    _received.clear()
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    for sig, default in defaults.items():
+        if signal.getsignal(sig) in (default, _on_stop_signal):
+            signal.signal(sig, _on_stop_signal)
+
+
+def was_interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` ended the command because it was asked to stop: a stop signal came,
+    or a KeyboardInterrupt is among its causes."""
+    if _received:
+        return True
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
