@@ -12,12 +12,10 @@ AP follows the usual re-ID definition, (1/P) * sum_k k / r_k for the P matches a
 r_1 < ... < r_P, and INP = P / r_P (Ye et al., "Deep Learning for Person Re-identification:
 A Survey and Outlook", TPAMI 2021).
 
-Speed: a query's metrics depend only on the valid gallery items that are closer than its
-farthest match. Each block of queries keeps just those candidates (one vectorised pass over
-the block), sorts them with one key per candidate (row, distance bits, is-match), and reads
-the ranks of the matches off their positions. On trained features the candidates are a
-small fraction of the gallery, so this is many times faster than sorting every row, and
-exactly equal to it, ties included: equal distances keep gallery order, as in a stable sort.
+Speed: the metrics need only the rank of each match among the query's valid gallery items,
+which reidkit.metrics.match_ranks finds exactly (ties included: equal distances keep
+gallery order, as in a stable sort) in a few passes over each block of distances, at a cost
+that does not grow on poor features.
 """
 
 from __future__ import annotations
@@ -28,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reidkit.errors import DataError, UsageError
-from reidkit.metrics.distance import nonzero_2d, row_blocks
+from reidkit.metrics.distance import row_blocks
+from reidkit.metrics.match_ranks import GalleryLabels, match_ranks
 
 PROTOCOLS = ("market", "cuhk03", "none")
 DEFAULT_RANKS = (1, 5, 10, 20)
@@ -102,37 +101,6 @@ def _valid(q_pid: int, q_camid: int, g_pids, g_camids, protocol: str) -> np.ndar
     return valid
 
 
-def order_in_rows(dist: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """The permutation that sorts candidates by row, then by distance.
-
-    Candidates must arrive in (row, gallery index) order, as np.nonzero gives them; equal
-    distances then keep gallery order, exactly as a stable sort of the whole row would.
-    """
-    d = np.ascontiguousarray(dist[rows, cols], dtype=np.float32)
-    # Non-negative float32 bit patterns sort like the values.
-    key = (rows.astype(np.int64) << 32) | d.view(np.uint32).astype(np.int64)
-    return np.argsort(key, kind="stable")
-
-
-def ranks_from_candidates(
-    dist: np.ndarray, rows: np.ndarray, cols: np.ndarray, is_match: np.ndarray
-):
-    """1-based ranks of the matches among each row's candidates.
-
-    The candidates of a row must include every valid item closer than its farthest match,
-    and arrive in (row, gallery index) order, as np.nonzero gives them.
-
-    Returns:
-        ranks, and the row of each rank, grouped by row in row order and ascending within
-        a row.
-    """
-    order = order_in_rows(dist, rows, cols)
-    key_rows, found = rows[order], is_match[order]
-    per_row = np.bincount(rows, minlength=len(dist))
-    position = np.arange(len(order)) - (np.cumsum(per_row) - per_row)[key_rows]
-    return position[found] + 1, key_rows[found]
-
-
 class RankAccumulator:
     """Collects per-query metrics block by block; :meth:`result` summarises them.
 
@@ -163,8 +131,9 @@ class RankAccumulator:
         self.ranks = parse_ranks(ranks)
         self.repeats = repeats
         self.rng = np.random.default_rng(seed)
-        self._by_pid = np.argsort(self.g_pids, kind="stable")
-        self._sorted_pids = self.g_pids[self._by_pid]
+        self.labels = GalleryLabels(
+            self.g_pids, self.g_camids, same_camera_ignored=self.protocol != "none"
+        )
         n = len(self.q_pids)
         self.ap = np.full(n, np.nan)
         self.inp = np.full(n, np.nan)
@@ -172,36 +141,12 @@ class RankAccumulator:
         self.curve_ranks = np.arange(1, max(CURVE_RANKS, self.ranks[-1]) + 1)
         self.cmc_sum = np.zeros(len(self.curve_ranks))
 
-    def _matches(self, qp: np.ndarray, qc: np.ndarray):
-        """(row, gallery index) of every valid match of a block of queries, grouped by row."""
-        lo = np.searchsorted(self._sorted_pids, qp, "left")
-        lengths = np.where(qp == -1, 0, np.searchsorted(self._sorted_pids, qp, "right") - lo)
-        rows = np.repeat(np.arange(len(qp)), lengths)
-        cols = self._by_pid[
-            np.repeat(lo - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
-        ]
-        if self.protocol != "none":
-            keep = self.g_camids[cols] != qc[rows]
-            rows, cols = rows[keep], cols[keep]
-        return rows, cols
-
     def add(self, start: int, dist: np.ndarray) -> None:
         """Add the (b, G) distances of queries start..start+b-1."""
         dist = np.asarray(dist, dtype=np.float32)
         b = len(dist)
         qp, qc = self.q_pids[start : start + b], self.q_camids[start : start + b]
-        match_rows, match_cols = self._matches(qp, qc)
-        counts = np.bincount(match_rows, minlength=b)
-        farthest = np.full(b, -1.0, dtype=np.float32)
-        np.maximum.at(farthest, match_rows, dist[match_rows, match_cols])
-        # A query's metrics depend only on the valid items no farther than its last match.
-        rows, cols = nonzero_2d(dist <= farthest[:, None])
-        gp = self.g_pids[cols]
-        same = gp == qp[rows]
-        valid = gp != -1
-        if self.protocol != "none":
-            valid &= ~(same & (self.g_camids[cols] == qc[rows]))
-        ranks, rank_rows = ranks_from_candidates(dist, rows[valid], cols[valid], same[valid])
+        ranks, rank_rows, counts = match_ranks(dist, qp, qc, self.labels)
         first_of_row = np.cumsum(counts) - counts
         k = np.arange(len(ranks)) - first_of_row[rank_rows] + 1  # k-th match of its row
         has = counts > 0

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from reidkit.metrics.distance import nonzero_2d
-from reidkit.metrics.rank import RankAccumulator, RankResult, order_in_rows
+from reidkit.metrics.match_ranks import order_in_rows
+from reidkit.metrics.rank import RankAccumulator, RankResult
 from reidkit.metrics.rerank import smallest
 
 VALID, JUNK, SAME_CAMERA = 0, 1, 2

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from reference import reference_evaluate
 
 from reidkit.errors import DataError
+from reidkit.metrics import match_ranks
 from reidkit.metrics.distance import pairwise_distance
 from reidkit.metrics.rank import evaluate_distances
 
@@ -21,8 +22,26 @@ PROTOCOLS = ("market", "cuhk03", "none")
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 DEFAULT_RANKS = (1, 5, 10, 20)
 
-# examples, seed and database come from the hypothesis profile (tests/conftest.py)
-SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# examples, seed and database come from the hypothesis profile (tests/conftest.py); the
+# method fixture below is meant to hold for all examples of a test
+SETTINGS = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.fixture(autouse=True, params=["candidates", "histogram", "histogram-4-cells"])
+def method(request, monkeypatch):
+    """Every case runs through each way of finding the ranks of the matches
+    (reidkit.metrics.match_ranks): sorting the candidates, and the per-row histogram, also
+    with 4 cells a row so that nearly every item goes through its exact comparison."""
+    if request.param == "candidates":
+        monkeypatch.setattr(match_ranks, "SORT_FRACTION", 2.0)
+    else:
+        monkeypatch.setattr(match_ranks, "SORT_FRACTION", -1.0)
+    if request.param == "histogram-4-cells":
+        monkeypatch.setattr(match_ranks, "LEVELS", 4)
+    return request.param
 
 
 # --------------------------------------------------------------------------- case building
