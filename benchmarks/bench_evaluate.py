@@ -2,20 +2,27 @@
 
 Usage::
 
-    python benchmarks/bench_evaluate.py [--scale market|msmt|both] [--skip-dense] [--repeats 3]
+    python benchmarks/bench_evaluate.py [--scale market|msmt|both] [--quality good,poor,medium]
+        [--torchreid-cy DIR] [--skip-dense] [--skip-rerank] [--repeats 3]
 
 Synthetic features (identity centres + camera bias + noise, 2048-d float32) are written to
 feature files at Market-1501 scale (3368 x 15913, 751 ids, 6 cameras) and MSMT17 scale
-(11659 x 82161, 3060 ids, 15 cameras). Each stage runs in a fresh process so its peak
-memory (ru_maxrss) is its own:
+(11659 x 82161, 3060 ids, 15 cameras), at three feature qualities (the noise sets the mAP:
+``good`` about 0.95, ``medium`` about 0.67, ``poor`` about 0.1). Each stage runs in a fresh
+process so its peak memory (VmHWM) is its own:
 
 - ``metrics``: CMC + mAP + mINP from a precomputed distance matrix (distances excluded),
-  against baseline (a): ``np.argsort`` of the full matrix along rows, the first step of
-  torchreid's compiled evaluator and so a lower bound on its time.
+  against (a) torchreid's compiled evaluator on the same matrix (junk columns dropped, as
+  torchreid drops junk at load) when ``--torchreid-cy DIR`` names a folder holding its
+  built ``rank_cy`` extension, and always (a') a stand-in for it: its first two steps, an
+  ``np.argsort`` of every row and the match matrix, a lower bound on its time.
 - ``evaluate``: the whole ``reidkit evaluate`` command, wall time from the shell.
 - ``rerank``: re-ranking + metrics from the feature files, against baseline (b): the
   distance matrices and re-ranking written the reference way (dense (Q+G)^2 arrays), with
   the metrics of both compared.
+
+torchreid's extension is built outside this repository from its own sources
+(torchreid/metrics/rank_cylib: ``cythonize`` rank_cy.pyx against this numpy).
 """
 
 from __future__ import annotations
@@ -38,15 +45,18 @@ SCALES = {
     "msmt": {"query": 11659, "gallery": 82161, "ids": 3060, "cameras": 15},
 }
 DIM = 2048
-CAMERA_BIAS, NOISE = 0.3, 3.0  # per dimension, against unit identity centres: mAP about 0.6
+CAMERA_BIAS = 0.3  # per dimension, against unit identity centres
+NOISE = {"good": 2.2, "medium": 3.0, "poor": 4.4}  # per dimension: the feature quality
 
 
-def make_features(folder: Path, scale: str, seed: int = 0) -> tuple[Path, Path]:
-    """Write query and gallery feature files for a scale (cached in ``folder``)."""
+def make_features(folder: Path, scale: str, quality: str, seed: int = 0) -> tuple[Path, Path]:
+    """Write query and gallery feature files for a scale and quality (cached in ``folder``)."""
     from reidkit.features.store import write_features
 
     spec = SCALES[scale]
-    q_path, g_path = folder / f"{scale}-query.h5", folder / f"{scale}-gallery.h5"
+    noise = NOISE[quality]
+    q_path = folder / f"{scale}-{quality}-query.h5"
+    g_path = folder / f"{scale}-{quality}-gallery.h5"
     if q_path.exists() and g_path.exists():
         return q_path, g_path
     rng = np.random.default_rng(seed)
@@ -59,13 +69,13 @@ def make_features(folder: Path, scale: str, seed: int = 0) -> tuple[Path, Path]:
         for s in range(0, n, 8192):
             e = min(n, s + 8192)
             feats[s:e] = centres[pids[s:e]] + bias[camids[s:e]]
-            feats[s:e] += NOISE * rng.normal(size=(e - s, DIM)).astype(np.float32)
+            feats[s:e] += noise * rng.normal(size=(e - s, DIM)).astype(np.float32)
         if path == g_path:  # distractors and junk, as in Market-1501: people of no identity
             others = rng.random(n) < 0.2
             pids[others] = np.where(rng.random(int(others.sum())) < 0.75, 0, -1)
             shape = (int(others.sum()), DIM)
             feats[others] = rng.normal(size=shape).astype(np.float32) + bias[camids[others]]
-            feats[others] += NOISE * rng.normal(size=shape).astype(np.float32)
+            feats[others] += noise * rng.normal(size=shape).astype(np.float32)
         write_features(path, feats, pids, camids)
     return q_path, g_path
 
@@ -82,44 +92,61 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def stage(name: str, q_path: str, g_path: str) -> dict:
+def torchreid_standin(dist: np.ndarray, q_pids, g_pids) -> None:
+    """The first two steps of torchreid's compiled market evaluator, in numpy as it does
+    them: the argsort of every row and the (Q, G) int64 match matrix. Its compiled loop
+    over the rows comes on top, so this is a lower bound on its time."""
+    indices = np.argsort(dist, axis=1)
+    (g_pids[indices] == q_pids[:, None]).astype(np.int64)
+
+
+def stage(name: str, q_path: str, g_path: str, torchreid_cy: str = "") -> dict:
     """Run one stage in this process; returns seconds, peak MB and its numbers."""
     from reidkit.features.store import read_features
     from reidkit.metrics.distance import pairwise_distance
+    from reidkit.metrics.evaluate import evaluate_files
     from reidkit.metrics.rank import evaluate_distances
+    from reidkit.metrics.ranking import Ranking, Rerank
 
     q, g = read_features(q_path), read_features(g_path)
     labels = (q.pids, q.camids, g.pids, g.camids)
     base_mb = peak_mb()
-    if name in ("metrics", "argsort"):
+    if name in ("metrics", "standin", "torchreid"):
         dist = pairwise_distance(q.features, g.features)
+        keep = g.pids != -1  # torchreid never sees junk: it drops it when loading
+        if name != "metrics":
+            dist = np.ascontiguousarray(dist[:, keep])
         start = time.perf_counter()
         if name == "metrics":
             result = evaluate_distances(dist, *labels).to_dict()
-        else:
-            np.argsort(dist, axis=1)
+        elif name == "standin":
+            torchreid_standin(dist, q.pids, g.pids[keep])
             result = {}
+        else:
+            sys.path.insert(0, torchreid_cy)
+            from rank_cy import evaluate_cy
+
+            cmc, mean_ap = evaluate_cy(dist, q.pids, g.pids[keep], q.camids, g.camids[keep], 50)
+            result = {"mAP": float(mean_ap), "cmc": {"1": float(cmc[0])}}
         return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb(), "result": result}
     start = time.perf_counter()
     if name == "evaluate":  # the command's own work, in this process, for its peak memory
-        from reidkit.metrics.evaluate import evaluate_files
-
-        result = evaluate_files(q_path, g_path, device="cpu")
+        result = evaluate_files(q_path, g_path, Ranking(device="cpu"))
         result = {k: result[k] for k in ("mAP", "mINP", "cmc")}
     elif name == "rerank":
-        from reidkit.metrics.evaluate import evaluate_files
-
-        result = evaluate_files(q_path, g_path, rerank=True, device="cpu")
+        result = evaluate_files(q_path, g_path, Ranking(rerank=Rerank(), device="cpu"))
         result = {k: result[k] for k in ("mAP", "mINP", "cmc")}
     elif name == "dense_rerank":
         from dense_rerank import dense_rerank
 
+        keep = g.pids != -1  # reidkit's default pool: without junk, as torchreid
+        gf = g.features[keep]
         final = dense_rerank(
-            pairwise_distance(q.features, g.features),
+            pairwise_distance(q.features, gf),
             pairwise_distance(q.features, q.features),
-            pairwise_distance(g.features, g.features),
+            pairwise_distance(gf, gf),
         )
-        r = evaluate_distances(final, *labels)
+        r = evaluate_distances(final, q.pids, q.camids, g.pids[keep], g.camids[keep])
         result = {"mAP": r.mAP, "mINP": r.mINP, "cmc": {str(k): v for k, v in r.cmc.items()}}
     else:
         raise SystemExit(f"unknown stage {name}")
@@ -131,9 +158,9 @@ def stage(name: str, q_path: str, g_path: str) -> dict:
     }
 
 
-def run_stage(name: str, q_path: Path, g_path: Path) -> dict:
+def run_stage(name: str, q_path: Path, g_path: Path, *extra: str) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--stage", name, str(q_path), str(g_path)],
+        [sys.executable, __file__, "--stage", name, str(q_path), str(g_path), *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -162,8 +189,8 @@ def run_command(q_path: Path, g_path: Path) -> float:
     return time.perf_counter() - start
 
 
-def median_stage(name, q_path, g_path, repeats):
-    runs = [run_stage(name, q_path, g_path) for _ in range(repeats)]
+def median_stage(name, q_path, g_path, repeats, *extra):
+    runs = [run_stage(name, q_path, g_path, *extra) for _ in range(repeats)]
     return {
         "seconds": statistics.median(r["seconds"] for r in runs),
         "all": [round(r["seconds"], 3) for r in runs],
@@ -175,7 +202,9 @@ def median_stage(name, q_path, g_path, repeats):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=["market", "msmt", "both"], default="market")
+    parser.add_argument("--quality", default="good,poor", help="of good, medium, poor")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--torchreid-cy", default="", help="folder with torchreid's rank_cy")
     parser.add_argument("--skip-dense", action="store_true", help="skip baseline (b)")
     parser.add_argument("--skip-rerank", action="store_true")
     parser.add_argument("--data", type=Path, help="folder to cache feature files in")
@@ -188,31 +217,34 @@ def main() -> None:
     print(describe())
     folder = args.data or Path(tempfile.mkdtemp(prefix="reidkit-bench-"))
     scales = ["market", "msmt"] if args.scale == "both" else [args.scale]
-    for scale in scales:
-        q_path, g_path = make_features(folder, scale)
+    for scale, quality in ((s, q) for s in scales for q in args.quality.split(",")):
+        q_path, g_path = make_features(folder, scale, quality)
         spec = SCALES[scale]
-        print(f"\n{scale} scale: {spec['query']} x {spec['gallery']} x {DIM}")
+        print(f"\n{scale} scale, {quality} features: {spec['query']} x {spec['gallery']} x {DIM}")
         repeats = args.repeats if scale == "market" else 1
         metrics = median_stage("metrics", q_path, g_path, repeats)
-        argsort = median_stage("argsort", q_path, g_path, repeats)
-        print(f"metrics (CMC+mAP+mINP)     {metrics['seconds']:8.3f} s  runs {metrics['all']}")
-        print(f"baseline (a) np.argsort    {argsort['seconds']:8.3f} s  runs {argsort['all']}")
-        print(f"  speed-up over (a)        {argsort['seconds'] / metrics['seconds']:8.1f}x")
+        m = metrics["result"]
+        print(f"  features: mAP {m['mAP']:.4f}  rank-1 {m['cmc']['1']:.4f}")
+        print(f"metrics (CMC+mAP+mINP)      {metrics['seconds']:8.3f} s  runs {metrics['all']}")
+        if args.torchreid_cy:
+            tr = median_stage("torchreid", q_path, g_path, repeats, args.torchreid_cy)
+            print(f"(a) torchreid evaluate_cy   {tr['seconds']:8.3f} s  runs {tr['all']}")
+            print(f"  speed-up over (a)         {tr['seconds'] / metrics['seconds']:8.1f}x")
+            print(f"  torchreid: mAP {tr['result']['mAP']:.6f} (reidkit {m['mAP']:.6f})")
+        standin = median_stage("standin", q_path, g_path, repeats)
+        print(f"(a') argsort + match matrix {standin['seconds']:8.3f} s  runs {standin['all']}")
+        print(f"  speed-up over (a')        {standin['seconds'] / metrics['seconds']:8.1f}x")
         walls = [run_command(q_path, g_path) for _ in range(repeats)]
         ev = run_stage("evaluate", q_path, g_path)
         print(
-            f"whole evaluate command     {statistics.median(walls):8.3f} s  runs "
+            f"whole evaluate command      {statistics.median(walls):8.3f} s  runs "
             f"{[round(w, 3) for w in walls]}  peak {ev['peak_mb']:.0f} MB"
-        )
-        print(
-            f"  metrics: mAP {metrics['result']['mAP']:.4f}  rank-1 "
-            f"{metrics['result']['cmc']['1']:.4f}"
         )
         if args.skip_rerank:
             continue
         rr = run_stage("rerank", q_path, g_path)
         print(
-            f"rerank + metrics           {rr['seconds']:8.3f} s  peak {rr['peak_mb']:.0f} MB "
+            f"rerank + metrics            {rr['seconds']:8.3f} s  peak {rr['peak_mb']:.0f} MB "
             f"(features loaded: {rr['base_mb']:.0f} MB)"
         )
         print(
@@ -222,10 +254,10 @@ def main() -> None:
         if scale == "market" and not args.skip_dense:
             dense = run_stage("dense_rerank", q_path, g_path)
             print(
-                f"baseline (b) dense rerank  {dense['seconds']:8.3f} s  peak "
+                f"baseline (b) dense rerank   {dense['seconds']:8.3f} s  peak "
                 f"{dense['peak_mb']:.0f} MB"
             )
-            print(f"  speed-up over (b)        {dense['seconds'] / rr['seconds']:8.1f}x")
+            print(f"  speed-up over (b)         {dense['seconds'] / rr['seconds']:8.1f}x")
             print(
                 f"  dense:     mAP {dense['result']['mAP']:.6f}  mINP "
                 f"{dense['result']['mINP']:.6f}  rank-1 {dense['result']['cmc']['1']:.6f}"

@@ -93,9 +93,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 10  # evaluate every N epochs (and after the last), 0: never
-    metric: str = "euclidean"
+    metric: str = "auto"  # auto: the distance the model is meant for
     normalize: bool = False
-    protocol: str = "market"
+    protocol: str = "auto"  # auto: the training dataset's protocol
     flip: bool = False
 
 
@@ -247,8 +247,8 @@ CHOICES = {
     "optim.name": ("adam", "amsgrad", "sgd"),
     "schedule.name": ("step", "multistep", "cosine"),
     "train.amp": ("off", "bf16", "fp16"),
-    "eval.metric": ("euclidean", "sqeuclidean", "cosine"),
-    "eval.protocol": ("market", "cuhk03", "none"),
+    "eval.metric": ("auto", "euclidean", "sqeuclidean", "cosine"),
+    "eval.protocol": ("auto", "market", "cuhk03", "none"),
 }
 # key: (smallest allowed value, largest or None)
 BOUNDS = {

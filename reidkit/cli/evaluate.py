@@ -14,11 +14,13 @@ FeatureArg = Annotated[
     Path, typer.Argument(help="A feature file (.h5).", show_default=False, dir_okay=False)
 ]
 MetricOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--metric",
-        help="euclidean, sqeuclidean or cosine.",
+        help="euclidean, sqeuclidean or cosine [default: the distance the model is meant "
+        "for, as the feature files say; else euclidean]",
         envvar="REIDKIT_METRIC",
+        show_default=False,
         autocompletion=lambda: ["euclidean", "sqeuclidean", "cosine"],
     ),
 ]
@@ -31,12 +33,14 @@ NormalizeOpt = Annotated[
     ),
 ]
 ProtocolOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--protocol",
         help="market (drop same-camera matches), cuhk03 (single-gallery-shot) or "
-        "none (single-camera data).",
+        "none (single-camera data) [default: the protocol of the dataset the feature files "
+        "hold; else market]",
         envvar="REIDKIT_PROTOCOL",
+        show_default=False,
         autocompletion=lambda: ["market", "cuhk03", "none"],
     ),
 ]
@@ -59,6 +63,25 @@ LambdaOpt = Annotated[
         "--lambda", help="Re-ranking weight of the original distance.", envvar="REIDKIT_LAMBDA"
     ),
 ]
+RerankPoolOpt = Annotated[
+    str,
+    typer.Option(
+        "--rerank-pool",
+        help="Items re-ranking encodes: valid (queries and gallery without junk, as "
+        "torchreid) or all.",
+        envvar="REIDKIT_RERANK_POOL",
+        autocompletion=lambda: ["valid", "all"],
+    ),
+]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mismatch",
+        help="Rank query and gallery files made by different models, checkpoints, image "
+        "sizes, flip or normalisation anyway.",
+        envvar="REIDKIT_ALLOW_MISMATCH",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(
@@ -70,17 +93,35 @@ DeviceOpt = Annotated[
 ]
 
 
+def ranking_from_options(
+    metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, rerank_pool, device
+):
+    """The one Ranking a command's ranking options describe."""
+    from reidkit.metrics.ranking import Ranking, Rerank
+
+    return Ranking(
+        metric=metric,
+        normalize=normalize,
+        protocol=protocol,
+        ranks=ranks,
+        rerank=Rerank(k1, k2, lambda_value, rerank_pool) if rerank else None,
+        device=device,
+    )
+
+
 def evaluate(
     query: FeatureArg,
     gallery: FeatureArg,
-    metric: MetricOpt = "euclidean",
+    metric: MetricOpt = None,
     normalize: NormalizeOpt = False,
-    protocol: ProtocolOpt = "market",
+    protocol: ProtocolOpt = None,
     ranks: RanksOpt = "1,5,10,20",
     rerank: RerankOpt = False,
     k1: K1Opt = 20,
     k2: K2Opt = 6,
     lambda_value: LambdaOpt = 0.3,
+    rerank_pool: RerankPoolOpt = "valid",
+    allow_mismatch: AllowMismatchOpt = False,
     per_query: Annotated[
         Path | None,
         typer.Option(
@@ -99,19 +140,15 @@ def evaluate(
     from reidkit.metrics.evaluate import evaluate_files
 
     output.setup(quiet, verbose)
+    ranking = ranking_from_options(
+        metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, rerank_pool, device
+    )
     with output.progress("rerank" if rerank else "evaluate") as progress:
         result = evaluate_files(
             query,
             gallery,
-            metric=metric,
-            normalize=normalize,
-            protocol=protocol,
-            ranks=ranks,
-            rerank=rerank,
-            k1=k1,
-            k2=k2,
-            lambda_value=lambda_value,
-            device=device,
+            ranking,
+            allow_mismatch=allow_mismatch,
             per_query=per_query,
             progress=progress,
         )
@@ -130,10 +167,7 @@ def metrics_table(result: dict):
     table.add_row("mINP", f"{100 * result['mINP']:.2f}%")
     for rank, value in result["cmc"].items():
         table.add_row(f"Rank-{rank}", f"{100 * value:.2f}%")
-    how = (
-        f"{result['metric']} distance{' of normalised features' if result['normalize'] else ''}"
-        f", protocol {result['protocol']}{', re-ranked' if result['rerank'] else ''}"
-    )
+    how = result["summary"]
     counts = (
         f"{result['num_valid_query']} of {result['num_query']} queries evaluated "
         f"({result['skipped_queries']} without a valid match), "

@@ -10,6 +10,7 @@ import typer
 
 from reidkit.cli import output
 from reidkit.cli.evaluate import (
+    AllowMismatchOpt,
     DeviceOpt,
     FeatureArg,
     K1Opt,
@@ -20,6 +21,8 @@ from reidkit.cli.evaluate import (
     ProtocolOpt,
     RanksOpt,
     RerankOpt,
+    RerankPoolOpt,
+    ranking_from_options,
 )
 from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt, WorkersOpt
 
@@ -41,14 +44,16 @@ def visrank(
     topk: Annotated[
         int, typer.Option("--topk", min=1, help="Ranked gallery items per query.")
     ] = 10,
-    metric: MetricOpt = "euclidean",
+    metric: MetricOpt = None,
     normalize: NormalizeOpt = False,
-    protocol: ProtocolOpt = "market",
+    protocol: ProtocolOpt = None,
     ranks: RanksOpt = "1,5,10,20",
     rerank: RerankOpt = False,
     k1: K1Opt = 20,
     k2: K2Opt = 6,
     lambda_value: LambdaOpt = 0.3,
+    rerank_pool: RerankPoolOpt = "valid",
+    allow_mismatch: AllowMismatchOpt = False,
     num_queries: Annotated[
         int | None,
         typer.Option(
@@ -109,13 +114,15 @@ def visrank(
     from reidkit.vis.visrank import visrank_files
 
     output.setup(quiet, verbose)
+    ranking = ranking_from_options(
+        metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, rerank_pool, device
+    )
     with output.progress_factory() as progress_factory:
         summary = visrank_files(
-            query, gallery, out, topk=topk, metric=metric, normalize=normalize,
-            protocol=protocol, ranks=ranks, rerank=rerank, k1=k1, k2=k2,
-            lambda_value=lambda_value, device=device, num_queries=num_queries, queries=queries,
-            order=order, seed=seed, root=root, html=html, images=images, plots=plots,
-            image_format=image_format, workers=workers, progress_factory=progress_factory,
+            query, gallery, out, ranking, allow_mismatch=allow_mismatch, topk=topk,
+            num_queries=num_queries, queries=queries, order=order, seed=seed, root=root,
+            html=html, images=images, plots=plots, image_format=image_format, workers=workers,
+            progress_factory=progress_factory,
         )  # fmt: skip
     output.render(summary, as_json, _visrank_text)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reidkit.data.catalog import DATASETS, list_datasets, load_dataset
+from reidkit.data.catalog import DATASETS, list_datasets, load_dataset, protocol_of
 from reidkit.data.sample import SUBSETS, Dataset, DatasetSpec, Sample
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "Sample",
     "list_datasets",
     "load_dataset",
+    "protocol_of",
 ]

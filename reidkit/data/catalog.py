@@ -29,6 +29,13 @@ def list_datasets(root: Path) -> list[dict]:
     ]
 
 
+def protocol_of(dataset: str) -> str | None:
+    """The evaluation protocol of a registered dataset (``NAME`` or ``NAME@N``, as feature
+    files record it); None for a dataset of one's own (a folder or manifest)."""
+    name = dataset.partition("@")[0]
+    return DATASETS.get(name).protocol if name in DATASETS else None
+
+
 def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.startswith(".") or value.lower().endswith(".csv")
 

@@ -613,6 +613,7 @@ SPECS: list[DatasetSpec] = [
         obtain=OBTAIN,
         parse=functools.partial(parse_variant, name=name),
         splits=NUM_CLASSIC_SPLITS if VARIANTS[name][1] == "classic" else 1,
+        protocol="cuhk03" if VARIANTS[name][1] == "classic" else "market",
     )
     for name in VARIANTS
 ]

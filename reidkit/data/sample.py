@@ -133,6 +133,8 @@ class DatasetSpec:
         obtain: how to get it; ``{root}`` is replaced by the data root.
         parse: reads the dataset from its folder (with ``split=N`` when splits > 1).
         splits: how many train/test splits the dataset defines; ``NAME@N`` picks split N.
+        protocol: the evaluation protocol its results are reported under (see
+            reidkit.metrics.rank): ``market`` for most, ``cuhk03`` for the classic splits.
     """
 
     name: str
@@ -141,6 +143,7 @@ class DatasetSpec:
     obtain: str
     parse: Callable[..., Dataset]
     splits: int = 1
+    protocol: str = "market"
 
     def path(self, root: Path) -> Path:
         return Path(root) / self.folder

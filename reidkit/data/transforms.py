@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reidkit.data.images import read_rgb
+
 
 def train_transform(data: Any):
     """Resize, random flip, pad and random crop, optional colour jitter, to a normalised
@@ -40,9 +42,5 @@ class TrainImages:
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         sample = self.samples[i]
-        with Image.open(sample.path) as image:
-            rgb = image.convert("RGB")
-        return self.transform(rgb), sample.pid
+        return self.transform(read_rgb(sample.path)), sample.pid

@@ -56,6 +56,7 @@ def run_demo(
     from reidkit.engine.trainer import resume, train
     from reidkit.features.extractor import extract_dataset
     from reidkit.metrics.evaluate import evaluate_files
+    from reidkit.metrics.ranking import Ranking
     from reidkit.vis.plots import compare_results
     from reidkit.vis.visrank import visrank_files
 
@@ -93,14 +94,14 @@ def run_demo(
     scores, saved = {}, []
     for label, result in (("trained", trained), ("untrained", untrained)):
         files = {f["subset"]: f["file"] for f in result["files"]}
-        metrics = evaluate_files(files["query"], files["gallery"], device="cpu")
+        metrics = evaluate_files(files["query"], files["gallery"], Ranking(device="cpu"))
         scores[label] = {"mAP": metrics["mAP"], "rank1": metrics["cmc"]["1"]}
         saved.append(out / "eval" / f"{label}.json")
         write_text_atomic(saved[-1], json.dumps(metrics, indent=2) + "\n")
         if label == "trained":
             vis = visrank_files(
-                files["query"], files["gallery"], out / "vis", num_queries=DEMO_VISRANK_QUERIES,
-                html=True, device="cpu", progress_factory=progress_factory,
+                files["query"], files["gallery"], out / "vis", Ranking(device="cpu"),
+                num_queries=DEMO_VISRANK_QUERIES, html=True, progress_factory=progress_factory,
             )  # fmt: skip
     compare_results(saved, plot=out / "eval" / "cmc.png")
     features = [f["file"] for r in (trained, untrained) for f in r["files"]]

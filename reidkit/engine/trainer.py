@@ -372,8 +372,10 @@ class Trainer:
         import torch
 
         from reidkit.features.extractor import ExtractOptions, compute_features
-        from reidkit.metrics.evaluate import ranked_blocks
+        from reidkit.features.store import FeatureSet
         from reidkit.metrics.rank import RankAccumulator
+        from reidkit.metrics.ranking import Ranking
+        from reidkit.models import model_distance
 
         if self.rank != 0 or not (self.dataset.query and self.dataset.gallery):
             return {}
@@ -387,30 +389,27 @@ class Trainer:
         )
         self.model.eval()
         rng = torch.get_rng_state()  # evaluation must not change the training's randomness
-        q = compute_features(self.model, self.dataset.query, options, device=self.device)
-        g = compute_features(self.model, self.dataset.gallery, options, device=self.device)
+        sets = []
+        for samples in (self.dataset.query, self.dataset.gallery):
+            features = compute_features(self.model, samples, options, device=self.device)
+            attrs = {"distance": model_distance(c.model.name), "dataset": self.dataset.name}
+            pids, camids = (np.array([getattr(s, k) for s in samples]) for k in ("pid", "camid"))
+            sets.append(FeatureSet(features, pids, camids, attrs=attrs))
         torch.set_rng_state(rng)
         self.model.train()
-        ds = self.dataset
-        acc = RankAccumulator(
-            [s.pid for s in ds.query],
-            [s.camid for s in ds.query],
-            [s.pid for s in ds.gallery],
-            [s.camid for s in ds.gallery],
-            protocol=c.eval.protocol,
-            ranks=(1,),
-        )
-        for start, _, dist in ranked_blocks(
-            q,
-            g,
-            metric=c.eval.metric,
+        ranking = Ranking(
+            metric=None if c.eval.metric == "auto" else c.eval.metric,
             normalize=c.eval.normalize,
-            rerank=False,
-            k1=20,
-            k2=6,
-            lambda_value=0.3,
+            protocol=None if c.eval.protocol == "auto" else c.eval.protocol,
+            ranks=(1,),
             device="cpu",
-        ):
+        ).resolve(*sets)
+        query, gallery = sets
+        acc = RankAccumulator(
+            query.pids, query.camids, gallery.pids, gallery.camids, protocol=ranking.protocol,
+            ranks=(1,),
+        )  # fmt: skip
+        for start, _, dist in ranking.blocks(query, gallery):
             acc.add(start, dist)
         result = acc.result()
         log.info(

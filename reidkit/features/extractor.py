@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from reidkit.data.images import UnreadableImage, read_rgb
 from reidkit.data.sample import Sample
 from reidkit.errors import DataError, ReidkitError, UsageError
 from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
@@ -75,17 +76,13 @@ class ImageList:
 
     def __getitem__(self, i: int):
         import torch
-        from PIL import Image
 
-        path = self.paths[i]
         try:
-            with Image.open(path) as image:
-                rgb = image if image.mode == "RGB" else image.convert("RGB")
-                array = np.array(rgb.resize(self.size, Image.BILINEAR))  # writable for torch
+            array = np.array(read_rgb(self.paths[i], self.size))  # writable for torch
             error = ""
-        except Exception as exc:  # PIL raises many types for corrupt or foreign files
+        except UnreadableImage as exc:
             array = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
-            error = f"{type(exc).__name__}: {exc}"
+            error = exc.reason
         return torch.from_numpy(array), self.offset + i, error
 
 
@@ -204,6 +201,8 @@ def extract_subset(
             "provenance": provenance,
             "root": str(root),
             "image_size": [options.height, options.width],
+            "mean": list(options.mean),
+            "std": list(options.std),
             "flip": options.flip,
             "normalized": False,
         }
@@ -420,7 +419,7 @@ def extract_dataset(
         load_checkpoint,
         model_from_checkpoint,
     )
-    from reidkit.models import create_model, load_weights
+    from reidkit.models import create_model, load_weights, model_distance
 
     if (checkpoint is None) == (model_name is None):
         raise UsageError("give either a CHECKPOINT or --model NAME")
@@ -454,6 +453,7 @@ def extract_dataset(
             "seed": seed,
             "checkpoint_sha256": file_sha256(weights) if weights else "",
         }
+    model_attrs["distance"] = model_distance(model_attrs["model"])
     data = data_config(source)
     option_keys = {"flip", "storage", "amp", "channels_last"}
     options = ExtractOptions(
@@ -476,7 +476,8 @@ def extract_dataset(
             **model_attrs,
             "dataset": name,
             "subset": subset,
-            "provenance": {k: v for k, v in model_attrs.items() if k != "config"},
+            # what makes the features: not the config's text, not the advice on distances
+            "provenance": {k: v for k, v in model_attrs.items() if k not in ("config", "distance")},
         }
         progress = progress_factory(f"{name}-{subset}") if progress_factory else None
         result = extract_subset(

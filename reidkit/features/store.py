@@ -34,7 +34,20 @@ from reidkit.fileio import atomic_path, fsync_dir, write_text_atomic
 SCHEMA = "reidkit.features/1"
 STORAGE_DTYPES = ("float32", "float16")
 META = "meta.json"
-CHUNK_ROWS = 4096  # HDF5 chunk height, and the default flush size of a writer
+CHUNK_ROWS = 4096  # the default flush size of a writer
+CHUNK_BYTES = 2**20  # HDF5 chunks of about 1 MiB: what HDF5's default chunk cache holds
+# Attributes that say how features were made: a query and a gallery file that differ in any
+# of them do not belong together (the attribute, and how to show its value).
+PROVENANCE_FIELDS = {
+    "model": "model",
+    "checkpoint_sha256": "checkpoint",
+    "seed": "seed of the untrained model",
+    "image_size": "image size",
+    "mean": "pixel mean",
+    "std": "pixel std",
+    "flip": "flip averaging",
+    "normalized": "feature normalisation",
+}
 
 
 @dataclass
@@ -268,7 +281,7 @@ class FeatureWriter:
                 "features",
                 (total, dim),
                 dtype=meta["storage"],
-                chunks=(max(1, min(CHUNK_ROWS, total)), dim) if total else None,
+                chunks=chunk_shape(total, dim, meta["storage"]) if total else None,
             )
             labels = {k: f.create_dataset(k, (total,), dtype="int64") for k in ("pids", "camids")}
             if meta["with_dsetids"]:
@@ -292,6 +305,12 @@ class FeatureWriter:
         shutil.rmtree(self.partial)
         fsync_dir(self.path.parent)
         return self.path
+
+
+def chunk_shape(rows: int, dim: int, storage: str) -> tuple[int, int]:
+    """Whole rows, about CHUNK_BYTES a chunk (one row at the least)."""
+    per_row = dim * np.dtype(storage).itemsize
+    return max(1, min(rows, CHUNK_BYTES // per_row)), dim
 
 
 def _same_job(old: dict, new: dict) -> bool:
@@ -363,6 +382,12 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
                     hint="a feature file holds /features (N, D), /pids (N,) and /camids (N,)",
                 )
         attrs = _decode_attrs(f.attrs)
+        schema = attrs.get("schema")
+        if schema is not None and schema != SCHEMA:  # files of other tools have no schema
+            raise DataError(
+                f"{path}: feature file schema {schema!r} is not one this reidkit reads ({SCHEMA})",
+                hint="a newer reidkit wrote it: upgrade reidkit, or extract the features again",
+            )
         if attrs.get("complete") is False and not allow_incomplete:
             raise DataError(f"{path}: the file is marked incomplete", hint="rerun the extraction")
         try:
@@ -397,3 +422,53 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
             f"the first at index {int(np.argmax(bad))}"
         )
     return FeatureSet(features, pids.reshape(n), camids.reshape(n), paths, dsetids, attrs, path)
+
+
+def provenance_of(features: FeatureSet) -> dict[str, Any]:
+    """The PROVENANCE_FIELDS a file states (pixel mean and std of files written before
+    they were attributes of their own come from the provenance's options)."""
+    attrs = features.attrs
+    found = {k: attrs[k] for k in PROVENANCE_FIELDS if k in attrs}
+    if "mean" not in found and isinstance(attrs.get("provenance"), str):
+        with contextlib.suppress(ValueError, AttributeError):
+            options = json.loads(attrs["provenance"]).get("options", {})
+            found.update({k: options[k] for k in ("mean", "std") if k in options})
+    return found
+
+
+def check_same_origin(query: FeatureSet, gallery: FeatureSet) -> None:
+    """Refuse a query and a gallery file made differently (another model, checkpoint, image
+    size, flip or normalisation); only the fields both files state are compared.
+
+    Raises:
+        UsageError: naming both files and the first field that differs.
+    """
+    if query.dim != gallery.dim:
+        raise UsageError(
+            f"{query.path} has {query.dim}-dimensional features but {gallery.path} has "
+            f"{gallery.dim}: they must come from the same model"
+        )
+    mine, theirs = provenance_of(query), provenance_of(gallery)
+    for key, what in PROVENANCE_FIELDS.items():
+        if key in mine and key in theirs and not _same_value(mine[key], theirs[key]):
+            raise UsageError(
+                f"{query.path} and {gallery.path} do not belong together: {what} "
+                f"{_show(key, mine[key])} against {_show(key, theirs[key])}",
+                hint="extract both with the same model and options, or pass --allow-mismatch",
+            )
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return float(a) == float(b)
+    return a == b
+
+
+def _show(key: str, value: Any) -> str:
+    if key == "checkpoint_sha256":
+        return f"sha256 {str(value)[:12]}" if value else "(none: untrained)"
+    if key == "image_size" and isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)

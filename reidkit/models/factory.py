@@ -25,6 +25,7 @@ class ModelEntry:
     builder: str  # "module:Class"
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    distance: str = "euclidean"  # what its embeddings are meant to be compared with
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -35,11 +36,13 @@ for _depth in (18, 34, 50, 101, 152):
             "reidkit.models.resnet:ReIDResNet",
             {"depth": _depth},
             f"ResNet-{_depth} with a BNNeck head, last stride 1",
+            distance="cosine",  # BoT ranks the features after the BNNeck by cosine
         ),
     )
 for _width, _suffix in ((1.0, "x1_0"), (0.75, "x0_75"), (0.5, "x0_5"), (0.25, "x0_25")):
     MODELS.add(
         f"osnet_{_suffix}",
+        # torchreid evaluates OSNet with euclidean distances of unnormalised features
         ModelEntry("reidkit.models.osnet:OSNet", {"width": _width}, f"OSNet, width x{_width}"),
     )
 
@@ -47,6 +50,11 @@ for _width, _suffix in ((1.0, "x1_0"), (0.75, "x0_75"), (0.5, "x0_5"), (0.25, "x
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, optionally filtered by a glob pattern ("osnet*")."""
     return MODELS.names(pattern)
+
+
+def model_distance(name: str) -> str:
+    """The distance model ``name``'s embeddings are meant to be compared with."""
+    return MODELS.get(name).distance
 
 
 def model_class(name: str):

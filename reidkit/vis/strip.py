@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reidkit.data.images import read_rgb
+from reidkit.errors import DataError
+
 QUERY_COLOUR = (40, 90, 210)
 MATCH_COLOUR = (0, 170, 0)
 WRONG_COLOUR = (220, 20, 20)
@@ -69,14 +72,11 @@ def _font(size: int):
 
 def _picture(path: str | None, width: int, height: int):
     """The image at ``path`` resized to width x height, or None when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
     if path is None:
         return None
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-    except (OSError, UnidentifiedImageError):
+        return read_rgb(path, (width, height))
+    except DataError:
         return None
 
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from reidkit.errors import MissingInputError, UsageError
 from reidkit.fileio import file_lock, os_errors_named, replace_folder, write_text_atomic
-from reidkit.metrics.evaluate import Ranking, read_pair
-from reidkit.metrics.rank import DEFAULT_RANKS
+from reidkit.metrics.evaluate import read_pair
+from reidkit.metrics.ranking import Ranking
 from reidkit.parallel import imap_workers
 from reidkit.progress import no_progress
 from reidkit.vis.plots import Curve, plot_ap, plot_cmc, plot_distances
@@ -246,17 +246,10 @@ def visrank_files(
     query_path: str | os.PathLike[str],
     gallery_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    ranking: Ranking | None = None,
     *,
+    allow_mismatch: bool = False,
     topk: int = 10,
-    metric: str = "euclidean",
-    normalize: bool = False,
-    protocol: str = "market",
-    ranks=DEFAULT_RANKS,
-    rerank: bool = False,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
-    device: str = "auto",
     num_queries: int | None = None,
     queries: str | os.PathLike[str] | None = None,
     order: str | None = None,
@@ -272,6 +265,8 @@ def visrank_files(
     """Rank the gallery for each query as evaluate does; draw, list and plot the result.
 
     Args:
+        ranking: how to rank (default: ``Ranking()``, metric and protocol from the files).
+        allow_mismatch: rank files made by different models or options anyway.
         num_queries: queries to show; None: 20, or all of ``queries``; 0: all.
         queries: a file naming the queries to show (see :func:`read_query_list`).
         order: worst, best, random or input; None: worst, or input with ``queries``.
@@ -286,9 +281,7 @@ def visrank_files(
         MissingInputError, DataError: unreadable feature files or query list.
         LockedError: another visrank is writing OUT.
     """
-    ranking = Ranking(
-        metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, device
-    )  # fmt: skip
+    ranking = ranking or Ranking()
     if topk < 1:
         raise UsageError(f"--topk must be at least 1, got {topk}")
     if num_queries is not None and num_queries < 0:
@@ -303,7 +296,8 @@ def visrank_files(
     out = Path(out)
     _check_out(out)
     start = time.perf_counter()
-    query, gallery = read_pair(query_path, gallery_path)
+    query, gallery = read_pair(query_path, gallery_path, allow_mismatch=allow_mismatch)
+    ranking = ranking.resolve(query, gallery)
     if queries is not None:
         candidates = read_query_list(queries, query)
         order = order or "input"
@@ -311,18 +305,19 @@ def visrank_files(
         candidates = np.arange(len(query))
         order = order or "worst"
         num_queries = DEFAULT_NUM_QUERIES if num_queries is None else num_queries
-    blocks = ranking.blocks(
-        query.features, gallery.features, progress("rerank" if rerank else "rank")
-    )
+    blocks = ranking.blocks(query, gallery, progress("rerank" if ranking.rerank else "rank"))
     result, lists, pairs = rank_lists(
-        query, gallery, blocks, protocol=protocol, ranks=ranking.ranks, topk=topk, seed=seed
+        query, gallery, blocks, protocol=ranking.protocol, ranks=ranking.ranks, topk=topk, seed=seed
     )
     ranked_seconds = time.perf_counter() - start
     chosen = select_queries(result.ap, candidates, order, seed, num_queries)
     rows = _query_rows(query, gallery, result, lists, chosen, image_format, images)
-    evaluation = ranking.describe(
-        result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
-    )
+    evaluation = {
+        **ranking.describe(
+            result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
+        ),
+        "summary": ranking.summary(),
+    }
     missing: set[str | None] = set()
     staging = out.with_name(f".{out.name}.partial")
     with file_lock(out), os_errors_named(out):
@@ -347,7 +342,7 @@ def visrank_files(
             plot_cmc(
                 [curve],
                 staging / PLOTS["cmc"],
-                title=f"CMC, {protocol} protocol{', re-ranked' if rerank else ''} "
+                title=f"CMC, {ranking.protocol} protocol{', re-ranked' if ranking.rerank else ''} "
                 f"(mAP {100 * result.mAP:.1f}%)",
             )
             plot_distances(
@@ -356,7 +351,7 @@ def visrank_files(
                 staging / PLOTS["distances"],
                 positive_total=pairs.positive_total,
                 negative_total=pairs.negative_total,
-                title=f"{metric} distances{' (re-ranked)' if rerank else ''}",
+                title=f"{ranking.metric} distances{' (re-ranked)' if ranking.rerank else ''}",
             )
             plot_ap(result.ap, staging / PLOTS["ap"])
             written_plots = dict(PLOTS)

@@ -149,6 +149,9 @@ def test_a_signal_turned_into_another_error_is_still_an_interrupt(cli, monkeypat
 
     monkeypatch.setattr("reidkit.data.list_datasets", import_that_swallows_the_interrupt)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # the dispositions a command starts with (a background job of a shell ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         code, out, err = cli("datasets", "list")
     finally:

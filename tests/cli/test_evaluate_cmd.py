@@ -63,10 +63,29 @@ def test_rerank_json_and_numbers(feats, cli):
         "--json",
     )
     result = json.loads(out)
-    assert code == 0 and result["rerank"] == {"k1": 8, "k2": 3, "lambda": 0.4}
+    assert code == 0 and result["rerank"] == {
+        "k1": 8,
+        "k2": 3,
+        "lambda": 0.4,
+        "pool": "valid",
+        "input": "cosine distances, squared by the algorithm",
+    }
+    # the default pool leaves junk out of the re-ranking, as torchreid (which drops junk
+    # when it loads a dataset); tests/metrics checks both pools against the reference
+    valid = gp != -1
+    final = rerank_distances(qf, gf[valid], metric="cosine", k1=8, k2=3, lambda_value=0.4)
+    expected = evaluate_distances(final, qp, qc, gp[valid], gc[valid]).mAP
+    assert result["mAP"] == pytest.approx(expected, abs=1e-9)
+    assert "rerank" in result["seconds"]
+    code, out, _ = cli(
+        "evaluate", q, g, "--rerank", "--k1", "8", "--k2", "3", "--lambda", "0.4", "--metric",
+        "cosine", "--rerank-pool", "all", "--json",
+    )  # fmt: skip
+    result = json.loads(out)
+    assert code == 0 and result["rerank"]["pool"] == "all"
     final = rerank_distances(qf, gf, metric="cosine", k1=8, k2=3, lambda_value=0.4)
     assert result["mAP"] == pytest.approx(evaluate_distances(final, qp, qc, gp, gc).mAP, abs=1e-9)
-    assert "rerank" in result["seconds"]
+    assert result["mAP"] != pytest.approx(expected, abs=1e-6)  # the pool made a difference
 
 
 def test_human_table_on_stderr(feats, cli):
@@ -74,7 +93,8 @@ def test_human_table_on_stderr(feats, cli):
     code, out, err = cli("evaluate", q, g, "--normalize")
     assert code == 0 and out == ""
     assert "mAP" in err and "Rank-20" in err and "30 of 30 queries evaluated" in err
-    assert "euclidean distance of normalised features, protocol market" in err
+    # files of another tool say neither the model's distance nor the dataset: the defaults
+    assert "euclidean distance of normalised features (default), protocol market (default)" in err
 
 
 def test_per_query_csv(feats, cli, tmp_path):
@@ -157,3 +177,81 @@ def test_cuda_asked_for_without_a_gpu(feats, cli, monkeypatch):
     q, g, _ = feats
     code, _, err = cli("evaluate", q, g, "--device", "cuda")
     assert code == 2 and "no CUDA device is available" in err
+
+
+MADE_BY = {
+    "model": "osnet_x0_25",
+    "checkpoint_sha256": "ab" * 32,
+    "image_size": [256, 128],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "flip": False,
+    "normalized": False,
+}
+
+
+def write_pair(tmp_path, query_attrs, gallery_attrs):
+    rng = np.random.default_rng(3)
+    qp, gp = np.arange(1, 9), np.tile(np.arange(1, 9), 3)
+    q = write_features(
+        tmp_path / "q.h5", rng.normal(size=(8, 6)), qp, np.zeros(8), attrs=query_attrs
+    )
+    g = write_features(
+        tmp_path / "g.h5", rng.normal(size=(24, 6)), gp, np.ones(24), attrs=gallery_attrs
+    )
+    return q, g
+
+
+@pytest.mark.parametrize(
+    ("key", "other", "said"),
+    [
+        ("model", "resnet50", "model osnet_x0_25 against resnet50"),
+        ("checkpoint_sha256", "cd" * 32, f"checkpoint sha256 {'ab' * 6} against sha256 {'cd' * 6}"),
+        ("image_size", [384, 128], "image size 256x128 against 384x128"),
+        ("mean", [0.5, 0.5, 0.5], "pixel mean [0.485, 0.456, 0.406] against [0.5, 0.5, 0.5]"),
+        ("flip", True, "flip averaging False against True"),
+        ("normalized", True, "feature normalisation False against True"),
+    ],
+)  # fmt: skip
+def test_files_that_do_not_belong_together_are_refused(tmp_path, cli, key, other, said):
+    q, g = write_pair(tmp_path, MADE_BY, {**MADE_BY, key: other})
+    code, out, err = cli("evaluate", q, g, "--json")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"error: {q} and {g} do not belong together: {said}",
+        "hint: extract both with the same model and options, or pass --allow-mismatch",
+    ]
+    code, out, err = cli("evaluate", q, g, "--json", "--allow-mismatch")
+    assert code == 0 and json.loads(out)["num_query"] == 8
+    # visrank reads its files the same way
+    code, _, err = cli("visrank", q, g, "--out", tmp_path / "vis", "--no-images", "--no-plots")
+    assert code == 2 and err.startswith(f"error: {q} and {g} do not belong together")
+
+
+def test_files_of_the_same_making_and_foreign_files_are_evaluated(tmp_path, cli):
+    q, g = write_pair(tmp_path, MADE_BY, MADE_BY)
+    assert cli("evaluate", q, g, "--json")[0] == 0
+    q, g = write_pair(tmp_path, MADE_BY, {})  # a gallery of another tool says nothing
+    assert cli("evaluate", q, g, "--json")[0] == 0
+
+
+def test_metric_and_protocol_come_from_the_files(tmp_path, cli):
+    stated = {**MADE_BY, "model": "resnet50", "distance": "cosine",
+              "dataset": "cuhk03-classic-labeled@2"}  # fmt: skip
+    q, g = write_pair(tmp_path, stated, stated)
+    code, out, err = cli("evaluate", q, g, "--json")
+    assert code == 0, err
+    found = json.loads(out)
+    assert (found["metric"], found["protocol"]) == ("cosine", "cuhk03")
+    assert found["chosen_by"] == {
+        "metric": "as recommended for resnet50",
+        "protocol": "as for cuhk03-classic-labeled@2",
+    }
+    code, out, _ = cli("evaluate", q, g, "--json", "--metric", "cosine", "--protocol", "cuhk03")
+    given = json.loads(out)
+    assert given["chosen_by"] == {"metric": "option", "protocol": "option"}
+    assert (given["mAP"], given["cmc"]) == (found["mAP"], found["cmc"])
+    code, out, _ = cli("evaluate", q, g, "--json", "--metric", "euclidean", "--protocol", "none")
+    assert (json.loads(out)["metric"], json.loads(out)["protocol"]) == ("euclidean", "none")
+    code, _, err = cli("evaluate", q, g)
+    assert "cosine distance (as recommended for resnet50), protocol cuhk03 (as for " in err

@@ -53,6 +53,10 @@ def test_model_features_equal_a_direct_forward(market_tree, tmp_path, cli):
     assert attrs["model"] == "osnet_x0_25" and attrs["dataset"] == "market1501"
     assert attrs["subset"] == "query" and attrs["image_size"] == [64, 32]
     assert attrs["flip"] is False and attrs["normalized"] is False and attrs["root"] == str(ds.root)
+    # what evaluate needs to tell files apart and to choose the distance
+    assert attrs["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert attrs["std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert attrs["distance"] == "euclidean"  # OSNet's, as torchreid evaluates it
     torch.manual_seed(0)
     model = create_model("osnet_x0_25", num_classes=1).eval()
     images = ImageList([s.path for s in ds.query], 0, ExtractOptions(height=64, width=32))

@@ -183,3 +183,30 @@ def test_incomplete_missing_and_not_hdf5(tmp_path):
     with pytest.raises(MissingInputError, match="feature file not found") as err:
         read_features(tmp_path / "gone.h5")
     assert "interrupted" in err.value.hint
+
+
+@pytest.mark.parametrize(
+    ("dim", "storage", "rows"), [(512, "float32", 512), (2048, "float32", 128),
+                                 (2048, "float16", 256), (300000, "float32", 1)]
+)  # fmt: skip
+def test_chunks_are_about_one_mebibyte(tmp_path, dim, storage, rows):
+    """HDF5's default chunk cache holds 1 MiB: larger chunks are read again for every
+    slice. Chunks are whole rows, about 1 MiB (one row when a row is larger)."""
+    n = 1000 if dim < 300000 else 3
+    feats = np.ones((n, dim), dtype=np.float32)
+    write_features(tmp_path / "c.h5", feats, np.arange(n), np.zeros(n), storage=storage)
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f["features"].chunks == (min(rows, n), dim)
+
+
+def test_a_schema_it_does_not_know_is_refused(tmp_path):
+    feats, pids, camids, _ = rows(5)
+    path = write_features(tmp_path / "new.h5", feats, pids, camids)
+    with h5py.File(path, "a") as f:
+        f.attrs["schema"] = "reidkit.features/2"
+    with pytest.raises(DataError) as err:
+        read_features(path)
+    assert err.value.message == (
+        f"{path}: feature file schema 'reidkit.features/2' is not one this reidkit reads "
+        "(reidkit.features/1)"
+    )

@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_evaluate, reference_rerank
 
+from reidkit.features.store import FeatureSet
 from reidkit.metrics.distance import pairwise_distance
 from reidkit.metrics.rank import evaluate_distances
+from reidkit.metrics.ranking import Ranking, Rerank
 from reidkit.metrics.rerank import rerank_distances
 
 ATOL = 1e-5
@@ -176,3 +178,36 @@ def test_exact_ties_from_integer_features(seed, metric):
         expected = reference_rerank(*blocks, k1=k1, k2=k2, lambda_value=0.3)
         got = rerank_distances(qf, gf, metric=metric, k1=k1, k2=k2, lambda_value=0.3)
         np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL, err_msg=f"k1={k1} k2={k2}")
+
+
+@pytest.mark.parametrize("pool", ["valid", "all"])
+def test_rerank_pool(pool):
+    """``valid`` encodes the queries and the gallery without junk (what torchreid computes,
+    having dropped junk at load); ``all`` the whole gallery. Junk then has no re-ranked
+    distance (+inf) and never counts; the other items' distances are the reference's on
+    the pool, and the two pools give different numbers on the same files."""
+    qf, gf, q_pids, q_cams, g_pids, g_cams = make_sets(3, 20, 60, 4, 12)
+    g_pids[::5] = -1  # junk
+    query = FeatureSet(qf, q_pids, q_cams)
+    gallery = FeatureSet(gf, g_pids, g_cams)
+    params = {"k1": 8, "k2": 3, "lambda_value": 0.3}
+    ranking = Ranking(metric="euclidean", protocol="market", device="cpu",
+                      rerank=Rerank(k1=8, k2=3, lam=0.3, pool=pool))  # fmt: skip
+    got = np.concatenate([b for _, _, b in ranking.blocks(query, gallery)])
+    keep = g_pids != -1 if pool == "valid" else np.ones(len(g_pids), dtype=bool)
+    expected = reference_on_features(qf, gf[keep], "euclidean", False, **params)
+    np.testing.assert_allclose(got[:, keep], expected, rtol=0, atol=ATOL)
+    assert_same_rankings(got[:, keep], expected)
+    assert np.isinf(got[:, ~keep]).all()
+    labels = (q_pids, q_cams, g_pids, g_cams)
+    result = evaluate_distances(got, *labels, protocol="market")
+    reference = reference_evaluate(
+        expected, q_pids, q_cams, g_pids[keep], g_cams[keep], protocol="market"
+    )
+    assert abs(result.mAP - reference["mAP"]) <= 1e-6
+    swapped = Rerank(k1=8, k2=3, lam=0.3, pool="all" if pool == "valid" else "valid")
+    other = Ranking(metric="euclidean", protocol="market", device="cpu", rerank=swapped)
+    other_map = evaluate_distances(
+        np.concatenate([b for _, _, b in other.blocks(query, gallery)]), *labels
+    ).mAP
+    assert abs(other_map - result.mAP) > 1e-4

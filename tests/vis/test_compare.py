@@ -45,7 +45,13 @@ def test_table_and_json(cli, results):
         assert row["mAP"] == source["mAP"] and row["cmc"] == source["cmc"]
         assert row["path"] == str(path)
     assert doc["results"][0]["mAP"] == doc["results"][2]["mAP"]  # visrank = evaluate
-    assert doc["results"][1]["rerank"] == {"k1": 6, "k2": 3, "lambda": 0.3}
+    assert doc["results"][1]["rerank"] == {
+        "k1": 6,
+        "k2": 3,
+        "lambda": 0.3,
+        "pool": "valid",
+        "input": "euclidean distances, squared by the algorithm",
+    }
     assert doc["plot"] is None
     code, _, err = cli("compare", *results[:2], "--label", "A", "--label", "B")
     assert code == 0

@@ -13,7 +13,8 @@ from PIL import Image
 from toy_case import make_case
 
 from reidkit.fileio import file_lock
-from reidkit.metrics.evaluate import ranked_blocks
+from reidkit.metrics.evaluate import read_pair
+from reidkit.metrics.ranking import Ranking, Rerank
 from reidkit.vis import visrank as visrank_module
 from reidkit.vis.strip import (
     IGNORED_COLOUR,
@@ -45,15 +46,12 @@ def by_ordinal(rows: list[dict]) -> dict[int, list[dict]]:
 def evaluate_ranking(case, *, metric, protocol, rerank, k):
     """Each query's expected list from the distances evaluate uses, by a full stable sort:
     (gallery index, rank or 0, ignored reason, distance) up to the k-th ranked item."""
-    dist = np.concatenate(
-        [
-            d
-            for _, _, d in ranked_blocks(
-                case.q_feats, case.g_feats, metric=metric, normalize=False, rerank=rerank,
-                k1=6, k2=3, lambda_value=0.3, device="cpu",
-            )
-        ]
+    ranking = Ranking(
+        metric=metric, protocol=protocol, rerank=Rerank(k1=6, k2=3, lam=0.3) if rerank else None,
+        device="cpu",
     )  # fmt: skip
+    query, gallery = read_pair(case.query, case.gallery)
+    dist = np.concatenate([d for _, _, d in ranking.resolve(query, gallery).blocks(query, gallery)])
     lists = []
     for i in range(len(case.q_pids)):
         items, ranked = [], 0
