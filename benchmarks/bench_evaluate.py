@@ -46,7 +46,7 @@ SCALES = {
 }
 DIM = 2048
 CAMERA_BIAS = 0.3  # per dimension, against unit identity centres
-NOISE = {"good": 2.2, "medium": 3.0, "poor": 4.4}  # per dimension: the feature quality
+NOISE = {"good": 2.55, "medium": 3.0, "poor": 4.1}  # per dimension: the feature quality
 
 
 def make_features(folder: Path, scale: str, quality: str, seed: int = 0) -> tuple[Path, Path]:

@@ -37,6 +37,7 @@ class DataConfig:
     pad: int = 10  # pad, then random crop back to size
     erasing: float = 0.5  # probability of random erasing
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
+    skip_bad: bool = False  # leave unreadable images out (listed in train.log), not stop
 
 
 @dataclass

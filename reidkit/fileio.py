@@ -12,7 +12,6 @@ import fcntl
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -79,8 +78,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        publish(tmp, path)
+        with os_errors_named(path):  # a full disk names the file, not "a file"
+            yield tmp
+            publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -133,8 +133,9 @@ def os_errors_named(path: str | os.PathLike[str]) -> Iterator[None]:
 def file_lock(target: str | os.PathLike[str], *, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on ``target`` (a file or folder that may not exist yet).
 
-    The lock lives in a hidden ``.<name>.lock`` file beside the target and is released
-    when the process ends, however it ends.
+    The lock lives in a hidden ``.<name>.lock`` file beside the target while it is held,
+    and is removed on release (it stays only when a process dies holding it; the next one
+    takes it over). The lock is released when the process ends, however it ends.
 
     Raises:
         LockedError: when another process holds the lock and ``wait`` is false.
@@ -143,22 +144,39 @@ def file_lock(target: str | os.PathLike[str], *, wait: bool = False) -> Iterator
     lock_path = target.with_name(f".{target.name}.lock")
     with os_errors_named(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _acquire(target, lock_path, wait)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    raise LockedError(
-                        f"{target} is being written by another reidkit process (pid {holder})",
-                        hint="wait for it to finish, or stop it",
-                    ) from None
-                time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        # Removed while still held: a process waiting on this file then finds that it no
+        # longer is the lock file (_acquire checks) and opens the new one.
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
         os.close(fd)
+
+
+def _acquire(target: Path, lock_path: Path, wait: bool) -> int:
+    """An open descriptor of ``lock_path``, flock-ed, that is still the file at that path."""
+    while True:
+        with os_errors_named(target):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LockedError(
+                f"{target} is being written by another reidkit process (pid {holder})",
+                hint="wait for it to finish, or stop it",
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder we waited for removed it: take the current one

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -38,3 +40,38 @@ def test_lock_is_exclusive_and_released(tmp_path):
         assert err.value.exit_code == 75 and str(os.getpid()) in err.value.message
     with file_lock(target):  # released: can be taken again
         pass
+
+
+def test_no_lock_file_is_left_beside_the_output(tmp_path):
+    """Lock files used to stay (.vis.lock, .lists.lock, ...) and show up in `git status`."""
+    target = tmp_path / "out.h5"
+    with file_lock(target):
+        assert (tmp_path / ".out.h5.lock").read_text() == str(os.getpid())
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), file_lock(target):
+        raise RuntimeError("failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_waiting_writer_takes_over_when_the_holder_removes_the_lock_file(tmp_path):
+    """The holder removes the lock file on release; a writer that was waiting on it must
+    then hold the lock of the file now at that path, so that a third one is refused."""
+    target = tmp_path / "out"
+    events = []
+
+    def waiter():
+        with file_lock(target, wait=True):
+            events.append("waiter holds")
+            with pytest.raises(LockedError), file_lock(target):  # a third writer is refused
+                pass
+            events.append("third refused")
+            assert (tmp_path / ".out.lock").read_text() == str(os.getpid())
+
+    with file_lock(target):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.3)
+        assert events == []  # still waiting
+    thread.join(10)
+    assert events == ["waiter holds", "third refused"]
+    assert list(tmp_path.iterdir()) == []

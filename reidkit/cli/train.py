@@ -23,6 +23,15 @@ RunOpt = Annotated[
     ),
 ]
 
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad",
+        help="Leave unreadable images out (listed in train.log) instead of stopping "
+        "(data.skip_bad).",
+    ),
+]
+
 
 def train(
     overrides: Annotated[
@@ -73,6 +82,7 @@ def train(
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Reproducible on the CPU (train.deterministic).")
     ] = False,
+    skip_bad: SkipBadOpt = False,
     run: RunOpt = Path("runs/reid"),
     exist_ok: Annotated[
         bool, typer.Option("--exist-ok", help="Start over in an existing run directory.")
@@ -96,6 +106,7 @@ def train(
         "data.batch_size": batch_size,
         "optim.lr": lr,
         "train.deterministic": True if deterministic else None,
+        "data.skip_bad": True if skip_bad else None,
     }
     settings = [f"{k}={v}" for k, v in plain.items() if v is not None] + list(overrides or [])
     cfg = load_config(config, settings)
@@ -134,6 +145,7 @@ def resume(
             "--batch-size", min=1, show_default=False, help="Images per batch (for memory)."
         ),
     ] = None,
+    skip_bad: SkipBadOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -147,6 +159,7 @@ def resume(
         "train.device": device,
         "data.workers": workers,
         "data.batch_size": batch_size,
+        "data.skip_bad": True if skip_bad else None,
     }
     with output.progress("train") as progress:
         result = resume_run(run, overrides, progress=progress)

@@ -15,6 +15,9 @@ class UnreadableImage(DataError):
         super().__init__(f"cannot read image {path}: {reason}")
         self.path, self.reason = str(path), reason
 
+    def __reduce__(self):  # pickled as it is built, so it crosses process boundaries
+        return type(self), (self.path, self.reason)
+
 
 def read_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None):
     """The image at ``path`` as an 8-bit RGB PIL image, resized (bilinear) to ``size`` =
@@ -31,3 +34,20 @@ def read_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None):
     except Exception as exc:  # PIL raises many types for corrupt or foreign files
         raise UnreadableImage(path, f"{type(exc).__name__}: {exc}") from None
     return rgb if size is None else rgb.resize(size, Image.Resampling.BILINEAR)
+
+
+def _reason_unreadable(path: str) -> tuple[str, str] | None:
+    try:
+        read_rgb(path)
+    except UnreadableImage as exc:
+        return exc.path, exc.reason  # plain values: they come back from worker processes
+    return None
+
+
+def find_unreadable(paths: list[str], workers: int | None = None) -> list[UnreadableImage]:
+    """Decode every image once (in ``workers`` processes, one per core by default); the
+    ones that fail, in path order."""
+    from reidkit.parallel import imap_workers
+
+    found = imap_workers(_reason_unreadable, paths, workers, chunksize=64)
+    return [UnreadableImage(*bad) for bad in sorted(f for f in found if f is not None)]

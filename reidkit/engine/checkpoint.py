@@ -87,7 +87,29 @@ def load_torch_file(path: str | os.PathLike[str], what: str, hint: str | None = 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
-        raise DataError(f"{path}: not a loadable {what} ({type(exc).__name__}: {exc})") from None
+        # torch's own text advises weights_only=False, unrestricted unpickling: never pass
+        # that on; say what the file is instead
+        raise DataError(f"{path}: not a loadable {what}: {_what_it_is(path, exc)}") from None
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _what_it_is(path: Path, exc: Exception) -> str:
+    import pickle
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(HDF5_MAGIC):
+        return "it is an HDF5 file (a feature file?), not PyTorch weights"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        return "it is not a PyTorch file"
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "it holds Python objects other than tensors and plain values, which reidkit "
+            "never unpickles (save the weights as a state dict of tensors)"
+        )
+    return f"a damaged PyTorch file ({type(exc).__name__})"
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

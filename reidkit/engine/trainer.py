@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.config import Config, dump_config
-from reidkit.errors import Interrupted, ReidkitError, UsageError
+from reidkit.errors import DataError, Interrupted, ReidkitError, UsageError
 from reidkit.fileio import atomic_open, file_lock, write_text_atomic
 from reidkit.progress import ProgressFn, no_progress
 
@@ -139,6 +139,9 @@ class Trainer:
         self.dataset = load_dataset(c.data.dataset, c.data.root)
         if not self.dataset.train:
             raise UsageError(f"dataset {c.data.dataset} has no training images")
+        check_batch_fits(c, self.dataset.num_train_pids)
+        self.left_out: list[str] = []  # unreadable images data.skip_bad leaves out
+        self._check_images()
         self.num_classes = self.dataset.num_train_pids
         torch.manual_seed(c.train.seed)  # the same initial weights on every process
         self.model = create_model(c.model.name, self.num_classes, **model_kwargs(c))
@@ -165,9 +168,37 @@ class Trainer:
         )
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best = -1.0
+        # the row of an epoch whose weights are saved but whose evaluation has not finished
+        self.pending: dict[str, Any] | None = None
         self._tb: Any = None  # a SummaryWriter once made; False when TensorBoard is absent
 
     # -- set-up -------------------------------------------------------------------------
+    def _check_images(self) -> None:
+        """Decode every image the run will read, once, before training: a bad one stops
+        the run now (naming it) instead of in some epoch or at its evaluation, or with
+        data.skip_bad is left out of every subset."""
+        import dataclasses
+
+        from reidkit.data.images import find_unreadable
+
+        ds, c = self.dataset, self.config
+        subsets = ("train", "query", "gallery") if c.eval.every else ("train",)
+        bad = find_unreadable([s.path for name in subsets for s in ds.subset(name)])
+        if not bad:
+            return
+        if not c.data.skip_bad:
+            raise DataError(
+                f"{len(bad)} image(s) of {ds.name} cannot be read; the first: {bad[0].message}",
+                hint="--skip-bad leaves them out (and lists them in train.log)",
+            )
+        self.left_out = [exc.message for exc in bad]  # logged once train.log is open
+        paths = {exc.path for exc in bad}
+        self.dataset = dataclasses.replace(
+            ds, **{name: [s for s in ds.subset(name) if s.path not in paths] for name in subsets}
+        )
+        if not self.dataset.train:
+            raise DataError(f"no training image of {ds.name} can be read")
+
     def _seed(self, seed: int) -> None:
         import torch
 
@@ -245,6 +276,7 @@ class Trainer:
             "step": self.step,
             "batch_in_epoch": self.batch_in_epoch,
             "best": self.best,
+            "pending": self.pending,
             "rng": _rng_state(),
         }
 
@@ -257,7 +289,9 @@ class Trainer:
             self.run / "weights" / name, self.model, spec, config=c.to_dict(), **self.state()
         )
         if name == LAST:
-            write_progress_note(path, self.epoch, self.step, self.batch_in_epoch, self.best)
+            write_progress_note(
+                path, self.epoch, self.step, self.batch_in_epoch, self.best, bool(self.pending)
+            )
         return path
 
     def load(self, checkpoint: dict[str, Any]) -> None:
@@ -267,6 +301,7 @@ class Trainer:
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
         self.batch_in_epoch, self.best = checkpoint["batch_in_epoch"], checkpoint["best"]
+        self.pending = checkpoint.get("pending")
         _set_rng_state(checkpoint["rng"])
 
     # -- the loop -----------------------------------------------------------------------
@@ -279,6 +314,10 @@ class Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
         device_type = self.device.split(":")[0]
         last_row: dict[str, Any] = {}
+        for message in self.left_out:
+            log.warning("left out: %s", message)
+        if self.pending is not None:  # resumed after its evaluation failed: evaluate it now
+            last_row = self._end_epoch(self.pending, evaluate=True)
         with StopRequest() as stop:
             while self.epoch < c.train.epochs:
                 self._freeze(self.epoch < c.train.freeze_base_epochs)
@@ -340,21 +379,33 @@ class Trainer:
                     "images_per_s": round(seen * self.world / seconds, 1) if seconds else 0,
                     **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
                 }
-                if c.eval.every and (
+                evaluate = bool(c.eval.every) and (
                     self.epoch % c.eval.every == 0 or self.epoch == c.train.epochs
-                ):
-                    row.update(self.evaluate())
-                last_row = row
-                if self.rank == 0:
-                    self._record(row)
-                    self.save(LAST)
-                    if "mAP" in row and row["mAP"] > self.best:
-                        self.best = row["mAP"]
-                        self.save("best.pt")
-                    if c.train.save_every and self.epoch % c.train.save_every == 0:
-                        self.save(f"epoch-{self.epoch:03d}.pt")
-                self._barrier()
+                )
+                last_row = self._end_epoch(row, evaluate=evaluate)
         return last_row
+
+    def _end_epoch(self, row: dict[str, Any], *, evaluate: bool) -> dict[str, Any]:
+        """Evaluate (if due), record and save an epoch. The trained weights are saved
+        before the evaluation starts: an evaluation that fails costs no training, and
+        ``resume`` evaluates the epoch before it goes on."""
+        c = self.config
+        if evaluate:
+            self.pending = row
+            if self.rank == 0:
+                self.save(LAST)
+            row = {**row, **self.evaluate()}
+            self.pending = None
+        if self.rank == 0:
+            self._record(row)
+            self.save(LAST)
+            if "mAP" in row and row["mAP"] > self.best:
+                self.best = row["mAP"]
+                self.save("best.pt")
+            if c.train.save_every and self.epoch % c.train.save_every == 0:
+                self.save(f"epoch-{self.epoch:03d}.pt")
+        self._barrier()
+        return row
 
     def _freeze(self, frozen: bool) -> None:
         for name, p in self.model.named_parameters():
@@ -521,7 +572,9 @@ def _run_lock(run: Path):
 LAST = "last.pt"
 
 
-def write_progress_note(last: Path, epoch: int, step: int, batch_in_epoch: int, best: float):
+def write_progress_note(
+    last: Path, epoch: int, step: int, batch_in_epoch: int, best: float, pending: bool
+):
     """``last.json`` beside ``last.pt``: where the run stands, readable without torch; it
     names the size and mtime of the checkpoint it describes, so a stale note is ignored."""
     stat = last.stat()
@@ -530,6 +583,7 @@ def write_progress_note(last: Path, epoch: int, step: int, batch_in_epoch: int, 
         "step": step,
         "batch_in_epoch": batch_in_epoch,
         "best": best,
+        "pending": pending,
         "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
     }
     write_text_atomic(last.with_suffix(".json"), json.dumps(note) + "\n")
@@ -545,6 +599,24 @@ def read_progress_note(last: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def check_batch_fits(config: Config, identities: int) -> None:
+    """A PK batch takes batch_size / num_instances identities: refuse, before anything is
+    written, a batch that needs more than the training set has, saying what would fit."""
+    d = config.data
+    if d.sampler != "pk" or d.batch_size // d.num_instances <= identities:
+        return
+    fits = identities * d.num_instances
+    instances = -(-d.batch_size // identities)
+    while d.batch_size % instances:
+        instances += 1
+    raise UsageError(
+        f"data.batch_size={d.batch_size} with data.num_instances={d.num_instances} needs "
+        f"{d.batch_size // d.num_instances} training identities per batch, but "
+        f"{d.dataset} has {identities}",
+        hint=f"use --batch-size {fits} (or less), or data.num_instances={instances}",
+    )
 
 
 def train(
@@ -592,7 +664,8 @@ def resume(
     progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
     """Continue ``run`` from weights/last.pt with its saved config (plus the whitelisted
-    ``overrides``: train.device, data.workers, data.batch_size, train.epochs)."""
+    ``overrides``: train.device, data.workers, data.batch_size, data.skip_bad,
+    train.epochs)."""
     from reidkit.config import check_config, load_config, set_value
     from reidkit.engine.checkpoint import load_checkpoint
     from reidkit.errors import MissingInputError
@@ -618,7 +691,11 @@ def resume(
         config = saved_config()
         # a finished run is recognised from the note beside last.pt, without loading torch
         checkpoint = read_progress_note(last) or load_checkpoint(last)
-        if checkpoint["epoch"] >= config.train.epochs and not checkpoint["batch_in_epoch"]:
+        if (
+            checkpoint["epoch"] >= config.train.epochs
+            and not checkpoint["batch_in_epoch"]
+            and not checkpoint.get("pending")
+        ):
             return {
                 "run": str(run),
                 "epochs": checkpoint["epoch"],

@@ -134,36 +134,51 @@ def _by_candidates(dist, farthest, qp, qc, labels: GalleryLabels):
     return _ranks_in_order(rows[order], is_match[order], 0, len(dist))
 
 
+class _Buffers:
+    """Work arrays of the histogram way, allocated once per block: fresh multi-megabyte
+    arrays per sub-block cost page faults that outweigh the work on them."""
+
+    def __init__(self, rows: int, cols: int) -> None:
+        self.cell = np.empty((rows, cols), dtype=np.float32)
+        self.flat = np.empty((rows, cols), dtype=np.int64)
+        self.mask = np.empty(rows * cols, dtype=bool)
+
+
 def _by_histogram(dist, farthest, qp, qc, labels: GalleryLabels, same_rows, same_cols):
     """Ranks of a block by per-row histograms, in sub-blocks that fit the caches."""
     parts = []
     starts = np.searchsorted(same_rows, np.arange(len(dist) + 1))
-    for s, e in row_blocks(len(dist), dist.shape[1], budget=SUB_BLOCK_BYTES):
+    blocks = list(row_blocks(len(dist), dist.shape[1], budget=SUB_BLOCK_BYTES))
+    buffers = _Buffers(blocks[0][1] - blocks[0][0], dist.shape[1])
+    for s, e in blocks:
         pair = slice(starts[s], starts[e])
         ranks, rows = _histogram_ranks(
             dist[s:e], farthest[s:e], qp[s:e], qc[s:e], labels,
-            same_rows[pair] - s, same_cols[pair],
+            same_rows[pair] - s, same_cols[pair], buffers,
         )  # fmt: skip
         parts.append((ranks, rows + s))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _histogram_ranks(dist, farthest, qp, qc, labels: GalleryLabels, same_rows, same_cols):
+def _histogram_ranks(
+    dist, farthest, qp, qc, labels: GalleryLabels, same_rows, same_cols, buffers: _Buffers
+):
     b, g = dist.shape
     # Cells: floor(d * scale) is monotone in d, the farthest match lands in cell LEVELS - 2
     # at most, and everything beyond it (junk too) is put in the last cell, never counted.
     # Rows without a match have nothing to rank: all of it goes to the last cell.
     f32 = np.finfo(np.float32)
     scale = np.minimum((LEVELS - 2) / np.maximum(farthest.astype(np.float64), f32.tiny), f32.max)
+    cell, flat, mask = buffers.cell[:b], buffers.flat[:b], buffers.mask[: b * g]
     with np.errstate(over="ignore"):  # far beyond the farthest match: inf, the last cell
-        cell = np.multiply(dist, scale.astype(np.float32)[:, None])
+        np.multiply(dist, scale.astype(np.float32)[:, None], out=cell)
     np.minimum(cell, LEVELS - 1, out=cell)
     if len(labels.junk):
         cell[:, labels.junk] = LEVELS - 1
     cell[farthest < 0] = LEVELS - 1
-    flat = cell.astype(np.int64)
+    np.copyto(flat, cell, casting="unsafe")  # truncation: the floor of non-negative values
     flat += (np.arange(b, dtype=np.int64) * LEVELS)[:, None]
-    flat = flat.ravel()
+    flat = flat.reshape(-1)
     histogram = np.bincount(flat, minlength=b * LEVELS)
     # Cells holding a match or an ignored item (same identity): their items are ordered
     # exactly below, so they leave the histogram.
@@ -171,9 +186,11 @@ def _histogram_ranks(dist, farthest, qp, qc, labels: GalleryLabels, same_rows, s
     exact = np.zeros(b * LEVELS, dtype=bool)
     exact[marks[marks % LEVELS != LEVELS - 1]] = True
     histogram[exact] = 0
-    histogram = histogram.reshape(b, LEVELS)
-    ahead = np.cumsum(histogram, axis=1) - histogram  # per cell: the items in lower cells
-    rows, cols = np.divmod(np.flatnonzero(exact[flat]), g)
+    # per cell, the items in cells up to it; at a match's cell (emptied above) exactly the
+    # items in lower cells
+    ahead = np.cumsum(histogram.reshape(b, LEVELS), axis=1)
+    np.take(exact, flat, out=mask)
+    rows, cols = np.divmod(np.flatnonzero(mask), g)
     valid, is_match = labels.classify(rows, cols, qp, qc)
     rows, cols, is_match = rows[valid], cols[valid], is_match[valid]
     order = order_in_rows(dist, rows, cols)

@@ -16,6 +16,7 @@ is empty or an earlier visrank output (it has summary.json).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -242,6 +243,17 @@ def _check_out(out: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _removed_on_failure(staging: Path):
+    """A staging folder is removed when the run fails: on a full disk it would keep the
+    disk full (a kill leaves it to the next run, which clears it first)."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def visrank_files(
     query_path: str | os.PathLike[str],
     gallery_path: str | os.PathLike[str],
@@ -320,7 +332,7 @@ def visrank_files(
     }
     missing: set[str | None] = set()
     staging = out.with_name(f".{out.name}.partial")
-    with file_lock(out), os_errors_named(out):
+    with file_lock(out), os_errors_named(out), _removed_on_failure(staging):
         _check_out(out)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "plots").mkdir(parents=True)

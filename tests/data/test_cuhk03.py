@@ -407,7 +407,6 @@ def test_bad_config_is_a_data_error(folder):
         cuhk03.parse(folder)
     # read before the extraction, so it failed without extracting anything
     assert sorted(p.name for p in folder.iterdir()) == [
-        ".prepared.lock",
         "cuhk03_new_protocol_config_labeled.mat",
         "cuhk03_release",
     ]

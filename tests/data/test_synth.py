@@ -138,7 +138,7 @@ def test_force_replaces_existing(tmp_path):
     assert result["rendered"] == result["images"]
     assert digest(tmp_path / "synthreid") != before
     assert json.loads((tmp_path / "synthreid" / "synthreid.json").read_text())["seed"] == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".synthreid.lock", "synthreid"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthreid"]  # no lock file left
 
 
 def test_interrupted_run_resumes_to_identical_files(tiny, tmp_path):

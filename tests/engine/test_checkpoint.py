@@ -42,3 +42,36 @@ def test_foreign_and_missing_checkpoints(tmp_path):
     (tmp_path / "bad.pt").write_text("garbage")
     with pytest.raises(DataError, match="not a loadable checkpoint"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+class NotATensor:
+    """A pickled object of a class: what weights_only refuses to load."""
+
+
+def test_unloadable_files_say_what_they_are_and_never_advise_unpickling(tmp_path, cli):
+    """torch's own message advises rerunning torch.load with weights_only=False, i.e.
+    running whatever code the file holds: that advice must never reach the user."""
+    import h5py
+
+    with h5py.File(tmp_path / "feats.h5", "w") as f:
+        f["features"] = [[0.0]]
+    torch.save({"state_dict": {}, "thing": NotATensor()}, tmp_path / "pickled.pt")
+    (tmp_path / "short.pt").write_bytes(b"PK\x03\x04 truncated")
+    expected = {
+        "feats.h5": "it is an HDF5 file (a feature file?), not PyTorch weights",
+        "pickled.pt": "it holds Python objects other than tensors and plain values, which "
+        "reidkit never unpickles (save the weights as a state dict of tensors)",
+        "short.pt": "a damaged PyTorch file",
+    }
+    for name, said in expected.items():
+        with pytest.raises(DataError) as err:
+            load_checkpoint(tmp_path / name)
+        assert err.value.message.startswith(f"{tmp_path / name}: not a loadable checkpoint: {said}")
+        assert "weights_only" not in err.value.message
+    code, out, err = cli(
+        "extract", tmp_path / "feats.h5", "--dataset", "synthreid", "--out", tmp_path / "f"
+    )
+    assert (code, out) == (1, "") and "weights_only" not in err
+    assert err.startswith(
+        f"error: {tmp_path / 'feats.h5'}: not a loadable checkpoint: it is an HDF5"
+    )

@@ -240,3 +240,21 @@ def test_progress_note_describes_only_its_own_checkpoint(tmp_path):
     assert read_progress_note(last) is None
     (tmp_path / "last.json").write_text("{not json")
     assert read_progress_note(last) is None
+
+
+def test_a_batch_of_more_identities_than_the_data_has_is_a_usage_error(market_tree, tmp_path, cli):
+    """market_tree trains 3 identities; a 16 x 4 batch needs 4 (the default 64 = 16 x 4
+    needs 16). The error comes before anything is written, with what would fit."""
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "market1501", "--root", market_tree.root, "--model",
+            "osnet_x0_25", "--run", run, *FAST_TRAIN]  # fmt: skip
+    code, out, err = cli(*args)
+    assert (code, out) == (2, "")
+    assert [line for line in err.splitlines() if "WARNING" not in line] == [
+        "error: data.batch_size=16 with data.num_instances=4 needs 4 training identities per "
+        "batch, but market1501 has 3",
+        "hint: use --batch-size 12 (or less), or data.num_instances=8",
+    ]
+    assert not run.exists()
+    code, _, err = cli(*args, "data.batch_size=12")
+    assert code == 0, err

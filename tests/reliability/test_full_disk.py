@@ -98,7 +98,9 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def full_disk_problems(code: int, err: str) -> list[str]:
+def full_disk_problems(code: int, err: str, output: Path | None = None) -> list[str]:
+    """Exit 1 and one line saying the disk is full, naming a path inside ``output`` (the
+    command's output folder) when given: "while writing a file" tells the user nothing."""
     problems = []
     if code != 1:
         problems.append(f"exit {code}, not 1")
@@ -110,9 +112,20 @@ def full_disk_problems(code: int, err: str) -> list[str]:
             "the error does not say the disk is full as reidkit.fileio.describe_os_error "
             f"words it ('no space left on device while writing PATH'): {errors[0]!r}"
         )
+    elif output is not None and f"while writing {output}" not in errors[0]:
+        problems.append(f"the error does not name the file it was writing in {output}")
     if "Traceback" in err:
         problems.append("a traceback on stderr")
     return problems
+
+
+def leftover_problems(folder: Path) -> list[str]:
+    """Hidden partial files or folders a failed run left in ``folder``: on a full disk they
+    keep it full."""
+    left = sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") and "partial" in p.name
+    )
+    return [f"left behind in {folder}: {left}"] if left else []
 
 
 def unchanged_problems(
@@ -159,7 +172,7 @@ def test_extract_on_a_full_disk_keeps_the_earlier_features(
             "extract", extract_case.checkpoint, "--dataset", "synthreid", "--root",
             extract_case.data_root, "--out", out, "--device", "cpu", how,
         )  # fmt: skip
-    problems = full_disk_problems(code, err)
+    problems = full_disk_problems(code, err, out)
     problems += unchanged_problems("--out", before, out)
     verdict(problems, err)
 
@@ -214,8 +227,9 @@ def test_visrank_on_a_full_disk_keeps_the_earlier_output(
             "visrank", visrank_case.query, visrank_case.gallery, "--out", out, "--topk", "5",
             "--workers", "1", "--device", "cpu",
         )  # fmt: skip
-    problems = full_disk_problems(code, err)
+    problems = full_disk_problems(code, err, tmp_path)
     problems += unchanged_problems("--out", before, out, whole=True)
+    problems += leftover_problems(tmp_path)
     verdict(problems, err)
 
 
