@@ -7,7 +7,6 @@ terminates them on Ctrl-C or SIGTERM, so an interrupted run never leaves workers
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -17,8 +16,11 @@ R = TypeVar("R")
 
 
 def worker_count(workers: int | None) -> int:
-    """``workers``, or one per CPU core when it is 0 or None."""
-    return max(1, workers or os.cpu_count() or 1)
+    """``workers``, or when it is 0 or None the command's thread count (one per core when
+    no other reidkit command runs: see reidkit.threads)."""
+    from reidkit.threads import thread_count
+
+    return max(1, workers or thread_count())
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}

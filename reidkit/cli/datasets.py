@@ -15,11 +15,13 @@ from reidkit.cli.options import (
     JsonOpt,
     QuietOpt,
     RootOpt,
+    ThreadsOpt,
     VerboseOpt,
     WaitForLockOpt,
     WorkersOpt,
     complete_dataset,
 )
+from reidkit.threads import configure as configure_threads
 
 app = typer.Typer(
     help="List, download, summarise, combine and synthesise datasets.", no_args_is_help=True
@@ -213,6 +215,7 @@ def synth(
     workers: WorkersOpt = 0,
     force: ForceOpt = False,
     wait_for_lock: WaitForLockOpt = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -222,6 +225,7 @@ def synth(
     from reidkit.data.synth import NAME, generate
 
     output.setup(quiet, verbose)
+    configure_threads(threads)
     with output.progress("synthreid") as progress:
         result = generate(
             root,

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from reidkit.cli import output
-from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt
+from reidkit.cli.options import JsonOpt, QuietOpt, ThreadsOpt, VerboseOpt
+from reidkit.threads import configure as configure_threads
 
 
 def demo(
@@ -25,6 +26,7 @@ def demo(
         int | None,
         typer.Option("--epochs", min=1, show_default=False, help="Training epochs (default 12)."),
     ] = None,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -38,6 +40,7 @@ def demo(
     from reidkit.engine.demo import run_demo
 
     output.setup(quiet, verbose)
+    configure_threads(threads)
     with output.progress_factory() as progress_factory:
         result = run_demo(out, epochs=epochs, progress_factory=progress_factory)
     output.render(result, as_json, demo_report)

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from reidkit.cli import output
-from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt
+from reidkit.cli.options import JsonOpt, QuietOpt, ThreadsOpt, VerboseOpt
+from reidkit.threads import configure as configure_threads
 
 FeatureArg = Annotated[
     Path, typer.Argument(help="A feature file (.h5).", show_default=False, dir_okay=False)
@@ -132,6 +133,7 @@ def evaluate(
         ),
     ] = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -140,6 +142,7 @@ def evaluate(
     from reidkit.metrics.evaluate import evaluate_files
 
     output.setup(quiet, verbose)
+    configure_threads(threads)
     ranking = ranking_from_options(
         metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, rerank_pool, device
     )

@@ -16,10 +16,12 @@ from reidkit.cli.options import (
     JsonOpt,
     QuietOpt,
     RootOpt,
+    ThreadsOpt,
     VerboseOpt,
     WaitForLockOpt,
     complete_dataset,
 )
+from reidkit.threads import configure as configure_threads
 
 
 def extract(
@@ -123,6 +125,7 @@ def extract(
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     wait_for_lock: WaitForLockOpt = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -131,6 +134,7 @@ def extract(
     from reidkit.features.extractor import extract_dataset
 
     output.setup(quiet or not output.is_main_process(), verbose)
+    configure_threads(threads)
     with output.progress_factory() as progress_factory:
         result = extract_dataset(
             checkpoint=checkpoint,

@@ -66,3 +66,14 @@ WorkersOpt = Annotated[
     ),
 ]
 DEFAULT_ROOT = Path("data")
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        show_default=False,
+        envvar="REIDKIT_THREADS",
+        help="CPU threads for torch, BLAS and image workers [default: OMP_NUM_THREADS if "
+        "set, else the cores shared among the reidkit commands running now].",
+    ),
+]

@@ -9,7 +9,8 @@ import typer
 
 from reidkit.cli import output
 from reidkit.cli.models import complete_model
-from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt, complete_dataset
+from reidkit.cli.options import JsonOpt, QuietOpt, ThreadsOpt, VerboseOpt, complete_dataset
+from reidkit.threads import configure as configure_threads
 
 RunOpt = Annotated[
     Path,
@@ -90,6 +91,7 @@ def train(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Show the resolved config and exit.")
     ] = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -98,6 +100,7 @@ def train(
     from reidkit.config import dump_config, load_config
 
     output.setup(quiet or not output.is_main_process(), verbose)
+    configure_threads(threads)
     plain = {
         "data.dataset": dataset,
         "data.root": root,
@@ -146,6 +149,7 @@ def resume(
         ),
     ] = None,
     skip_bad: SkipBadOpt = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -154,6 +158,7 @@ def resume(
     from reidkit.engine.trainer import resume as resume_run
 
     output.setup(quiet or not output.is_main_process(), verbose)
+    configure_threads(threads)
     overrides = {
         "train.epochs": max_epoch,
         "train.device": device,

@@ -24,7 +24,8 @@ from reidkit.cli.evaluate import (
     RerankPoolOpt,
     ranking_from_options,
 )
-from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt, WorkersOpt
+from reidkit.cli.options import JsonOpt, QuietOpt, ThreadsOpt, VerboseOpt, WorkersOpt
+from reidkit.threads import configure as configure_threads
 
 ORDERS = ["worst", "best", "random", "input"]
 
@@ -106,6 +107,7 @@ def visrank(
     ] = "jpg",
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -114,6 +116,7 @@ def visrank(
     from reidkit.vis.visrank import visrank_files
 
     output.setup(quiet, verbose)
+    configure_threads(threads)
     ranking = ranking_from_options(
         metric, normalize, protocol, ranks, rerank, k1, k2, lambda_value, rerank_pool, device
     )

@@ -29,6 +29,7 @@ from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_i
 from reidkit.fileio import file_lock
 from reidkit.metrics.distance import resolve_device
 from reidkit.progress import ProgressFn, no_progress
+from reidkit.threads import thread_count
 
 log = logging.getLogger(__name__)
 AMP_MODES = ("off", "bf16", "fp16")
@@ -468,7 +469,7 @@ def extract_dataset(
     device = resolve_device(device)
     device = init_distributed(device)
     if run_kwargs.get("workers", 0) < 0:
-        run_kwargs["workers"] = 0 if device == "cpu" else min(8, os.cpu_count() or 1)
+        run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
     jobs = _jobs(dataset, root, subsets, images, Path(out_dir))
     results = []
     for name, subset, samples, base, path in jobs:

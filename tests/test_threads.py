@@ -1,0 +1,78 @@
+"""--threads / REIDKIT_THREADS, and a default that shares the cores among the reidkit
+commands running at the same time (reidkit.threads)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from reidkit import threads
+
+
+def test_an_explicit_count_reaches_torch_blas_and_the_workers(monkeypatch):
+    assert threads.configure(1) == 1
+    assert torch.get_num_threads() == 1
+    assert [os.environ[v] for v in threads.THREAD_VARIABLES] == ["1", "1", "1"]
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    from reidkit.parallel import worker_count
+
+    assert worker_count(0) == 1 and worker_count(3) == 3
+
+
+def test_a_users_omp_num_threads_is_honoured(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert threads.configure() == 3
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays
+
+
+def test_below_one_is_a_usage_error():
+    from reidkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="--threads must be at least 1, got 0"):
+        threads.configure(0)
+
+
+REGISTER_AND_WAIT = (
+    "import sys, time; from reidkit import threads; threads._register(); "
+    "print('registered', flush=True); time.sleep(60)"
+)
+
+
+def test_the_default_shares_the_cores_with_other_running_commands(monkeypatch, tmp_path):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert threads.configure() == 4  # alone
+    others = [
+        subprocess.Popen(
+            [sys.executable, "-c", REGISTER_AND_WAIT],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+        )
+        for _ in range(2)
+    ]
+    try:
+        for p in others:
+            assert p.stdout.readline() == "registered\n"
+        assert threads.configure() == 1  # 4 cores among 3 commands
+    finally:
+        for p in others:
+            p.kill()
+            p.wait()
+    assert threads.configure() == 4  # they ended: their files are cleaned up
+    assert [p.name for p in threads.running_folder().iterdir()] == [str(os.getpid())]
+
+
+def test_the_cli_option_and_variable(market_tree, tmp_path, cli, monkeypatch):
+    args = ["extract", "--model", "osnet_x0_25", "--dataset", "market1501", "--root",
+            market_tree.root, "--out", tmp_path / "f", "--height", "64"]  # fmt: skip
+    assert cli(*args, "--threads", "1")[0] == 0
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv("REIDKIT_THREADS", "2")
+    assert cli(*args, "--force")[0] == 0
+    assert torch.get_num_threads() == 2
