@@ -7,8 +7,8 @@ running on the machine at that moment: each heavy command holds a lock on a file
 in a per-user folder, and counts the files still locked. Two demos on 2 cores get one thread
 each instead of two each: OpenMP threads that wait by spinning, on a machine with more
 threads than cores, burn most of the CPU time on waiting (a demo took 49 minutes instead of
-141 s beside another one). OpenMP threads also wait passively (``OMP_WAIT_POLICY=PASSIVE``)
-unless the user says otherwise.
+141 s beside another one). Spinning itself is kept: alone on its cores a passive wait
+(``OMP_WAIT_POLICY=PASSIVE``) made training a third slower here.
 
 The settings are environment variables read when torch and numpy load, so the CLI applies
 them before any heavy import; torch's count is also set directly when it is loaded already.
@@ -101,7 +101,6 @@ def configure(threads: int | None = None) -> int:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     _state["set"] = str(threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "torch" in sys.modules:
         import torch
 

@@ -72,7 +72,7 @@ def clean_reidkit_env(monkeypatch):
     for key in list(os.environ):
         if key.startswith("REIDKIT_"):
             monkeypatch.delenv(key)
-    saved = {key: os.environ.get(key) for key in (*threads.THREAD_VARIABLES, "OMP_WAIT_POLICY")}
+    saved = {key: os.environ.get(key) for key in threads.THREAD_VARIABLES}
     torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     yield
     for key, value in saved.items():
