@@ -251,6 +251,7 @@ CHOICES = {
     "eval.metric": ("auto", "euclidean", "sqeuclidean", "cosine"),
     "eval.protocol": ("auto", "market", "cuhk03", "none"),
 }
+PATH_KEYS = ("data.root", "data.dataset", "model.weights")  # values that may be paths
 # key: (smallest allowed value, largest or None)
 BOUNDS = {
     "data.height": (1, None),
@@ -316,6 +317,11 @@ def check_config(config: Config) -> Config:
         )
     if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
         raise UsageError("data.mean and data.std need three values each, std above 0")
+    for key in PATH_KEYS:  # a shell expands ~ on the command line, not in a config value
+        section, name = key.split(".")
+        value = _get(config, key)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(getattr(config, section), name, os.path.expanduser(value))
     return config
 
 

@@ -29,7 +29,8 @@ from reidkit.errors import UsageError
 log = logging.getLogger(__name__)
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-_state = {"threads": 0, "fd": None, "set": ""}  # the count, the lock, what we put in env
+# the count, whether it was chosen here, the lock, what we put in the environment
+_state = {"threads": 0, "auto": False, "fd": None, "set": ""}
 
 
 def usable_cores() -> int:
@@ -88,16 +89,39 @@ def configure(threads: int | None = None) -> int:
     users = os.environ.get("OMP_NUM_THREADS", "")
     if threads is None and users.isdigit() and users != _state["set"]:  # not ours, earlier
         threads = max(1, int(users))
+    _state["auto"] = threads is None
     if threads is None:
-        running = _register()
-        threads = max(1, usable_cores() // running)
-        if running > 1:
-            log.info(
-                "%d reidkit commands are running: using %d of %d cores (--threads to choose)",
-                running,
-                threads,
-                usable_cores(),
-            )
+        threads = _share()
+    _apply(threads)
+    return threads
+
+
+def _share() -> int:
+    """This command's share of the cores now."""
+    running = _register()
+    threads = max(1, usable_cores() // running)
+    if running > 1 and threads != _state["threads"]:
+        log.info(
+            "%d reidkit commands are running: using %d of %d cores (--threads to choose)",
+            running,
+            threads,
+            usable_cores(),
+        )
+    return threads
+
+
+def rebalance() -> None:
+    """Take this command's share of the cores again (when the count was not given): a
+    long command started alone gives cores back to commands started after it, and takes
+    them again when they end. Called between epochs and between chunks of work; torch's
+    thread count changes at once (BLAS keeps the count it was loaded with)."""
+    if _state["auto"]:
+        threads = _share()
+        if threads != _state["threads"]:
+            _apply(threads)
+
+
+def _apply(threads: int) -> None:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     _state["set"] = str(threads)
@@ -106,7 +130,6 @@ def configure(threads: int | None = None) -> int:
 
         torch.set_num_threads(threads)
     _state["threads"] = threads
-    return threads
 
 
 def thread_count() -> int:

@@ -85,4 +85,4 @@ def clean_reidkit_env(monkeypatch):
     if threads._state["fd"] is not None:  # this process is no running command any more
         os.close(threads._state["fd"])
         (threads.running_folder() / str(os.getpid())).unlink(missing_ok=True)
-    threads._state.update(threads=0, fd=None, set="")
+    threads._state.update(threads=0, auto=False, fd=None, set="")

@@ -69,3 +69,14 @@ def test_bad_files(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(UsageError, match="expected a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_a_tilde_in_a_path_value_is_the_home_folder(tmp_path, monkeypatch):
+    """A shell expands ~ on the command line but not inside key=value or a YAML file."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cfg.yaml").write_text("model:\n  weights: ~/w/r50.pth\n")
+    config = load_config(tmp_path / "cfg.yaml", ["data.root=~/data", "data.dataset=~/my.csv"])
+    assert config.data.root == str(tmp_path / "data")
+    assert config.data.dataset == str(tmp_path / "my.csv")
+    assert config.model.weights == str(tmp_path / "w" / "r50.pth")
+    assert load_config(None, ["data.dataset=market1501"]).data.dataset == "market1501"

@@ -204,7 +204,7 @@ def no_op_loads_torch(workdir: Path, argv: list[str]) -> tuple[int, bool]:
         [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=workdir,
         env={**os.environ, "REIDKIT_QUIET": "1"}, timeout=120,
     )  # fmt: skip
-    return proc.returncode, proc.stdout.strip() == "True"
+    return proc.returncode, proc.stdout.strip().splitlines()[-1] == "True"  # after the result
 
 
 def test_up_to_date_stages_skip_torch_and_the_model(pipeline):

@@ -65,6 +65,32 @@ def test_the_default_shares_the_cores_with_other_running_commands(monkeypatch, t
     assert [p.name for p in threads.running_folder().iterdir()] == [str(os.getpid())]
 
 
+def test_a_long_command_gives_cores_back_and_takes_them_again(monkeypatch, tmp_path):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert threads.configure() == 2 and torch.get_num_threads() == 2  # started alone
+    other = subprocess.Popen(
+        [sys.executable, "-c", REGISTER_AND_WAIT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        assert other.stdout.readline() == "registered\n"
+        threads.rebalance()  # between two epochs
+        assert torch.get_num_threads() == 1 and threads.thread_count() == 1
+        assert threads.configure(2) == 2
+        threads.rebalance()  # a count the user gave stays, whoever else runs
+        assert torch.get_num_threads() == 2
+        threads.configure()
+        assert torch.get_num_threads() == 1
+    finally:
+        other.kill()
+        other.wait()
+    threads.rebalance()  # the other one ended
+    assert torch.get_num_threads() == 2
+
+
 def test_the_cli_option_and_variable(market_tree, tmp_path, cli, monkeypatch):
     args = ["extract", "--model", "osnet_x0_25", "--dataset", "market1501", "--root",
             market_tree.root, "--out", tmp_path / "f", "--height", "64"]  # fmt: skip

@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help text is plain: paragraphs re-wrapped to the terminal, no markup ("[...]" in a
+    # help string is shown, not taken for a style)
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -78,6 +81,25 @@ def _print_error(message: str, hint: str | None = None) -> None:
     sys.stderr.flush()
 
 
+def _without_flag_types(command):
+    """Flags take no value: --help shows no ``<bool>`` type beside them."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    help_option = command.get_help_option  # made anew for each --help
+
+    def get_help_option(ctx):
+        option = help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _without_flag_types(sub)
+    return command
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` and return the exit code; never raises."""
     debug = os.environ.get("REIDKIT_DEBUG", "") not in ("", "0")
@@ -87,7 +109,7 @@ def run(argv: list[str] | None = None) -> int:
         from typer._completion_classes import completion_init
 
         completion_init()
-    command = typer.main.get_command(app)
+    command = _without_flag_types(typer.main.get_command(app))
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):

@@ -24,7 +24,9 @@ from reidkit.cli.options import (
 from reidkit.threads import configure as configure_threads
 
 app = typer.Typer(
-    help="List, download, summarise, combine and synthesise datasets.", no_args_is_help=True
+    help="List, download, summarise, combine and synthesise datasets.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -49,9 +51,15 @@ def datasets_table(listing: dict):
     table = Table(title=f"datasets under {listing['root']}")
     for column in ("name", "present", "how to get it"):
         table.add_column(column)
+    first_with: dict[str, str] = {}  # variants of one download (CUHK03) say it once
     for row in listing["datasets"]:
         present = "[green]yes[/]" if row["present"] else "[red]no[/]"
-        table.add_row(row["name"], present, row["obtain"])
+        obtain = row["obtain"]
+        if obtain in first_with:
+            obtain = f"as {first_with[obtain]}"
+        else:
+            first_with[obtain] = row["name"]
+        table.add_row(row["name"], present, obtain)
     return table
 
 

@@ -9,6 +9,7 @@ import typer
 
 from reidkit.cli import output
 from reidkit.cli.options import JsonOpt, QuietOpt, ThreadsOpt, VerboseOpt
+from reidkit.engine.demo import DEMO_EPOCHS
 from reidkit.threads import configure as configure_threads
 
 
@@ -22,10 +23,7 @@ def demo(
             envvar="REIDKIT_OUT",
         ),
     ] = Path("demo"),
-    epochs: Annotated[
-        int | None,
-        typer.Option("--epochs", min=1, show_default=False, help="Training epochs (default 12)."),
-    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = DEMO_EPOCHS,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

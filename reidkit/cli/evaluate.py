@@ -18,8 +18,8 @@ MetricOpt = Annotated[
     str | None,
     typer.Option(
         "--metric",
-        help="euclidean, sqeuclidean or cosine [default: the distance the model is meant "
-        "for, as the feature files say; else euclidean]",
+        help="euclidean, sqeuclidean or cosine (default: the distance the model is meant "
+        "for, as the feature files say; else euclidean)",
         envvar="REIDKIT_METRIC",
         show_default=False,
         autocompletion=lambda: ["euclidean", "sqeuclidean", "cosine"],
@@ -38,8 +38,8 @@ ProtocolOpt = Annotated[
     typer.Option(
         "--protocol",
         help="market (drop same-camera matches), cuhk03 (single-gallery-shot) or "
-        "none (single-camera data) [default: the protocol of the dataset the feature files "
-        "hold; else market]",
+        "none (single-camera data) (default: the protocol of the dataset the feature files "
+        "hold; else market)",
         envvar="REIDKIT_PROTOCOL",
         show_default=False,
         autocompletion=lambda: ["market", "cuhk03", "none"],

@@ -9,7 +9,7 @@ import typer
 from reidkit.cli import output
 from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt
 
-app = typer.Typer(help="List the registered models.", no_args_is_help=True)
+app = typer.Typer(help="List the registered models.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def complete_model(incomplete: str) -> list[str]:

@@ -73,7 +73,7 @@ ThreadsOpt = Annotated[
         min=1,
         show_default=False,
         envvar="REIDKIT_THREADS",
-        help="CPU threads for torch, BLAS and image workers [default: OMP_NUM_THREADS if "
-        "set, else the cores shared among the reidkit commands running now].",
+        help="CPU threads for torch, BLAS and image workers (default: OMP_NUM_THREADS if "
+        "set, else the cores shared among the reidkit commands running now).",
     ),
 ]

@@ -1,4 +1,5 @@
-"""Where command output goes: results on stdout (JSON), everything for people on stderr.
+"""Where command output goes: results on stdout (a table or a line, or one JSON document
+with --json); logs, warnings and progress on stderr.
 
 ``-q`` keeps stderr for errors only; ``-v`` adds debug logging. On a terminal, progress is a
 rich bar; otherwise (cron, pipes, CI) it is a plain log line every few seconds.
@@ -88,18 +89,24 @@ def emit_json(document: Any) -> None:
 
 
 def render(document: Any, as_json: bool, human: Callable[[Any], Any]) -> None:
-    """Show a command's result: the JSON document on stdout, or ``human(document)`` on
-    stderr for people."""
+    """Show a command's result on stdout: the JSON document, or ``human(document)`` (a
+    table, a line) for people, so that ``reidkit models list | grep resnet`` works.
+    Logs, warnings and progress stay on stderr; ``-q`` silences only those."""
     if as_json:
         emit_json(document)
     else:
-        show(human(document))
+        result_console().print(human(document))
+        sys.stdout.flush()
 
 
-def show(renderable: Any) -> None:
-    """Print something for people (a table, a line) on stderr, unless quiet."""
-    if not STATE.quiet:
-        console().print(renderable)
+def result_console():
+    """The rich console on stdout. Into a pipe or a file a line is never wrapped (a table
+    stays one row per line) and no colour is written (unless FORCE_COLOR says so)."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(file=sys.stdout, highlight=False, width=10_000)
 
 
 def log_interval() -> float:

@@ -10,7 +10,11 @@ import typer
 from reidkit.cli import output
 from reidkit.cli.models import complete_model
 from reidkit.cli.options import JsonOpt, QuietOpt, ThreadsOpt, VerboseOpt, complete_dataset
+from reidkit.config import Config
+from reidkit.models import list_models
 from reidkit.threads import configure as configure_threads
+
+DEFAULTS = Config()
 
 RunOpt = Annotated[
     Path,
@@ -50,7 +54,8 @@ def train(
         str | None,
         typer.Option(
             "--dataset",
-            help="Training dataset (data.dataset).",
+            help=f"Training dataset: a registered name, a Market-style folder or a CSV "
+            f"manifest (data.dataset; default {DEFAULTS.data.dataset}).",
             autocompletion=complete_dataset,
             show_default=False,
         ),
@@ -59,7 +64,7 @@ def train(
         Path | None,
         typer.Option(
             "--root",
-            help="Data root (data.root).",
+            help=f"Data root (data.root; default {DEFAULTS.data.root}).",
             envvar=["REIDKIT_ROOT", "REIDKIT_DATA"],
             show_default=False,
         ),
@@ -68,18 +73,48 @@ def train(
         str | None,
         typer.Option(
             "--model",
-            help="Model name (model.name).",
+            help=f"Model (model.name; default {DEFAULTS.model.name}): {', '.join(list_models())}.",
             autocompletion=complete_model,
             show_default=False,
         ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, show_default=False, help="train.epochs")
+        int | None,
+        typer.Option(
+            "--epochs",
+            min=1,
+            show_default=False,
+            help=f"Epochs (train.epochs; default {DEFAULTS.train.epochs}).",
+        ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, show_default=False, help="data.batch_size")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            show_default=False,
+            help=f"Images per batch: identities x data.num_instances (data.batch_size; "
+            f"default {DEFAULTS.data.batch_size}).",
+        ),
     ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", show_default=False, help="optim.lr")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr",
+            show_default=False,
+            help=f"Learning rate (optim.lr; default {DEFAULTS.optim.lr}).",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            dir_okay=False,
+            show_default=False,
+            help="Initial weights: a local torchvision state dict or reidkit checkpoint "
+            "(model.weights).",
+        ),
+    ] = None,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Reproducible on the CPU (train.deterministic).")
     ] = False,
@@ -96,7 +131,12 @@ def train(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Train a re-ID model; the run directory keeps config, logs, metrics and weights."""
+    """Train a re-ID model; the run directory keeps config, logs, metrics and weights.
+
+    Every setting is a config key: give them in a YAML file (--config) and as key=value
+    overrides after the options; 'reidkit train --print-config' lists every key with its
+    value. See docs/training.md.
+    """
     from reidkit.config import dump_config, load_config
 
     output.setup(quiet or not output.is_main_process(), verbose)
@@ -108,6 +148,7 @@ def train(
         "train.epochs": epochs,
         "data.batch_size": batch_size,
         "optim.lr": lr,
+        "model.weights": weights,
         "train.deterministic": True if deterministic else None,
         "data.skip_bad": True if skip_bad else None,
     }

@@ -127,5 +127,6 @@ def parse_market_layout(
         unparsed += bad
     warn_unparsed(unparsed, "PID_cCAMERA...")
     return make_dataset(
-        name, base, subsets, unparsed=unparsed, zero_is_distractor=zero_is_distractor
-    )
+        name, base, subsets, unparsed=unparsed, zero_is_distractor=zero_is_distractor,
+        camera_base=1,  # file names count cameras from c1
+    )  # fmt: skip

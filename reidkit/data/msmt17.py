@@ -67,7 +67,7 @@ def parse(folder: Path) -> Dataset:
             raise MissingInputError(f"msmt17: missing list file {list_file}")
         image_dir = base / (train_dir if subset == "train" else test_dir)
         subsets[subset] = read_list(list_file, image_dir)
-    return make_dataset("msmt17", base, subsets)
+    return make_dataset("msmt17", base, subsets, camera_base=1)  # file names count from 1
 
 
 SPEC = DatasetSpec(

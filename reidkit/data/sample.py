@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from reidkit.errors import UsageError
+
 SUBSETS = ("train", "query", "gallery")
 JUNK_PID = -1
 
@@ -38,6 +40,9 @@ class Dataset:
         unparsed: image files that did not match the naming rule.
         sources: dataset names by dsetid.
         zero_is_distractor: pid 0 marks distractors (Market-style sets), not a person.
+        camera_base: what to add to a camid to get the camera as the dataset names it (1
+            for file names with cameras c1, c2, ...; 0 for manifests, whose camids are
+            the user's own).
     """
 
     name: str
@@ -50,6 +55,7 @@ class Dataset:
     unparsed: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     zero_is_distractor: bool = False
+    camera_base: int = 0
 
     def subset(self, name: str) -> list[Sample]:
         """The samples of subset ``name`` (train, query or gallery)."""
@@ -92,12 +98,17 @@ def make_dataset(
     unparsed: Iterable[str] = (),
     sources: list[str] | None = None,
     zero_is_distractor: bool = False,
+    camera_base: int = 0,
 ) -> Dataset:
     """Build a Dataset from raw parsed samples: split junk off, relabel train pids.
 
     Train pids are relabelled 0..K-1 in sorted (dsetid, pid) order, so the labels are
     deterministic whatever order the files were listed in.
     """
+    unparsed = list(unparsed)
+    if not any(subsets.get(subset) for subset in SUBSETS):
+        bad = f"; {len(unparsed)} file(s) there do not follow its naming rule" if unparsed else ""
+        raise UsageError(f"{name}: no images in {root}{bad}", hint="is it the right folder?")
     clean: dict[str, list[Sample]] = {}
     junk: dict[str, list[Sample]] = {}
     for subset in SUBSETS:
@@ -119,6 +130,7 @@ def make_dataset(
         unparsed=list(unparsed),
         sources=sources or [name],
         zero_is_distractor=zero_is_distractor,
+        camera_base=camera_base,
     )
 
 

@@ -18,6 +18,7 @@ from reidkit.config import Config, apply_overrides
 from reidkit.fileio import write_text_atomic
 from reidkit.progress import no_progress
 
+DEMO_EPOCHS = 20
 # Cross-entropy alone: on synthreid from scratch, the batch-hard triplet term (margin 0.3 on
 # unnormalised features) collapsed the embedding in every short CPU run we tried.
 DEMO_SETTINGS = [
@@ -34,7 +35,7 @@ DEMO_SETTINGS = [
     "optim.weight_decay=0.0005",
     "schedule.name=cosine",
     "schedule.warmup_epochs=1",
-    "train.epochs=20",
+    f"train.epochs={DEMO_EPOCHS}",
     "eval.every=5",
 ]
 DEMO_VISRANK_QUERIES = 12

@@ -32,6 +32,7 @@ from reidkit.config import Config, dump_config
 from reidkit.errors import DataError, Interrupted, ReidkitError, UsageError
 from reidkit.fileio import atomic_open, file_lock, write_text_atomic
 from reidkit.progress import ProgressFn, no_progress
+from reidkit.threads import rebalance as rebalance_threads
 
 log = logging.getLogger(__name__)
 NEW_LAYERS = ("classifier", "bnneck")  # trained from scratch; everything else is "base"
@@ -320,6 +321,7 @@ class Trainer:
             last_row = self._end_epoch(self.pending, evaluate=True)
         with StopRequest() as stop:
             while self.epoch < c.train.epochs:
+                rebalance_threads()  # share the cores with commands started meanwhile
                 self._freeze(self.epoch < c.train.freeze_base_epochs)
                 sampler.set_epoch(self.epoch)
                 sampler.skip = self.batch_in_epoch  # resumed inside this epoch: skip, not load
@@ -474,6 +476,10 @@ class Trainer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
+                log.warning(
+                    "no TensorBoard scalars for this run: tensorboard is not installed "
+                    "(pip install tensorboard; metrics.csv has the same figures)"
+                )
                 self._tb = False
                 return
             self._tb = SummaryWriter(str(self.run / "tb"))

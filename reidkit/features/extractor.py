@@ -29,6 +29,7 @@ from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_i
 from reidkit.fileio import file_lock
 from reidkit.metrics.distance import resolve_device
 from reidkit.progress import ProgressFn, no_progress
+from reidkit.threads import rebalance as rebalance_threads
 from reidkit.threads import thread_count
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,7 @@ def _extract_rows(
     done = first - lo
     progress(done, hi - lo)
     for batch, index, errors in loader:
+        rebalance_threads()  # share the cores with commands started meanwhile
         index = index.numpy()
         ok = np.array([not e for e in errors])
         for i, error in zip(index[~ok], np.asarray(errors)[~ok], strict=True):
@@ -472,11 +474,12 @@ def extract_dataset(
         run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
     jobs = _jobs(dataset, root, subsets, images, Path(out_dir))
     results = []
-    for name, subset, samples, base, path in jobs:
+    for name, subset, samples, base, path, camera_base in jobs:
         attrs = {
             **model_attrs,
             "dataset": name,
             "subset": subset,
+            "camera_base": camera_base,
             # what makes the features: not the config's text, not the advice on distances
             "provenance": {k: v for k, v in model_attrs.items() if k not in ("config", "distance")},
         }
@@ -519,7 +522,7 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
     except ReidkitError:  # the full path reports it, in its usual order
         return None
     sha, files, options = None, [], {}
-    for _, subset, samples, base, path in jobs:
+    for _, subset, samples, base, path, _ in jobs:
         try:
             info = feature_file_info(path)
             attrs = info["attrs"]
@@ -551,7 +554,8 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
 
 
 def _jobs(dataset, root, subsets, images, out_dir: Path):
-    """(dataset name, subset, samples, root of the paths, output file) per file to write."""
+    """(dataset name, subset, samples, root of the paths, output file, camera base) per file
+    to write."""
     from reidkit.data import load_dataset
     from reidkit.data.market_style import IMAGE_SUFFIXES
 
@@ -570,6 +574,7 @@ def _jobs(dataset, root, subsets, images, out_dir: Path):
                 samples,
                 folder,
                 output_path(out_dir, folder.resolve().name, "images"),
+                0,
             )
         ]
     ds = load_dataset(dataset, root)
@@ -580,7 +585,14 @@ def _jobs(dataset, root, subsets, images, out_dir: Path):
         if not ds.subset(subset):  # checked for every subset before any is extracted
             raise UsageError(f"nothing to extract: {ds.name} has no {subset} images")
         jobs.append(
-            (ds.name, subset, ds.subset(subset), ds.root, output_path(out_dir, ds.name, subset))
+            (
+                ds.name,
+                subset,
+                ds.subset(subset),
+                ds.root,
+                output_path(out_dir, ds.name, subset),
+                ds.camera_base,
+            )
         )
     return jobs
 

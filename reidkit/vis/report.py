@@ -53,6 +53,7 @@ class QueryRow:
     path: str
     pid: int
     camid: int
+    camera: int  # as the dataset names it (camid + the files' camera_base)
     ap: float | None
     first_match: int | None
     items: list[dict]  # rank, gallery_index, gallery_path, gallery_pid, ... per shown item
@@ -184,7 +185,7 @@ def write_index_html(
             + _cell(row.ordinal, row.ordinal, numeric=True)
             + _cell(row.path)
             + _cell(row.pid, row.pid, numeric=True)
-            + _cell(row.camid, row.camid, numeric=True)
+            + _cell(row.camera, row.camera, numeric=True)
             + _cell(
                 "no valid match" if row.ap is None else f"{100 * row.ap:.1f}%",
                 "" if row.ap is None else f"{row.ap:.6f}",

@@ -156,6 +156,9 @@ def _label(features, i: int) -> str:
 
 def _query_rows(query, gallery, result, lists, chosen, image_format, images: bool):
     width = max(4, len(str(len(chosen))))
+    # people read the camera of the file name (c6 is camera 6, camid 5)
+    query_base = int(query.attrs.get("camera_base", 0))
+    gallery_base = int(gallery.attrs.get("camera_base", 0))
     rows = []
     for ordinal, q in enumerate(chosen, 1):
         q = int(q)
@@ -169,6 +172,7 @@ def _query_rows(query, gallery, result, lists, chosen, image_format, images: boo
                 "gallery_path": _label(gallery, int(g)),
                 "gallery_pid": int(gallery.pids[g]),
                 "gallery_camid": int(gallery.camids[g]),
+                "gallery_camera": int(gallery.camids[g]) + gallery_base,
                 "distance": float(d),
                 "match": bool(same),
                 "ignored": IGNORED_REASONS[int(reason)],
@@ -191,6 +195,7 @@ def _query_rows(query, gallery, result, lists, chosen, image_format, images: boo
                 path=_label(query, q),
                 pid=int(query.pids[q]),
                 camid=int(query.camids[q]),
+                camera=int(query.camids[q]) + query_base,
                 ap=ap,
                 first_match=first,
                 items=items,
@@ -205,9 +210,9 @@ def _render_task(row: QueryRow, find_query, find_gallery, staging: Path):
         score = "no valid match in the gallery"
     else:
         score = f"AP {100 * row.ap:.1f}%   first match: rank {row.first_match}"
-    header = f"{row.ordinal}. {row.path}   pid {row.pid}  cam {row.camid}   {score}"
+    header = f"{row.ordinal}. {row.path}   pid {row.pid}  cam {row.camera}   {score}"
     tiles = [
-        Tile(find_query(row.index), QUERY_COLOUR, ("query", f"pid {row.pid}", f"cam {row.camid}"))
+        Tile(find_query(row.index), QUERY_COLOUR, ("query", f"pid {row.pid}", f"cam {row.camera}"))
     ]
     for item in row.items:
         if item["ignored"]:
@@ -217,7 +222,7 @@ def _render_task(row: QueryRow, find_query, find_gallery, staging: Path):
         lines = (
             first,
             f"d {item['distance']:.4f}",
-            f"pid {item['gallery_pid']} cam {item['gallery_camid']}",
+            f"pid {item['gallery_pid']} cam {item['gallery_camera']}",
         )
         tiles.append(Tile(find_gallery(item["gallery_index"]), colour, lines))
     return str(staging / row.image), header, tiles

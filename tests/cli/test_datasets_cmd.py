@@ -38,14 +38,6 @@ def test_summary_json_schema(market_tree, cli):
     assert "# images" not in err  # the table is for people, not shown with --json
 
 
-def test_summary_table_on_stderr(market_tree, cli):
-    code, out, err = cli("datasets", "summary", "market1501", "--root", market_tree.root)
-    assert code == 0 and out == ""
-    train_row = next(line for line in err.splitlines() if "train" in line)
-    assert [c.strip() for c in train_row.strip("│┃ ").split("│")] == ["train", "3", "8", "6"]
-    assert "junk images: 2, unparsed files: 2" in err
-
-
 def test_bad_manifest_row_exit_2_with_file_and_line(tmp_path, cli):
     manifest = tmp_path / "m.csv"
     manifest.write_text("a.jpg,1,0,train\nb.jpg,one,0,train\n")

@@ -242,8 +242,8 @@ def test_rerun_makes_no_request(cli, server, archive, tmp_path):
     assert code == 0, err
     assert json.loads(out)["up_to_date"] is True
     assert len(routes["/m.zip"].requests) == 1
-    code, _, err = download(cli, root)
-    assert code == 0 and "is installed (sha256 verified" in " ".join(err.split())
+    code, out, _ = download(cli, root)
+    assert code == 0 and "is installed (sha256 verified" in " ".join(out.split())
     assert (root / "market1501" / ".reidkit-install.json").stat().st_mtime_ns == stamp
     # --force downloads again
     code, out, _ = download(cli, root, "--url", f"{base}/m.zip", "--force", "--json")

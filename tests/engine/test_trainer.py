@@ -233,7 +233,7 @@ def test_progress_note_describes_only_its_own_checkpoint(tmp_path):
 
     last = tmp_path / "last.pt"
     last.write_bytes(b"x" * 10)
-    write_progress_note(last, epoch=3, step=30, batch_in_epoch=0, best=0.5)
+    write_progress_note(last, epoch=3, step=30, batch_in_epoch=0, best=0.5, pending=False)
     note = read_progress_note(last)
     assert (note["epoch"], note["step"], note["batch_in_epoch"], note["best"]) == (3, 30, 0, 0.5)
     last.write_bytes(b"y" * 11)  # a newer checkpoint saved without its note (a crash between)
@@ -258,3 +258,15 @@ def test_a_batch_of_more_identities_than_the_data_has_is_a_usage_error(market_tr
     assert not run.exists()
     code, _, err = cli(*args, "data.batch_size=12")
     assert code == 0, err
+
+
+def test_without_tensorboard_the_run_says_so(tiny, tmp_path, cli, monkeypatch):
+    """TensorBoard is in the main install; where it is missing the run says so once
+    instead of leaving RUN/tb out without a word."""
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    run = tmp_path / "run"
+    code, _, err = cli(*train_args(tiny, run, "--epochs", "1"))
+    assert code == 0, err
+    said = "no TensorBoard scalars for this run: tensorboard is not installed"
+    assert err.count(said) == 1 and said in (run / "train.log").read_text()
+    assert not (run / "tb").exists()

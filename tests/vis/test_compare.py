@@ -53,9 +53,9 @@ def test_table_and_json(cli, results):
         "input": "euclidean distances, squared by the algorithm",
     }
     assert doc["plot"] is None
-    code, _, err = cli("compare", *results[:2], "--label", "A", "--label", "B")
+    code, out, _ = cli("compare", *results[:2], "--label", "A", "--label", "B")
     assert code == 0
-    assert "A" in err and "B" in err and "Rank-1" in err and "mAP" in err
+    assert "A" in out and "B" in out and "Rank-1" in out and "mAP" in out
 
 
 def test_overlay_plot(cli, results, tmp_path):

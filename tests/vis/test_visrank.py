@@ -422,3 +422,45 @@ def test_dimension_mismatch(cli, case, tmp_path):
     )
     code, _, err = cli("visrank", case.query, narrow, "--out", tmp_path / "vis")
     assert code == 2 and "16-dimensional features but" in err
+
+
+def test_cameras_are_shown_as_the_file_names_count_them(cli, market_tree, tmp_path, monkeypatch):
+    """Market-style names count cameras from c1 and camids from 0: a picture and the HTML
+    said 'cam 5' for a file named ..._c6s1_...; they show the file's camera now (the CSV
+    keeps the camid)."""
+    from reidkit.vis import visrank as visrank_module
+
+    feats = tmp_path / "f"
+    code, _, err = cli(
+        "extract", "--model", "osnet_x0_25", "--dataset", "market1501", "--root",
+        market_tree.root, "--out", feats, "--height", "64", "--width", "32",
+    )  # fmt: skip
+    assert code == 0, err
+    drawn = []
+    real_draw = visrank_module.draw_strip
+
+    def recording_draw(header, tiles, *args, **kwargs):
+        drawn.append((header, [t.lines for t in tiles]))
+        return real_draw(header, tiles, *args, **kwargs)
+
+    monkeypatch.setattr(visrank_module, "draw_strip", recording_draw)
+    out = tmp_path / "vis"
+    code, _, err = cli(
+        "visrank", feats / "market1501-query.h5", feats / "market1501-gallery.h5", "--out", out,
+        "--num-queries", "0", "--order", "input", "--html", "--workers", "1", "--protocol", "none",
+    )  # fmt: skip
+    assert code == 0, err
+    # the queries are 0003_c1s1_..., 0003_c2s1_... and 0005_c4s1_...
+    assert [re.search(r"cam (\d+)", header).group(1) for header, _ in drawn] == ["1", "2", "4"]
+    assert [tiles[0][2] for _, tiles in drawn] == ["cam 1", "cam 2", "cam 4"]
+    for _, tiles in drawn:
+        for lines in tiles[1:]:
+            name = next(line for line in lines if line.startswith("pid"))
+            assert re.fullmatch(r"pid -?\d+ cam [1-6]", name)
+    page = (out / "index.html").read_text()
+    cells = re.findall(
+        r"<tr><td[^>]*>\d+</td><td[^>]*>[^<]*</td><td[^>]*>\d+</td><td[^>]*>(\d+)</td>", page
+    )
+    assert cells == ["1", "2", "4"]
+    rows = by_ordinal(read_csv(out / "ranked.csv"))
+    assert [rows[o][0]["query_camid"] for o in (1, 2, 3)] == ["0", "1", "3"]
