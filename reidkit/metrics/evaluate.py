@@ -83,7 +83,6 @@ def evaluate_files(
         **ranking.describe(
             result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
         ),
-        "summary": ranking.summary(),
         "seconds": {
             "load": round(t1 - t0, 4),
             ranking.stage: round(distance_seconds, 4),

@@ -172,6 +172,7 @@ class Ranking:
             "device": self.device,
             "query": str(query),
             "gallery": str(gallery),
+            "summary": self.summary(),
         }
 
     def summary(self) -> str:

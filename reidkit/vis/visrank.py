@@ -329,12 +329,9 @@ def visrank_files(
     ranked_seconds = time.perf_counter() - start
     chosen = select_queries(result.ap, candidates, order, seed, num_queries)
     rows = _query_rows(query, gallery, result, lists, chosen, image_format, images)
-    evaluation = {
-        **ranking.describe(
-            result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
-        ),
-        "summary": ranking.summary(),
-    }
+    evaluation = ranking.describe(
+        result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
+    )
     missing: set[str | None] = set()
     staging = out.with_name(f".{out.name}.partial")
     with file_lock(out), os_errors_named(out), _removed_on_failure(staging):

@@ -31,3 +31,15 @@ def test_demo_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
     code, out, _ = cli("demo", "--out", tmp_path / "demo", "--epochs", "1", "--json")
     assert code == 0 and json.loads(out)["trained"] == result["trained"]
     assert [p.stat().st_mtime_ns for p in outputs] == stamps  # nothing trained or written again
+
+
+def test_the_recipe_file_is_the_demos_recipe(tmp_path):
+    """configs/synthreid_osnet_x0_25.yaml (the README's training command) and the demo
+    train the same way: neither can drift from the other."""
+    from helpers import REPO
+
+    from reidkit.config import load_config
+    from reidkit.engine.demo import demo_config
+
+    recipe = load_config(REPO / "configs" / "synthreid_osnet_x0_25.yaml", [f"data.root={tmp_path}"])
+    assert recipe.to_dict() == demo_config(tmp_path).to_dict()
