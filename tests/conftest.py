@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-import pytest
-from helpers import MARKET_SPEC, Tree, write_image, write_market_style
-from hypothesis import HealthCheck, settings
+# The suite runs in a temporary folder of its own (TMPDIR), set before anything reads it:
+# reidkit commands register there to share the cores (reidkit.threads), so the commands of
+# another test suite or a real job on the same machine are not counted and do not change
+# what a test sees (a "2 reidkit commands are running" line on stderr).
+_SESSION = tempfile.mkdtemp(prefix="reidkit-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = _SESSION
 
-from reidkit.cli.app import run
+import pytest  # noqa: E402
+from helpers import MARKET_SPEC, Tree, write_image, write_market_style  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from reidkit.cli.app import run  # noqa: E402
 
 # Property tests: the "ci" profile (the default) replays the same examples on every run and
 # keeps no example database, so a suite that passes once passes every time. The "explore"
@@ -86,3 +94,11 @@ def clean_reidkit_env(monkeypatch):
         os.close(threads._state["fd"])
         (threads.running_folder() / str(os.getpid())).unlink(missing_ok=True)
     threads._state.update(threads=0, auto=False, fd=None, set="")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite's temporary folder goes when it passed (kept to look into when not)."""
+    import shutil
+
+    if exitstatus == 0:
+        shutil.rmtree(_SESSION, ignore_errors=True)
