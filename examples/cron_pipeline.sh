@@ -19,6 +19,7 @@
 #   RESULTS   evaluate --json output                      [$WORKDIR/results.json]
 #   LOG       log file (appended)                         [$WORKDIR/cron.log]
 #   MODEL     model name                                  [osnet_x0_25]
+#   PRETRAINED  starting weights: imagenet, none or a file  [none]
 #   EPOCHS    training epochs (raise it and the next run trains further) [2]
 #   HEIGHT, WIDTH  image size                             [64, 32]
 #   BATCH     batch size                                  [16]
@@ -41,6 +42,7 @@ FEATS=${FEATS:-$WORKDIR/feats}
 RESULTS=${RESULTS:-$WORKDIR/results.json}
 LOG=${LOG:-$WORKDIR/cron.log}
 MODEL=${MODEL:-osnet_x0_25}
+PRETRAINED=${PRETRAINED:-none}  # OSNet's ImageNet file is torchreid's: none on a new machine
 EPOCHS=${EPOCHS:-2}
 HEIGHT=${HEIGHT:-64}
 WIDTH=${WIDTH:-32}
@@ -116,6 +118,7 @@ else
     # shellcheck disable=SC2086  # TRAIN_OVERRIDES is a space-separated list on purpose
     stage train "$REIDKIT" train --dataset "$DATASET" --root "$DATA" --model "$MODEL" \
         --epochs "$EPOCHS" --batch-size "$BATCH" --run "$RUN" ${new_run[@]+"${new_run[@]}"} \
+        --pretrained "$PRETRAINED" \
         "data.height=$HEIGHT" "data.width=$WIDTH" data.num_instances=4 \
         optim.lr=0.003 schedule.name=cosine schedule.warmup_epochs=1 loss.triplet=0 \
         "eval.every=$EPOCHS" "train.device=$DEVICE" $TRAIN_OVERRIDES

@@ -27,8 +27,8 @@ class DataConfig:
     root: str = "data"
     height: int = 256
     width: int = 128
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] | None = None  # None: the model's (ImageNet's for most)
+    std: list[float] | None = None
     sampler: str = "pk"  # "pk": P identities x K images per batch; "random"
     batch_size: int = 64
     num_instances: int = 4  # K of the PK sampler
@@ -43,9 +43,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "resnet50"
-    weights: str | None = None  # local file: torchvision state dict or reidkit checkpoint
-    last_stride: int = 1
-    bnneck: bool = True
+    pretrained: str = "imagenet"  # imagenet, none, or a weights file to start from
+    allow_partial: bool = False  # start from weights that leave trunk tensors unloaded
+    last_stride: int | None = None  # None: the model's default (ResNets: 1, as BoT)
+    bnneck: bool | None = None  # None: the model's default (ResNets: on)
 
 
 @dataclass
@@ -125,7 +126,15 @@ def _keys(obj: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+RENAMED = {"model.weights": "model.pretrained"}  # key: its new name
+
+
 def _unknown(key: str, config: Config) -> UsageError:
+    if key in RENAMED:
+        return UsageError(
+            f"config key '{key}' is now '{RENAMED[key]}'",
+            hint="model.pretrained takes imagenet, none or a weights file",
+        )
     close = difflib.get_close_matches(key, _keys(config), n=1, cutoff=0.6)
     suggestion = f"; did you mean '{close[0]}'?" if close else ""
     return UsageError(
@@ -251,7 +260,7 @@ CHOICES = {
     "eval.metric": ("auto", "euclidean", "sqeuclidean", "cosine"),
     "eval.protocol": ("auto", "market", "cuhk03", "none"),
 }
-PATH_KEYS = ("data.root", "data.dataset", "model.weights")  # values that may be paths
+PATH_KEYS = ("data.root", "data.dataset", "model.pretrained")  # values that may be paths
 # key: (smallest allowed value, largest or None)
 BOUNDS = {
     "data.height": (1, None),
@@ -315,6 +324,7 @@ def check_config(config: Config) -> Config:
             f"data.batch_size ({d.batch_size}) must be a multiple of data.num_instances "
             f"({d.num_instances}) with the pk sampler"
         )
+    _resolve_model(config)
     if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
         raise UsageError("data.mean and data.std need three values each, std above 0")
     for key in PATH_KEYS:  # a shell expands ~ on the command line, not in a config value
@@ -325,8 +335,22 @@ def check_config(config: Config) -> Config:
     return config
 
 
-def dump_config(config: Config) -> str:
-    """The config as YAML text (the form ``load_config`` reads back)."""
+def _resolve_model(config: Config) -> None:
+    """Fill what the model declares (its option defaults, its normalisation) into the
+    options left unset; an option the model does not have is a usage error."""
+    from reidkit.models import model_cfg, model_options
+
+    m, d = config.model, config.data
+    cfg = model_cfg(m.name)
+    options = model_options(m.name, {"bnneck": m.bnneck, "last_stride": m.last_stride})
+    m.bnneck, m.last_stride = options.get("bnneck"), options.get("last_stride")
+    d.mean = list(cfg.mean) if d.mean is None else d.mean
+    d.std = list(cfg.std) if d.std is None else d.std
+
+
+def dump_config(config: Config, comment: str | None = None) -> str:
+    """The config as YAML text (the form ``load_config`` reads back), after a comment."""
     import yaml
 
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return f"# {comment}\n{text}" if comment else text

@@ -6,12 +6,16 @@ import os
 import tempfile
 from pathlib import Path
 
-# The suite runs in a temporary folder of its own (TMPDIR), set before anything reads it:
-# reidkit commands register there to share the cores (reidkit.threads), so the commands of
-# another test suite or a real job on the same machine are not counted and do not change
-# what a test sees (a "2 reidkit commands are running" line on stderr).
+# The suite runs in a temporary folder of its own, set before anything reads it:
+# - TMPDIR: reidkit commands register there to share the cores (reidkit.threads), so the
+#   commands of another test suite or a real job on the same machine are not counted and
+#   do not change what a test sees (a "2 reidkit commands are running" line on stderr);
+# - the weights caches (torch's, Hugging Face's, which huggingface_hub reads once) start
+#   empty: what a developer has cached never changes a result, no test downloads into them.
 _SESSION = tempfile.mkdtemp(prefix="reidkit-tests-")
 os.environ["TMPDIR"] = tempfile.tempdir = _SESSION
+os.environ["TORCH_HOME"] = os.path.join(_SESSION, "torch")
+os.environ["HF_HOME"] = os.path.join(_SESSION, "huggingface")
 
 import pytest  # noqa: E402
 from helpers import MARKET_SPEC, Tree, write_image, write_market_style  # noqa: E402
@@ -54,6 +58,17 @@ def market_tree(tmp_path: Path) -> Tree:
     write_image(base / "bounding_box_test" / "snapshot.jpg")  # breaks the naming rule
     write_image(base / "bounding_box_test" / "0003_c7s1_000001_01.jpg")  # camera 7 of 6
     return Tree(tmp_path / "data", base, MARKET_SPEC)
+
+
+@pytest.fixture(scope="session")
+def synth_tiny(tmp_path_factory) -> Path:
+    """A data root holding synthreid's tiny preset (seed 0), made once for the session;
+    tests read it and never change it (copy it first to break it)."""
+    from reidkit.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth-tiny")
+    generate(root, "tiny", seed=0, workers=2)
+    return root
 
 
 @pytest.fixture

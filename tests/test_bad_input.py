@@ -33,6 +33,7 @@ from PIL import Image
 
 from reidkit.config import Config, dump_config
 from reidkit.features.store import write_features
+from reidkit.models import create_model
 
 IS_ROOT = os.geteuid() == 0
 
@@ -743,6 +744,24 @@ def train_case(w: Workspace, *extra, code: int = 2, names=()) -> Bad:
 @case("train-unknown-model")
 def _(w):
     return train_case(w, "--model", "resnet5O", names=["resnet5O"])
+
+
+@case("train-option-the-model-does-not-have")
+def _(w):
+    return train_case(w, "model.bnneck=true", names=["osnet_x0_25", "bnneck"])
+
+
+@case("train-pretrained-file-missing")
+def _(w):
+    missing = w / "imagenet.pth"
+    return train_case(w, f"model.pretrained={missing}", names=[str(missing)])
+
+
+@case("train-pretrained-weights-of-another-width")
+def _(w):
+    weights = w / "x1_0.pth"
+    torch.save(create_model("osnet_x1_0", 4).state_dict(), weights)
+    return train_case(w, f"model.pretrained={weights}", code=1, names=[str(weights), "unloaded"])
 
 
 @case("train-unknown-dataset")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from reidkit.config import Config, apply_overrides, dump_config, load_config
+from reidkit.config import Config, apply_overrides, check_config, dump_config, load_config
 from reidkit.errors import MissingInputError, UsageError
 
 
@@ -14,7 +14,7 @@ def test_overrides_are_parsed_by_field_type():
             "data.batch_size=32",
             "train.deterministic=true",
             "schedule.milestones=[10, 20]",
-            "model.weights=/w.pth",
+            "model.pretrained=/w.pth",
             "data.mean=[0.5, 0.5, 0.5]",
             "model.name=osnet_x0_25",
             "schedule.milestones=15",
@@ -22,9 +22,9 @@ def test_overrides_are_parsed_by_field_type():
     )
     assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float)
     assert config.data.batch_size == 32 and config.train.deterministic is True
-    assert config.schedule.milestones == [15] and config.model.weights == "/w.pth"
+    assert config.schedule.milestones == [15] and config.model.pretrained == "/w.pth"
     assert config.data.mean == [0.5, 0.5, 0.5] and config.model.name == "osnet_x0_25"
-    assert apply_overrides(Config(), ["model.weights=none"]).model.weights is None
+    assert apply_overrides(Config(), ["model.bnneck=none"]).model.bnneck is None
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,9 @@ def test_yaml_round_trip_then_overrides(tmp_path):
     path.write_text(dump_config(config))
     loaded = load_config(path, ["data.batch_size=16"])
     assert loaded.optim.lr == 0.01 and loaded.eval.every == 2 and loaded.data.batch_size == 16
-    assert loaded.to_dict() == apply_overrides(config, ["data.batch_size=16"]).to_dict()
+    assert (
+        loaded.to_dict() == check_config(apply_overrides(config, ["data.batch_size=16"])).to_dict()
+    )
 
 
 def test_bad_files(tmp_path):
@@ -74,9 +76,44 @@ def test_bad_files(tmp_path):
 def test_a_tilde_in_a_path_value_is_the_home_folder(tmp_path, monkeypatch):
     """A shell expands ~ on the command line but not inside key=value or a YAML file."""
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "cfg.yaml").write_text("model:\n  weights: ~/w/r50.pth\n")
+    (tmp_path / "cfg.yaml").write_text("model:\n  pretrained: ~/w/r50.pth\n")
     config = load_config(tmp_path / "cfg.yaml", ["data.root=~/data", "data.dataset=~/my.csv"])
     assert config.data.root == str(tmp_path / "data")
     assert config.data.dataset == str(tmp_path / "my.csv")
-    assert config.model.weights == str(tmp_path / "w" / "r50.pth")
+    assert config.model.pretrained == str(tmp_path / "w" / "r50.pth")
     assert load_config(None, ["data.dataset=market1501"]).data.dataset == "market1501"
+
+
+def test_what_the_model_declares_fills_the_options_left_unset():
+    resnet = load_config(None, [])
+    assert (resnet.model.bnneck, resnet.model.last_stride) == (True, 1)  # BoT's
+    assert resnet.data.mean == [0.485, 0.456, 0.406] and resnet.data.std == [0.229, 0.224, 0.225]
+    torchreid_style = load_config(None, ["model.bnneck=false", "model.last_stride=2"])
+    assert (torchreid_style.model.bnneck, torchreid_style.model.last_stride) == (False, 2)
+    osnet = load_config(None, ["model.name=osnet_x0_25"])
+    assert (osnet.model.bnneck, osnet.model.last_stride) == (None, None)  # it has neither
+    vit = load_config(None, ["model.name=timm/vit_small_patch16_224"])
+    assert vit.data.mean == [0.5, 0.5, 0.5] and vit.data.std == [0.5, 0.5, 0.5]
+    assert load_config(
+        None, ["model.name=timm/vit_small_patch16_224", "data.mean=[0.1,0.2,0.3]"]
+    ).data.mean == [0.1, 0.2, 0.3]
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["model.name=osnet_x0_25", "model.bnneck=true"],
+            "model osnet_x0_25 has no option bnneck (its options: none)",
+        ),
+        (
+            ["model.name=timm/convnext_tiny", "model.last_stride=1"],
+            "model timm/convnext_tiny has no option last_stride (its options: bnneck)",
+        ),
+        (["model.weights=/w.pth"], "config key 'model.weights' is now 'model.pretrained'"),
+    ],
+)
+def test_an_option_the_model_cannot_honour_is_a_usage_error(overrides, message):
+    with pytest.raises(UsageError) as err:
+        load_config(None, overrides)
+    assert err.value.message == message and err.value.exit_code == 2

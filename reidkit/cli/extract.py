@@ -12,6 +12,7 @@ from reidkit.cli.evaluate import DeviceOpt
 from reidkit.cli.models import complete_model
 from reidkit.cli.options import (
     DEFAULT_ROOT,
+    AllowPartialOpt,
     ForceOpt,
     JsonOpt,
     QuietOpt,
@@ -74,12 +75,32 @@ def extract(
         Path | None,
         typer.Option(
             "--weights",
-            help="Initial weights for --model (state dict or checkpoint).",
+            help="Weights for --model: a state dict, a reidkit or torchreid checkpoint; all of "
+            "the model but its classifier must load.",
             dir_okay=False,
             show_default=False,
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of --model's random weights.")] = 0,
+    bnneck: Annotated[
+        bool | None,
+        typer.Option(
+            "--bnneck/--no-bnneck",
+            help="--model with or without a BNNeck (default: the model's; 'models list' "
+            "shows which models have the option).",
+            show_default=False,
+        ),
+    ] = None,
+    last_stride: Annotated[
+        int | None,
+        typer.Option(
+            "--last-stride",
+            help="--model's last stride, 1 or 2 (default: the model's); torchreid's resnet50 "
+            "is --no-bnneck --last-stride 2.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_partial: AllowPartialOpt = False,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -99,13 +120,19 @@ def extract(
     height: Annotated[
         int | None,
         typer.Option(
-            "--height", min=1, show_default=False, help="Input height (default: checkpoint's)."
+            "--height",
+            min=1,
+            show_default=False,
+            help="Input height (default: the checkpoint's, or the model's).",
         ),
     ] = None,
     width: Annotated[
         int | None,
         typer.Option(
-            "--width", min=1, show_default=False, help="Input width (default: checkpoint's)."
+            "--width",
+            min=1,
+            show_default=False,
+            help="Input width (default: the checkpoint's, or the model's).",
         ),
     ] = None,
     flip: Annotated[bool, typer.Option("--flip", help="Average with the mirrored image.")] = False,
@@ -149,6 +176,8 @@ def extract(
             height=height,
             width=width,
             device=device,
+            model_options={"bnneck": bnneck, "last_stride": last_stride},
+            allow_partial=allow_partial,
             progress_factory=progress_factory,
             batch_size=batch_size,
             workers=workers,
@@ -166,6 +195,13 @@ def extract(
 
 def extract_report(result: dict) -> str:
     lines = []
+    w = result.get("weights")
+    if w:
+        lines.append(
+            f"weights: {w['used']} tensors loaded, {w['skipped']} of the file skipped, "
+            f"{w['missing']} of the model left as initialised"
+            + (f" ({w['missing_by_module']})" if w["missing"] else "")
+        )
     for f in result["files"]:
         if f["up_to_date"]:
             lines.append(f"{f['file']} is up to date ({f['rows']} rows); --force redoes it")

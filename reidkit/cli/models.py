@@ -27,7 +27,8 @@ def list_(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Name, parameters, feature dimension and GFLOPs (at 256x128) of each model."""
+    """Each model: parameters, feature dimension, GFLOPs (at 256x128), input size, distance,
+    options, and where its ImageNet weights come from and whether they are cached."""
     from reidkit.models import list_models, model_info
 
     output.setup(quiet, verbose)
@@ -39,14 +40,27 @@ def models_table(listing: dict):
     from rich.table import Table
 
     table = Table()
-    for column in ("model", "params (M)", "feature dim", "GFLOPs", "description"):
-        table.add_column(column, justify="left" if column in ("model", "description") else "right")
+    columns = ("model", "params (M)", "dim", "GFLOPs", "input", "distance", "options", "ImageNet")
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in ("params (M)", "dim", "GFLOPs") else "left"
+        )
     for m in listing["models"]:
+        options = ", ".join(f"{k}={v}" for k, v in m["options"].items()) or "-"
         table.add_row(
             m["name"],
             f"{m['params'] / 1e6:.2f}",
             str(m["feature_dim"]),
             f"{m['gflops']:.2f}",
-            m["description"],
+            "x".join(map(str, m["input_size"])),
+            m["distance"],
+            options,
+            _imagenet(m),
         )
     return table
+
+
+def _imagenet(m: dict) -> str:
+    if m["pretrained"] is None:
+        return "none"
+    return f"{m['pretrained']}, {'cached' if m['imagenet_cached'] else 'not cached'}"

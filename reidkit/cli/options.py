@@ -77,3 +77,12 @@ ThreadsOpt = Annotated[
         "set, else the cores shared among the reidkit commands running now).",
     ),
 ]
+
+AllowPartialOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="Load weights that leave part of the model's trunk unloaded (warned, counted) "
+        "instead of stopping.",
+    ),
+]

@@ -105,16 +105,25 @@ def train(
             help=f"Learning rate (optim.lr; default {DEFAULTS.optim.lr}).",
         ),
     ] = None,
-    weights: Annotated[
-        Path | None,
+    pretrained: Annotated[
+        str | None,
         typer.Option(
-            "--weights",
-            dir_okay=False,
+            "--pretrained",
+            metavar="imagenet|none|FILE",
             show_default=False,
-            help="Initial weights: a local torchvision state dict or reidkit checkpoint "
-            "(model.weights).",
+            help=f"Starting weights (model.pretrained; default {DEFAULTS.model.pretrained}): "
+            "imagenet (from torchvision's cache, downloaded once; OSNet: torchreid's file in "
+            "TORCH_HOME/checkpoints), none (from scratch), or a weights file (a state dict, "
+            "a reidkit or torchreid checkpoint).",
         ),
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="Start from weights that leave part of the trunk unloaded (model.allow_partial).",
+        ),
+    ] = False,
     deterministic: Annotated[
         bool, typer.Option("--deterministic", help="Reproducible on the CPU (train.deterministic).")
     ] = False,
@@ -148,7 +157,8 @@ def train(
         "train.epochs": epochs,
         "data.batch_size": batch_size,
         "optim.lr": lr,
-        "model.weights": weights,
+        "model.pretrained": pretrained,
+        "model.allow_partial": True if allow_partial else None,
         "train.deterministic": True if deterministic else None,
         "data.skip_bad": True if skip_bad else None,
     }

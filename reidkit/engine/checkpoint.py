@@ -85,11 +85,22 @@ def load_torch_file(path: str | os.PathLike[str], what: str, hint: str | None = 
     if not path.is_file():
         raise MissingInputError(f"{what} not found: {path}", hint=hint)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
         # torch's own text advises weights_only=False, unrestricted unpickling: never pass
         # that on; say what the file is instead
         raise DataError(f"{path}: not a loadable {what}: {_what_it_is(path, exc)}") from None
+
+
+def numpy_scalar_globals() -> list:
+    """What unpickling numpy's numeric scalars needs (torchreid's Engine saves ``rank1`` as
+    one): the scalar constructor and the numeric dtypes; never arrays or arbitrary objects."""
+    import numpy as np
+
+    scalar = getattr(np, "_core", np.core).multiarray.scalar
+    codes = "?bhilqBHILQefdg"  # bool, signed and unsigned integers, floats
+    return [scalar, np.dtype, *(type(np.dtype(code)) for code in codes)]
 
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

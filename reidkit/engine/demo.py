@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reidkit.config import Config, apply_overrides
+from reidkit.config import Config, apply_overrides, check_config
 from reidkit.fileio import write_text_atomic
 from reidkit.progress import no_progress
 
@@ -30,6 +30,8 @@ DEMO_SETTINGS = [
     "data.pad=5",
     "data.erasing=0",
     "model.name=osnet_x0_25",
+    # from scratch: OSNet's ImageNet weights are torchreid's files, which no fresh machine has
+    "model.pretrained=none",
     "loss.triplet=0",
     "optim.lr=0.003",
     "optim.weight_decay=0.0005",
@@ -46,7 +48,7 @@ def demo_config(root: Path, epochs: int | None = None) -> Config:
     config = apply_overrides(Config(), [*DEMO_SETTINGS, f"data.root={root}"])
     if epochs is not None:
         config.train.epochs = epochs
-    return config
+    return check_config(config)  # with what the model declares filled in
 
 
 def run_demo(

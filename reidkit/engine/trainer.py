@@ -13,7 +13,6 @@ finish the current step, save ``last.pt`` and stop with exit code 130.
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import logging
 import math
@@ -35,7 +34,6 @@ from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
 
 log = logging.getLogger(__name__)
-NEW_LAYERS = ("classifier", "bnneck")  # trained from scratch; everything else is "base"
 METRIC_FIELDS = (
     "epoch",
     "loss",
@@ -51,12 +49,15 @@ METRIC_FIELDS = (
 
 
 def model_kwargs(config: Config) -> dict[str, Any]:
-    """The model options of the config that the chosen model accepts."""
-    from reidkit.models.factory import model_class
+    """What builds the config's model: its options, and the input size of a model built
+    for one size."""
+    from reidkit.models import model_cfg, model_options
 
-    accepted = inspect.signature(model_class(config.model.name)).parameters
-    wanted = {"last_stride": config.model.last_stride, "bnneck": config.model.bnneck}
-    return {k: v for k, v in wanted.items() if k in accepted}
+    m = config.model
+    kwargs = model_options(m.name, {"last_stride": m.last_stride, "bnneck": m.bnneck})
+    if model_cfg(m.name).sized:
+        kwargs["image_size"] = [config.data.height, config.data.width]
+    return kwargs
 
 
 def lr_factor(epoch: int, schedule) -> float:
@@ -120,13 +121,24 @@ class StopRequest:
 class Trainer:
     """Trains one run directory. Use :func:`train` or :func:`resume`."""
 
-    def __init__(self, config: Config, run: Path, *, progress: ProgressFn = no_progress) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run: Path,
+        *,
+        progress: ProgressFn = no_progress,
+        pretrained: dict[str, Any] | bool | None = True,
+    ) -> None:
+        """``pretrained``: True loads ``model.pretrained`` (a new run); a resumed run passes
+        the record of what its start loaded (None: nothing), as its weights come from its
+        checkpoint."""
         import torch
 
         from reidkit.data import load_dataset
         from reidkit.features.extractor import init_distributed
         from reidkit.metrics.distance import resolve_device
-        from reidkit.models import create_model, load_weights
+        from reidkit.models import create_model, model_cfg
+        from reidkit.models.pretrained import load_pretrained
 
         self.config, self.run, self.progress = config, Path(run), progress
         c = config
@@ -146,9 +158,13 @@ class Trainer:
         self.num_classes = self.dataset.num_train_pids
         torch.manual_seed(c.train.seed)  # the same initial weights on every process
         self.model = create_model(c.model.name, self.num_classes, **model_kwargs(c))
-        if c.model.weights:
-            report = load_weights(self.model, c.model.weights)
-            log.info("loaded %d tensors from %s", len(report["used"]), c.model.weights)
+        # trained from scratch even when the rest is pretrained; everything else is "base"
+        self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
+        if pretrained is True:
+            pretrained = load_pretrained(
+                self.model, c.model.name, c.model.pretrained, allow_partial=c.model.allow_partial
+            )
+        self.pretrained = pretrained  # what the run started from, for env.json and config.yaml
         self.model.to(self.device)
         if c.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -220,8 +236,8 @@ class Trainer:
         import torch
 
         o = self.config.optim
-        new = [p for n, p in self.model.named_parameters() if n.startswith(NEW_LAYERS)]
-        base = [p for n, p in self.model.named_parameters() if not n.startswith(NEW_LAYERS)]
+        new = [p for n, p in self.model.named_parameters() if n.startswith(self.new_layers)]
+        base = [p for n, p in self.model.named_parameters() if not n.startswith(self.new_layers)]
         groups = [{"params": base, "lr": o.lr * o.base_lr_mult}, {"params": new, "lr": o.lr}]
         groups = [g for g in groups if g["params"]]
         if o.name in ("adam", "amsgrad"):
@@ -278,6 +294,7 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "best": self.best,
             "pending": self.pending,
+            "pretrained": self.pretrained,
             "rng": _rng_state(),
         }
 
@@ -411,7 +428,7 @@ class Trainer:
 
     def _freeze(self, frozen: bool) -> None:
         for name, p in self.model.named_parameters():
-            if not name.startswith(NEW_LAYERS):
+            if not name.startswith(self.new_layers):
                 p.requires_grad_(not frozen)
 
     def _barrier(self) -> None:
@@ -510,6 +527,14 @@ class Trainer:
             row["lr"],
             row["images_per_s"],
         )
+
+
+def _started_from(trainer: Trainer) -> str:
+    """The comment config.yaml keeps of the weights a run started from."""
+    p = trainer.pretrained
+    if not p:
+        return "initial weights: none (trained from scratch)"
+    return f"initial weights: {p['file']} ({p['source']}, sha256 {p['sha256']})"
 
 
 def _env(device: str) -> dict[str, Any]:
@@ -653,13 +678,16 @@ def train(
             write_text_atomic(run / "config.yaml", dump_config(config))
         try:
             trainer = Trainer(config, run, progress=progress)
+            if main_process:
+                write_text_atomic(run / "config.yaml", dump_config(config, _started_from(trainer)))
         except ReidkitError:
             # an unknown model or dataset: the run never started, so it leaves nothing
             if main_process and created:
                 shutil.rmtree(run, ignore_errors=True)
             raise
         if trainer.rank == 0:
-            write_text_atomic(run / "env.json", json.dumps(_env(trainer.device), indent=2))
+            env = {**_env(trainer.device), "pretrained": trainer.pretrained}
+            write_text_atomic(run / "env.json", json.dumps(env, indent=2))
         return _fit(trainer)
 
 
@@ -712,8 +740,8 @@ def resume(
             }
         if "state_dict" not in checkpoint:
             checkpoint = load_checkpoint(last)
-        trainer = Trainer(config, run, progress=progress)
+        trainer = Trainer(config, run, progress=progress, pretrained=checkpoint.get("pretrained"))
         trainer.load(checkpoint)
         if trainer.rank == 0:
-            write_text_atomic(run / "config.yaml", dump_config(config))
+            write_text_atomic(run / "config.yaml", dump_config(config, _started_from(trainer)))
         return {**_fit(trainer), "finished": False}

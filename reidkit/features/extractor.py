@@ -398,13 +398,17 @@ def extract_dataset(
     height: int | None = None,
     width: int | None = None,
     device: str = "auto",
+    model_options: dict[str, Any] | None = None,
+    allow_partial: bool = False,
     progress_factory=None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Extract features of a dataset's subsets (or a plain image folder) to feature files.
 
-    The model comes from a checkpoint, or from ``model_name`` (random initialisation seeded
-    by ``seed``, or ``weights``). Image size and normalisation default to the checkpoint's.
+    The model comes from a checkpoint, or from ``model_name`` built with ``model_options``
+    (random initialisation seeded by ``seed``, or ``weights``, which must load the whole
+    model but its classifier unless ``allow_partial``). Image size and normalisation
+    default to the checkpoint's, or to what the model declares.
     ``kwargs`` go to :func:`extract_subset` (batch_size, workers, skip_bad, force) and to
     :class:`ExtractOptions` (flip, storage, amp, channels_last).
     """
@@ -422,12 +426,19 @@ def extract_dataset(
         load_checkpoint,
         model_from_checkpoint,
     )
-    from reidkit.models import create_model, load_weights, model_distance
+    from reidkit.models import create_model, load_weights, model_cfg, model_distance
+    from reidkit.models.weights import count_by_module
 
     if (checkpoint is None) == (model_name is None):
         raise UsageError("give either a CHECKPOINT or --model NAME")
     if (dataset is None) == (images is None):
         raise UsageError("give either --dataset or --images")
+    given_options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    if checkpoint is not None and given_options:
+        raise UsageError(
+            f"--{next(iter(given_options)).replace('_', '-')} is for --model: a checkpoint "
+            "says how its model is built"
+        )
     weights_report = None
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
@@ -438,25 +449,44 @@ def extract_dataset(
             "checkpoint_sha256": file_sha256(checkpoint),
             "config": ckpt.get("config"),
         }
+        built_with = ckpt["model"].get("kwargs", {})
     else:
+        cfg = model_cfg(model_name)
+        size = (height or cfg.input_size[0], width or cfg.input_size[1])
         torch.manual_seed(seed)
-        model, source = create_model(model_name, num_classes=1).eval(), None
+        model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
+        built_with = cfg.check_options(model_name, given_options)
+        source = {
+            "config": {
+                "data": {"height": size[0], "width": size[1], "mean": cfg.mean, "std": cfg.std}
+            }
+        }
         if weights is not None:
-            weights_report = load_weights(model, weights)
+            # features are the whole model's: only the classifier may stay as initialised
+            report = load_weights(model, weights, allow_partial=allow_partial)
+            weights_report = {
+                **{key: len(keys) for key, keys in report.items()},
+                "missing_by_module": count_by_module(report["missing"]),
+                "skipped_keys": report["skipped"],
+                "missing_keys": report["missing"],
+            }
             log.info(
                 "loaded %d tensors from %s (%d of its tensors skipped, %d of the model's "
-                "left as initialised)",
-                len(weights_report["used"]),
+                "left as initialised: %s)",
+                weights_report["used"],
                 weights,
-                len(weights_report["skipped"]),
-                len(weights_report["missing"]),
+                weights_report["skipped"],
+                weights_report["missing"],
+                weights_report["missing_by_module"] or "none",
             )
         model_attrs = {
             "model": model_name,
             "seed": seed,
             "checkpoint_sha256": file_sha256(weights) if weights else "",
         }
-    model_attrs["distance"] = model_distance(model_attrs["model"])
+    options_built = {k: v for k, v in built_with.items() if k != "image_size"}
+    model_attrs["model_options"] = json.dumps(options_built, sort_keys=True)
+    model_attrs["distance"] = model_distance(model_attrs["model"], options_built)
     data = data_config(source)
     option_keys = {"flip", "storage", "amp", "channels_last"}
     options = ExtractOptions(

@@ -40,6 +40,7 @@ CHUNK_BYTES = 2**20  # HDF5 chunks of about 1 MiB: what HDF5's default chunk cac
 # of them do not belong together (the attribute, and how to show its value).
 PROVENANCE_FIELDS = {
     "model": "model",
+    "model_options": "model options",
     "checkpoint_sha256": "checkpoint",
     "seed": "seed of the untrained model",
     "image_size": "image size",

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["OSNet", "osnet_x0_5", "osnet_x0_25", "osnet_x0_75", "osnet_x1_0"]
+__all__ = ["OSNet"]
 
 # Output channels of conv1 and of the conv2, conv3 and conv4 stages at width 1.0 (paper, Table 1).
 BASE_CHANNELS = (64, 256, 384, 512)
@@ -163,23 +163,3 @@ class OSNet(nn.Module):
         if not self.training:
             return embedding
         return self.classifier(embedding), embedding
-
-
-def osnet_x1_0(num_classes: int, **kw) -> OSNet:
-    """OSNet at full width (about 2.2 M parameters without the classifier)."""
-    return OSNet(num_classes, width=1.0, **kw)
-
-
-def osnet_x0_75(num_classes: int, **kw) -> OSNet:
-    """OSNet at width 0.75 (about 1.3 M parameters without the classifier)."""
-    return OSNet(num_classes, width=0.75, **kw)
-
-
-def osnet_x0_5(num_classes: int, **kw) -> OSNet:
-    """OSNet at width 0.5 (about 0.6 M parameters without the classifier)."""
-    return OSNet(num_classes, width=0.5, **kw)
-
-
-def osnet_x0_25(num_classes: int, **kw) -> OSNet:
-    """OSNet at width 0.25 (about 0.2 M parameters without the classifier)."""
-    return OSNet(num_classes, width=0.25, **kw)

@@ -1,9 +1,9 @@
 """ResNet backbones (torchvision) with a re-ID head.
 
-The head follows "Bag of Tricks and A Strong Baseline for Deep Person Re-identification"
-(Luo et al., CVPRW 2019): global average pooling, an optional BNNeck (a batch-norm layer
-between the pooled feature and a bias-free classifier, its shift frozen), and an optional
-last stride of 1 that doubles the final feature map's resolution.
+Global average pooling, the head of :mod:`reidkit.models.head` (an optional BNNeck and a
+classifier) and an optional last stride of 1, which doubles the final feature map's
+resolution (Luo et al., CVPRW 2019). With ``bnneck=False, last_stride=2`` it is torchreid's
+``resnet50``, with the same module names.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
+
+from reidkit.errors import UsageError
+from reidkit.models.head import head_forward, make_head
 
 DEPTHS = {
     18: tv_resnet.resnet18,
@@ -39,6 +42,8 @@ class ReIDResNet(nn.Module):
         self, depth: int = 50, num_classes: int = 751, *, bnneck: bool = True, last_stride: int = 1
     ) -> None:
         super().__init__()
+        if last_stride not in (1, 2):
+            raise UsageError(f"model.last_stride must be 1 or 2, got {last_stride}")
         trunk = DEPTHS[depth](weights=None)
         if last_stride == 1:
             block = trunk.layer4[0]
@@ -59,19 +64,9 @@ class ReIDResNet(nn.Module):
         )
         self.feature_dim = trunk.fc.in_features
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.bnneck = nn.BatchNorm1d(self.feature_dim) if bnneck else None
-        if self.bnneck is not None:
-            self.bnneck.bias.requires_grad_(False)  # BNNeck: scale only, as in the paper
-        self.classifier = nn.Linear(self.feature_dim, num_classes, bias=not bnneck)
-        nn.init.normal_(self.classifier.weight, std=0.001)
-        if self.classifier.bias is not None:
-            nn.init.zeros_(self.classifier.bias)
+        self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck)
 
     def forward(self, x: torch.Tensor):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        feature = self.pool(x).flatten(1)
-        neck = self.bnneck(feature) if self.bnneck is not None else feature
-        if not self.training:
-            return neck
-        return self.classifier(neck), feature
+        return head_forward(self.pool(x).flatten(1), self)

@@ -16,7 +16,7 @@ from reidkit.models import list_models
 def test_a_commands_result_goes_to_stdout_and_pipes_into_grep(market_tree, tmp_path):
     """`reidkit models list | grep resnet` found nothing: the table was on stderr."""
     listing = subprocess.run(
-        f"{' '.join(reidkit_argv('models', 'list'))} | grep resnet50",
+        f"{' '.join(reidkit_argv('models', 'list'))} | grep -w resnet50",
         shell=True, capture_output=True, text=True, env=reidkit_env(), cwd=tmp_path,
     )  # fmt: skip
     assert listing.returncode == 0
@@ -83,7 +83,11 @@ def test_train_help_states_defaults_models_and_weights(cli):
     assert f"(train.epochs; default {d.train.epochs})" in text
     assert f"(data.batch_size; default {d.data.batch_size})" in text
     assert f"(optim.lr; default {d.optim.lr})" in text
-    assert "--weights <file> Initial weights" in text and "(model.weights)" in text
+    assert (
+        "--pretrained imagenet|none|FILE Starting weights (model.pretrained; default imagenet)"
+        in text
+    )
+    assert "--allow-partial" in text and "(model.allow_partial)" in text
     assert "'reidkit train --print-config' lists every key with its value" in text
 
 

@@ -14,13 +14,9 @@ from reidkit.engine.checkpoint import load_checkpoint
 from reidkit.errors import DataError
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from reidkit.data.synth import generate
-
-    root = tmp_path_factory.mktemp("bad-images")
-    generate(root, "tiny", seed=0, workers=2)
-    return root
+@pytest.fixture
+def tiny(synth_tiny):
+    return synth_tiny
 
 
 @pytest.fixture

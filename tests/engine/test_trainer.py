@@ -160,7 +160,7 @@ def test_training_learns_on_the_tiny_preset(tiny, tmp_path, cli):
         "--epochs", "25", "--run", tmp_path / "learn", "data.height=128", "data.width=64",
         "data.batch_size=16", "data.pad=5", "data.erasing=0", "loss.triplet=0",
         "optim.lr=0.003", "schedule.name=cosine", "schedule.warmup_epochs=1", "eval.every=25",
-        "data.workers=0", "train.device=cpu", "--json")  # fmt: skip
+        "data.workers=0", "train.device=cpu", "model.pretrained=none", "--json")  # fmt: skip
     assert code == 0, err
     trained = json.loads(out)["last"]["mAP"]
     code, _, err = cli(

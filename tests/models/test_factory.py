@@ -6,14 +6,14 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from reidkit.errors import DataError, MissingInputError, UnknownNameError
-from reidkit.models import create_model, list_models, load_weights, model_info
+from reidkit.errors import DataError, MissingInputError, UnknownNameError, UsageError
+from reidkit.models import create_model, list_models, load_weights, model_distance, model_info
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_builds_and_runs(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=7)
+    model = create_model(name, num_classes=7, image_size=(64, 32))
     x = torch.randn(2, 3, 64, 32)
     model.train()
     logits, feature = model(x)
@@ -52,7 +52,8 @@ def test_torchvision_weights_load_non_strictly(tmp_path):
     source = resnet50(weights=None)
     torch.save(source.state_dict(), tmp_path / "resnet50.pth")
     model = create_model("resnet50", num_classes=5)
-    report = load_weights(model, tmp_path / "resnet50.pth")
+    # the BNNeck is new for ImageNet weights, as the classifier is: a start for training
+    report = load_weights(model, tmp_path / "resnet50.pth", may_miss=("bnneck", "classifier"))
     assert "conv1.weight" in report["used"] and "layer4.2.bn3.running_mean" in report["used"]
     assert sorted(report["skipped"]) == ["fc.bias", "fc.weight"]
     assert {"bnneck.weight", "classifier.weight"} <= set(report["missing"])
@@ -69,3 +70,31 @@ def test_weights_errors(tmp_path):
     torch.save({"encoder.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
     with pytest.raises(DataError, match="none of its 1 tensors fit this model"):
         load_weights(model, tmp_path / "other.pth")
+
+
+def test_models_list_shows_what_each_model_declares(cli):
+    code, out, _ = cli("models", "list", "--json")
+    models = {m["name"]: m for m in json.loads(out)["models"]}
+    assert code == 0
+    r50, osnet = models["resnet50"], models["osnet_x0_25"]
+    vit = models["timm/vit_small_patch16_224"]
+    assert r50["options"] == {"bnneck": True, "last_stride": 1} and r50["distance"] == "cosine"
+    assert r50["head"] == ["bnneck", "classifier"] and r50["pretrained"] == "torchvision"
+    assert osnet["options"] == {} and osnet["distance"] == "euclidean"
+    assert osnet["head"] == ["classifier"] and osnet["pretrained"] == "torchreid"
+    assert vit["mean"] == [0.5, 0.5, 0.5] and vit["input_size"] == [256, 128]
+    assert all(m["imagenet_cached"] is False for m in models.values())  # an empty TORCH_HOME
+    code, out, _ = cli("models", "list", "resnet50")
+    row = next(line for line in out.splitlines() if " resnet50 " in line)
+    assert "bnneck=True, last_stride=1" in row and "torchvision, not cached" in row
+    assert "256x128" in row and "cosine" in row
+
+
+def test_options_a_model_does_not_have_are_refused():
+    with pytest.raises(UsageError) as err:
+        create_model("osnet_x0_25", 3, bnneck=False)
+    assert err.value.message == "model osnet_x0_25 has no option bnneck (its options: none)"
+    with pytest.raises(UsageError, match=r"model\.last_stride must be 1 or 2, got 3"):
+        create_model("resnet18", 3, last_stride=3)
+    assert model_distance("resnet50") == "cosine"
+    assert model_distance("resnet50", {"bnneck": False}) == "euclidean"  # torchreid's

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reidkit.models.osnet import OSNet, osnet_x0_5, osnet_x0_25, osnet_x0_75, osnet_x1_0
+from reidkit.models.osnet import OSNet
+from reidkit.models.zoo import osnet_x0_5, osnet_x0_25, osnet_x0_75, osnet_x1_0
 
 # Parameters without the classifier as reported in the paper (Zhou et al., ICCV 2019).
 PAPER_PARAMS = [

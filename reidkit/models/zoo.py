@@ -1,0 +1,117 @@
+"""The built-in models: torchvision ResNets with a re-ID head, and OSNet.
+
+Each builder carries its declaration (:class:`~reidkit.models.spec.ModelCfg`); the network
+classes are imported when a model is built.
+
+ImageNet weights: the ResNets take torchvision's IMAGENET1K_V1 files, the ones torchreid and
+BoT start from; OSNet takes torchreid's ImageNet files, which torchreid keeps in
+TORCH_HOME/checkpoints as ``<name>_imagenet.pth``.
+"""
+
+from __future__ import annotations
+
+from reidkit.models.spec import ModelCfg, Pretrained, register_model
+
+RESNET_OPTIONS = {"bnneck": True, "last_stride": 1}
+RESNET_HEAD = ("bnneck", "classifier")
+
+
+def _torchvision(depth: int, digest: str) -> Pretrained:
+    filename = f"resnet{depth}-{digest}.pth"
+    return Pretrained(
+        "torchvision",
+        f"https://download.pytorch.org/models/{filename}",
+        filename,
+        tag=f"ResNet{depth}_Weights.IMAGENET1K_V1",
+    )
+
+
+def _resnet_cfg(depth: int, digest: str) -> ModelCfg:
+    return ModelCfg(
+        f"ResNet-{depth}, BNNeck head and last stride 1 (BoT) by default",
+        feature_dim=512 if depth < 50 else 2048,
+        options=RESNET_OPTIONS,
+        distance="cosine",  # BoT ranks the features after the BNNeck by cosine
+        head=RESNET_HEAD,
+        pretrained=_torchvision(depth, digest),
+    )
+
+
+def _resnet(depth: int, num_classes: int, **options):
+    from reidkit.models.resnet import ReIDResNet
+
+    return ReIDResNet(depth, num_classes, **options)
+
+
+@register_model("resnet18", _resnet_cfg(18, "f37072fd"))
+def resnet18(num_classes: int, **options):
+    return _resnet(18, num_classes, **options)
+
+
+@register_model("resnet34", _resnet_cfg(34, "b627a593"))
+def resnet34(num_classes: int, **options):
+    return _resnet(34, num_classes, **options)
+
+
+@register_model("resnet50", _resnet_cfg(50, "0676ba61"))
+def resnet50(num_classes: int, **options):
+    return _resnet(50, num_classes, **options)
+
+
+@register_model("resnet101", _resnet_cfg(101, "63fe2227"))
+def resnet101(num_classes: int, **options):
+    return _resnet(101, num_classes, **options)
+
+
+@register_model("resnet152", _resnet_cfg(152, "394f9c45"))
+def resnet152(num_classes: int, **options):
+    return _resnet(152, num_classes, **options)
+
+
+# torchreid's Google Drive files of OSNet trained on ImageNet
+OSNET_IMAGENET = {
+    "x1_0": "1LaG1EJpHrxdAxKnSCJ_i0u-nbxSAeiFY",
+    "x0_75": "1uwA9fElHOk3ZogwbeY5GkLI6QPTX70Hq",
+    "x0_5": "16DGLbZukvVYgINws8u8deSaOqjybZ83i",
+    "x0_25": "1rb8UN5ZzPKRc_xvtHlyDh-cSz88YX9hs",
+}
+
+
+def _osnet_cfg(suffix: str, width: float) -> ModelCfg:
+    return ModelCfg(
+        f"OSNet, width x{width}",
+        feature_dim=512,
+        # torchreid evaluates OSNet with euclidean distances of unnormalised features
+        distance="euclidean",
+        pretrained=Pretrained(
+            "torchreid",
+            f"https://drive.google.com/uc?id={OSNET_IMAGENET[suffix]}",
+            f"osnet_{suffix}_imagenet.pth",
+        ),
+    )
+
+
+def _osnet(width: float, num_classes: int, **options):
+    from reidkit.models.osnet import OSNet
+
+    return OSNet(num_classes, width=width, **options)
+
+
+@register_model("osnet_x1_0", _osnet_cfg("x1_0", 1.0))
+def osnet_x1_0(num_classes: int, **options):
+    return _osnet(1.0, num_classes, **options)
+
+
+@register_model("osnet_x0_75", _osnet_cfg("x0_75", 0.75))
+def osnet_x0_75(num_classes: int, **options):
+    return _osnet(0.75, num_classes, **options)
+
+
+@register_model("osnet_x0_5", _osnet_cfg("x0_5", 0.5))
+def osnet_x0_5(num_classes: int, **options):
+    return _osnet(0.5, num_classes, **options)
+
+
+@register_model("osnet_x0_25", _osnet_cfg("x0_25", 0.25))
+def osnet_x0_25(num_classes: int, **options):
+    return _osnet(0.25, num_classes, **options)

@@ -1,0 +1,191 @@
+"""Training from ImageNet weights through the caches the real libraries use, offline.
+
+Files are placed by hand exactly where a download would put them: torchvision's in
+TORCH_HOME/hub/checkpoints, torchreid's OSNet files in TORCH_HOME/checkpoints, timm's in the
+Hugging Face cache. The network is made unreachable (a proxy on a closed local port), so a
+file that is not cached cannot be fetched, as on an offline machine.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import FAST_TRAIN, run_reidkit
+from torchreid_reference import TORCHREID_CHANNELS, torchreid_osnet_state
+from torchvision.models import resnet18
+
+from reidkit.engine.checkpoint import file_sha256, load_checkpoint
+
+OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty TORCH_HOME and no network."""
+    home = tmp_path / "torch"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    return home
+
+
+def train(cli, root, run, model, pretrained, *extra):
+    # the base's learning rate is 0: the trunk's weights stay what the run started from
+    return cli(
+        "train", "--dataset", "synthreid", "--root", root, "--model", model, "--run", run,
+        "--epochs", "1", *FAST_TRAIN, f"model.pretrained={pretrained}", "optim.base_lr_mult=0",
+        "--json", *extra,
+    )  # fmt: skip
+
+
+def test_imagenet_from_torchvisions_cache(cli, synth_tiny, tmp_path, offline):
+    torch.manual_seed(5)
+    imagenet = resnet18(weights=None).state_dict()
+    cached = offline / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(imagenet, cached)
+    code, out, err = cli("models", "list", "resnet18", "--json")
+    assert json.loads(out)["models"][0]["imagenet_cached"] is True
+
+    run = tmp_path / "run"
+    code, out, err = train(cli, synth_tiny, run, "resnet18", "imagenet")
+    assert code == 0, err
+    weights = load_checkpoint(run / "weights" / "last.pt")["state_dict"]
+    for key in ("conv1.weight", "layer3.1.conv2.weight", "layer4.1.conv2.weight"):
+        assert torch.equal(weights[key], imagenet[key]), key
+    env = json.loads((run / "env.json").read_text())
+    assert env["pretrained"] == {
+        "source": "torchvision",
+        "file": str(cached),
+        "sha256": file_sha256(cached),
+        "used": 120,  # resnet18's trunk: all of it
+        "skipped": 2,  # ImageNet's fc
+        "missing": 6,  # the new head: BNNeck (5 tensors), classifier (its weight, no bias)
+    }
+    first_line = (run / "config.yaml").read_text().splitlines()[0]
+    assert first_line == f"# initial weights: {cached} (torchvision, sha256 {file_sha256(cached)})"
+
+    # the same run from scratch starts elsewhere
+    code, out, err = train(cli, synth_tiny, tmp_path / "scratch", "resnet18", "none")
+    scratch = load_checkpoint(tmp_path / "scratch" / "weights" / "last.pt")["state_dict"]
+    assert code == 0 and not torch.equal(scratch["conv1.weight"], imagenet["conv1.weight"])
+    env = json.loads((tmp_path / "scratch" / "env.json").read_text())
+    assert env["pretrained"] is None
+
+
+def test_imagenet_not_cached_and_no_network_is_a_usage_error(cli, synth_tiny, tmp_path, offline):
+    run = tmp_path / "run"
+    code, _out, err = train(cli, synth_tiny, run, "resnet18", "imagenet")
+    cached = offline / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[-2].startswith(
+        f"error: no ImageNet weights for resnet18: {cached} is not cached and "
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth could not be fetched ("
+    )
+    assert lines[-1] == (
+        "hint: --pretrained none trains from scratch; --pretrained FILE starts from a local file"
+    )
+    assert not run.exists() and not cached.exists()  # no run, no partial download
+
+
+def test_osnet_imagenet_is_torchreids_file(cli, synth_tiny, tmp_path, offline):
+    run = tmp_path / "run"
+    code, _, err = train(cli, synth_tiny, run, "osnet_x0_25", "imagenet")
+    expected = offline / "checkpoints" / "osnet_x0_25_imagenet.pth"
+    assert code == 2 and err.strip().splitlines()[-2] == (
+        f"error: no ImageNet weights for osnet_x0_25: torchreid's file {expected} is not there "
+        "(torchreid downloads it from "
+        "https://drive.google.com/uc?id=1rb8UN5ZzPKRc_xvtHlyDh-cSz88YX9hs)"
+    )
+    assert not run.exists()
+    state = torchreid_osnet_state(TORCHREID_CHANNELS["osnet_x0_25"], num_classes=1000)
+    expected.parent.mkdir(parents=True)
+    torch.save(state, expected)
+    code, _out, err = train(cli, synth_tiny, run, "osnet_x0_25", "imagenet")
+    assert code == 0, err
+    env = json.loads((run / "env.json").read_text())["pretrained"]
+    # everything but the 1000-class ImageNet classifier
+    assert (env["source"], env["used"], env["skipped"], env["missing"]) == ("torchreid", 564, 2, 2)
+    weights = load_checkpoint(run / "weights" / "last.pt")["state_dict"]
+    assert torch.equal(weights["conv2.0.streams.0.0.pointwise.weight"],
+                       state["conv2.0.conv2a.conv1.weight"])  # fmt: skip
+
+
+def test_pretrained_file_and_resume_keep_the_record(cli, synth_tiny, tmp_path, offline):
+    torch.manual_seed(6)
+    start = tmp_path / "start.pth"
+    torch.save({"state_dict": resnet18(weights=None).state_dict(), "epoch": 3}, start)
+    run = tmp_path / "run"
+    code, _, err = train(cli, synth_tiny, run, "resnet18", start)
+    assert code == 0, err
+    record = json.loads((run / "env.json").read_text())["pretrained"]
+    assert (record["source"], record["file"], record["sha256"]) == (
+        "file",
+        str(start),
+        file_sha256(start),
+    )
+    code, _out, err = cli("resume", run, "--max-epoch", "2", "--json")
+    assert code == 0, err
+    assert load_checkpoint(run / "weights" / "last.pt")["pretrained"] == record
+    assert (run / "config.yaml").read_text().startswith(f"# initial weights: {start} (file, ")
+
+
+def test_a_partial_start_is_refused_unless_allowed(cli, synth_tiny, tmp_path, offline):
+    partial = tmp_path / "partial.pth"
+    state = resnet18(weights=None).state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer4.")}, partial)
+    run = tmp_path / "run"
+    code, _, err = train(cli, synth_tiny, run, "resnet18", partial)
+    assert code == 1 and err.strip().splitlines()[-2] == (
+        f"error: {partial}: leaves 30 of the model's 126 tensors unloaded (layer4: 30)"
+    )
+    assert not run.exists()
+    code, _out, err = train(cli, synth_tiny, run, "resnet18", partial, "--allow-partial")
+    assert code == 0, err
+    assert json.loads((run / "env.json").read_text())["pretrained"]["missing"] == 36
+    assert "leaves 30 of the model's 126 tensors unloaded (layer4: 30); loaded anyway" in err
+
+
+def place_in_hf_cache(home, repo: str, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "snapshots" / HUB_COMMIT).mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(HUB_COMMIT)
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    save_file(tensors, folder / "snapshots" / HUB_COMMIT / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_timm_imagenet_from_the_hugging_face_cache(synth_tiny, tmp_path):
+    import timm
+
+    torch.manual_seed(7)
+    imagenet = timm.create_model("resnet50d", pretrained=False).state_dict()
+    hf_home = tmp_path / "hf"
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "synthreid", "--root", synth_tiny, "--model", "timm/resnet50d",
+            "--run", run, "--epochs", "1", *FAST_TRAIN, "model.pretrained=imagenet",
+            "optim.base_lr_mult=0"]  # fmt: skip
+    # not cached, offline (HF_HUB_OFFLINE spares the hub client's retries): a usage error
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", **OFFLINE}
+    result = run_reidkit(*argv, env=env, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-2].startswith(
+        "error: no ImageNet weights for timm/resnet50d: timm/resnet50d.ra2_in1k is not in the "
+        f"Hugging Face cache ({hf_home / 'hub'})"
+    )
+    assert not run.exists()
+    place_in_hf_cache(hf_home, "timm/resnet50d.ra2_in1k", imagenet)
+    result = run_reidkit(*argv, env={"HF_HOME": str(hf_home), **OFFLINE}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    weights = load_checkpoint(run / "weights" / "last.pt")["state_dict"]
+    assert torch.equal(weights["trunk.conv1.0.weight"], imagenet["conv1.0.weight"])
+    assert torch.equal(weights["trunk.layer4.2.conv3.weight"], imagenet["layer4.2.conv3.weight"])
+    record = json.loads((run / "env.json").read_text())["pretrained"]
+    assert record["source"] == "timm" and record["file"].endswith("model.safetensors")
+    # timm built the trunk without its classifier; the BNNeck and classifier are new
+    assert record["missing"] == 6 and record["skipped"] == 0
