@@ -73,9 +73,11 @@ def test_weights_errors(tmp_path):
 
 
 def test_models_list_shows_what_each_model_declares(cli):
-    code, out, _ = cli("models", "list", "--json")
-    models = {m["name"]: m for m in json.loads(out)["models"]}
-    assert code == 0
+    models = {}
+    for name in ("resnet50", "osnet_x0_25", "timm/vit_small_patch16_224"):
+        code, out, _ = cli("models", "list", name, "--json")
+        assert code == 0
+        models |= {m["name"]: m for m in json.loads(out)["models"]}
     r50, osnet = models["resnet50"], models["osnet_x0_25"]
     vit = models["timm/vit_small_patch16_224"]
     assert r50["options"] == {"bnneck": True, "last_stride": 1} and r50["distance"] == "cosine"
