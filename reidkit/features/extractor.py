@@ -426,8 +426,14 @@ def extract_dataset(
         load_checkpoint,
         model_from_checkpoint,
     )
-    from reidkit.models import create_model, load_weights, model_cfg, model_distance
-    from reidkit.models.weights import count_by_module
+    from reidkit.models import (
+        create_model,
+        load_weights,
+        model_cfg,
+        model_distance,
+    )
+    from reidkit.models import model_options as options_with_defaults
+    from reidkit.models.weights import count_by_module, summary
 
     if (checkpoint is None) == (model_name is None):
         raise UsageError("give either a CHECKPOINT or --model NAME")
@@ -442,7 +448,7 @@ def extract_dataset(
     weights_report = None
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
-        model, source = model_from_checkpoint(ckpt), ckpt
+        model = model_from_checkpoint(ckpt)
         model_attrs = {
             "model": ckpt["model"]["name"],
             "checkpoint": str(checkpoint),
@@ -450,22 +456,19 @@ def extract_dataset(
             "config": ckpt.get("config"),
         }
         built_with = ckpt["model"].get("kwargs", {})
+        data = data_config(ckpt)
     else:
         cfg = model_cfg(model_name)
         size = (height or cfg.input_size[0], width or cfg.input_size[1])
         torch.manual_seed(seed)
         model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
-        built_with = cfg.check_options(model_name, given_options)
-        source = {
-            "config": {
-                "data": {"height": size[0], "width": size[1], "mean": cfg.mean, "std": cfg.std}
-            }
-        }
+        built_with = options_with_defaults(model_name, given_options)
+        data = {"height": size[0], "width": size[1], "mean": cfg.mean, "std": cfg.std}
         if weights is not None:
             # features are the whole model's: only the classifier may stay as initialised
             report = load_weights(model, weights, allow_partial=allow_partial)
             weights_report = {
-                **{key: len(keys) for key, keys in report.items()},
+                **summary(report),
                 "missing_by_module": count_by_module(report["missing"]),
                 "skipped_keys": report["skipped"],
                 "missing_keys": report["missing"],
@@ -487,7 +490,6 @@ def extract_dataset(
     options_built = {k: v for k, v in built_with.items() if k != "image_size"}
     model_attrs["model_options"] = json.dumps(options_built, sort_keys=True)
     model_attrs["distance"] = model_distance(model_attrs["model"], options_built)
-    data = data_config(source)
     option_keys = {"flip", "storage", "amp", "channels_last"}
     options = ExtractOptions(
         height=height or data["height"],

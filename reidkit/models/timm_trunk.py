@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from reidkit.errors import UnknownNameError
+from reidkit.errors import UnknownNameError, UsageError
 from reidkit.models.spec import TIMM_PREFIX, ModelCfg, ModelEntry, Pretrained, register_model
 
 TIMM_OPTIONS = {"bnneck": True}
@@ -131,7 +131,6 @@ def timm_imagenet_state(model) -> tuple[dict[str, Any], Path]:
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    from reidkit.errors import UsageError
     from reidkit.models.pretrained import HINT
 
     hub = model.trunk.pretrained_cfg.get("hf_hub_id")
