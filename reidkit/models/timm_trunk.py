@@ -110,15 +110,18 @@ def timm_entry(name: str) -> ModelEntry:
     return ModelEntry(name, cfg, builder)
 
 
-def is_timm_cached(hub: str) -> bool:
-    """Whether the Hugging Face cache holds the weights of hub repository ``hub``."""
+def cached_timm_file(hub: str) -> str | None:
+    """The cached weights file of hub repository ``hub`` (``repo[@revision]``), or None."""
     from huggingface_hub import try_to_load_from_cache
 
     repo, _, revision = hub.partition("@")
-    return any(
-        isinstance(try_to_load_from_cache(repo, f, revision=revision or None), str)
-        for f in WEIGHT_FILES
-    )
+    files = (try_to_load_from_cache(repo, f, revision=revision or None) for f in WEIGHT_FILES)
+    return next((f for f in files if isinstance(f, str)), None)
+
+
+def is_timm_cached(hub: str) -> bool:
+    """Whether the Hugging Face cache holds the weights of hub repository ``hub``."""
+    return cached_timm_file(hub) is not None
 
 
 def timm_imagenet_state(model) -> tuple[dict[str, Any], Path]:
@@ -129,13 +132,15 @@ def timm_imagenet_state(model) -> tuple[dict[str, Any], Path]:
         UsageError: neither cached nor downloadable.
     """
     import timm
-    from huggingface_hub import try_to_load_from_cache
 
     from reidkit.models.pretrained import HINT
 
     hub = model.trunk.pretrained_cfg.get("hf_hub_id")
+    cached = cached_timm_file(hub)
+    # a cached file is loaded as a file: no network round trip, no retries when offline
+    overlay = {"pretrained_cfg_overlay": {"file": cached}} if cached else {}
     try:
-        source = timm.create_model(model.arch, pretrained=True, **model.timm_kwargs)
+        source = timm.create_model(model.arch, pretrained=True, **model.timm_kwargs, **overlay)
     except Exception as exc:  # huggingface_hub and timm raise many kinds when offline
         from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -145,6 +150,6 @@ def timm_imagenet_state(model) -> tuple[dict[str, Any], Path]:
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
             hint=HINT,
         ) from None
-    files = (try_to_load_from_cache(hub, f) for f in WEIGHT_FILES)
-    path = next((Path(f) for f in files if isinstance(f, str)), Path(hub))
-    return {f"trunk.{k}": v for k, v in source.state_dict().items()}, path
+    if cached is None:  # downloaded just now
+        cached = cached_timm_file(hub) or hub
+    return {f"trunk.{k}": v for k, v in source.state_dict().items()}, Path(cached)
