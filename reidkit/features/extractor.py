@@ -426,13 +426,8 @@ def extract_dataset(
         load_checkpoint,
         model_from_checkpoint,
     )
-    from reidkit.models import (
-        create_model,
-        load_weights,
-        model_cfg,
-        model_distance,
-    )
-    from reidkit.models import model_options as options_with_defaults
+    from reidkit.models import create_model, load_weights, model_cfg, model_distance
+    from reidkit.models import model_options as options_with_defaults  # a parameter's name
     from reidkit.models.weights import count_by_module, summary
 
     if (checkpoint is None) == (model_name is None):
