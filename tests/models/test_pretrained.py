@@ -189,3 +189,30 @@ def test_timm_imagenet_from_the_hugging_face_cache(synth_tiny, tmp_path):
     assert record["source"] == "timm" and record["file"].endswith("model.safetensors")
     # timm built the trunk without its classifier; the BNNeck and classifier are new
     assert record["missing"] == 6 and record["skipped"] == 0
+
+
+def test_cached_timm_weights_are_read_without_the_hub(tmp_path, monkeypatch):
+    """A file in the Hugging Face cache is loaded as a file: no hub request at all."""
+    import huggingface_hub.constants
+    import timm
+    import timm.models._hub
+
+    from reidkit.models import create_model
+    from reidkit.models.timm_trunk import timm_imagenet_state
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"the hub was asked for {args or kwargs}")
+
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", no_network)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    model = create_model("timm/resnet50d", 4, image_size=(64, 32))
+    torch.manual_seed(3)
+    imagenet = timm.create_model("resnet50d", pretrained=False).state_dict()
+    place_in_hf_cache(tmp_path / "hf", "timm/resnet50d.ra2_in1k", imagenet)
+    state, path = timm_imagenet_state(model)
+    repo = tmp_path / "hf" / "hub" / "models--timm--resnet50d.ra2_in1k"
+    assert path == repo / "snapshots" / HUB_COMMIT / "model.safetensors"
+    assert torch.equal(state["trunk.conv1.0.weight"], imagenet["conv1.0.weight"])
+    assert torch.equal(
+        state["trunk.layer4.2.bn3.running_var"], imagenet["layer4.2.bn3.running_var"]
+    )
