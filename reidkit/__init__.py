@@ -45,8 +45,8 @@ _LAZY = {
     "load_dataset": "reidkit.data",
     "create_model": "reidkit.models",
     "list_models": "reidkit.models",
-    "train": "reidkit.engine.trainer",
-    "resume": "reidkit.engine.trainer",
+    "train": "reidkit.engine.run",
+    "resume": "reidkit.engine.run",
     "extract_dataset": "reidkit.features.extractor",
     "FeatureSet": "reidkit.features.store",
     "read_features": "reidkit.features.store",
@@ -104,7 +104,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from reidkit.config import Config, load_config
     from reidkit.data import Dataset, Sample, list_datasets, load_dataset
-    from reidkit.engine.trainer import resume, train
+    from reidkit.engine.run import resume, train
     from reidkit.features.extractor import extract_dataset
     from reidkit.features.store import FeatureSet, read_features, write_features
     from reidkit.metrics.evaluate import evaluate_files

@@ -38,6 +38,8 @@ class DataConfig:
     erasing: float = 0.5  # probability of random erasing
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
     skip_bad: bool = False  # leave unreadable images out (listed in train.log), not stop
+    sources: list[str] = field(default_factory=list)  # train on several datasets; []: dataset
+    val_ids: int = 0  # training identities held out as a validation split; best.pt follows it
 
 
 @dataclass
@@ -47,15 +49,25 @@ class ModelConfig:
     allow_partial: bool = False  # start from weights that leave trunk tensors unloaded
     last_stride: int | None = None  # None: the model's default (ResNets: 1, as BoT)
     bnneck: bool | None = None  # None: the model's default (ResNets: on)
+    classifier: str | None = None  # linear or cosine; None: what loss.id_loss needs
 
 
 @dataclass
 class LossConfig:
-    softmax: float = 1.0  # weight of the cross-entropy term
+    softmax: float = 1.0  # weight of the identity (classification) term
+    id_loss: str = "ce"  # ce; cosface (AM-softmax) or circle on a cosine classifier
+    id_scale: float | None = None  # cosface/circle scale; None: 30 / 64
+    id_margin: float | None = None  # cosface/circle margin; None: 0.35 / 0.25
     label_smoothing: float = 0.1
     triplet: float = 1.0  # weight of the batch-hard triplet term
     margin: float = 0.3
     soft_margin: bool = False
+    # epochs over which the triplet weight rises from 0 (docs/training.md: from scratch the
+    # triplet term collapses an embedding that does not rank yet); None: the schedule's
+    # warmup epochs when training from scratch, 0 from pretrained weights (BoT as published)
+    triplet_warmup: int | None = None
+    center: float = 0.0  # weight of the center loss (BoT: 0.0005), 0: off
+    center_lr: float = 0.5  # the centers' own SGD learning rate
 
 
 @dataclass
@@ -95,6 +107,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 10  # evaluate every N epochs (and after the last), 0: never
+    targets: list[str] = field(default_factory=list)  # datasets to evaluate; []: the sources
     metric: str = "auto"  # auto: the distance the model is meant for
     normalize: bool = False
     protocol: str = "auto"  # auto: the training dataset's protocol
@@ -173,8 +186,8 @@ def _convert(key: str, text: Any, kind: Any) -> Any:
             return str(value)
         if origin is list:
             (item,) = typing.get_args(kind)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = [value]
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                value = [value]  # one item without brackets
             if not isinstance(value, list):
                 raise ValueError
             return [_convert(key, v, item) for v in value]
@@ -254,6 +267,7 @@ def load_config(
 
 CHOICES = {
     "data.sampler": ("pk", "random"),
+    "loss.id_loss": ("ce", "cosface", "circle"),
     "optim.name": ("adam", "amsgrad", "sgd"),
     "schedule.name": ("step", "multistep", "cosine"),
     "train.amp": ("off", "bf16", "fp16"),
@@ -272,10 +286,14 @@ BOUNDS = {
     "data.pad": (0, None),
     "data.erasing": (0.0, 1.0),
     "data.color_jitter": (0.0, None),
+    "data.val_ids": (0, None),
     "loss.softmax": (0.0, None),
     "loss.label_smoothing": (0.0, 0.999),
     "loss.triplet": (0.0, None),
     "loss.margin": (0.0, None),
+    "loss.center": (0.0, None),
+    "loss.triplet_warmup": (0, None),
+    "loss.center_lr": (1e-12, None),
     "optim.lr": (1e-12, None),
     "optim.weight_decay": (0.0, None),
     "optim.momentum": (0.0, 1.0),
@@ -315,6 +333,8 @@ def check_config(config: Config) -> Config:
             )
     for key, (low, high) in BOUNDS.items():
         value = _get(config, key)
+        if value is None:  # "as the model or the recipe decides", filled in below
+            continue
         if value < low or (high is not None and value > high):
             wanted = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise UsageError(f"{key} must be {wanted}, got {value}")
@@ -325,6 +345,9 @@ def check_config(config: Config) -> Config:
             f"({d.num_instances}) with the pk sampler"
         )
     _resolve_model(config)
+    if config.loss.triplet_warmup is None:
+        scratch = config.model.pretrained == "none"
+        config.loss.triplet_warmup = config.schedule.warmup_epochs if scratch else 0
     if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
         raise UsageError("data.mean and data.std need three values each, std above 0")
     for key in PATH_KEYS:  # a shell expands ~ on the command line, not in a config value
@@ -342,8 +365,27 @@ def _resolve_model(config: Config) -> None:
 
     m, d = config.model, config.data
     cfg = model_cfg(m.name)
-    options = model_options(m.name, {"bnneck": m.bnneck, "last_stride": m.last_stride})
+    loss = config.loss
+    if loss.id_loss != "ce" and loss.softmax and "classifier" not in cfg.options:
+        raise UsageError(
+            f"loss.id_loss={loss.id_loss} needs a cosine classifier, and model {m.name} "
+            "has no model.classifier option",
+            hint="use loss.id_loss=ce, or a ResNet or timm model",
+        )
+    if loss.id_loss != "ce" and m.classifier is None:
+        m.classifier = "cosine"  # what a margin loss needs
+    given = {"bnneck": m.bnneck, "last_stride": m.last_stride, "classifier": m.classifier}
+    options = model_options(m.name, given)
     m.bnneck, m.last_stride = options.get("bnneck"), options.get("last_stride")
+    m.classifier = options.get("classifier")
+    cosine = m.classifier == "cosine"
+    if loss.softmax and cosine != (loss.id_loss != "ce"):
+        raise UsageError(
+            f"loss.id_loss={loss.id_loss} needs "
+            + ("a cosine classifier" if not cosine else "a linear classifier")
+            + f", but model.classifier is {m.classifier}",
+            hint="model.classifier=cosine goes with loss.id_loss=cosface or circle",
+        )
     d.mean = list(cfg.mean) if d.mean is None else d.mean
     d.std = list(cfg.std) if d.std is None else d.std
 

@@ -108,12 +108,51 @@ def test_what_the_model_declares_fills_the_options_left_unset():
         ),
         (
             ["model.name=timm/convnext_tiny", "model.last_stride=1"],
-            "model timm/convnext_tiny has no option last_stride (its options: bnneck)",
+            "model timm/convnext_tiny has no option last_stride (its options: bnneck, classifier)",
         ),
         (["model.weights=/w.pth"], "config key 'model.weights' is now 'model.pretrained'"),
+        (
+            ["model.name=osnet_x0_25", "loss.id_loss=cosface"],
+            "loss.id_loss=cosface needs a cosine classifier, and model osnet_x0_25 has no "
+            "model.classifier option",
+        ),
+        (
+            ["loss.id_loss=circle", "model.classifier=linear"],
+            "loss.id_loss=circle needs a cosine classifier, but model.classifier is linear",
+        ),
+        (
+            ["model.classifier=cosine"],
+            "loss.id_loss=ce needs a linear classifier, but model.classifier is cosine",
+        ),
+        (["data.val_ids=-1"], "data.val_ids must be at least 0, got -1"),
     ],
 )
 def test_an_option_the_model_cannot_honour_is_a_usage_error(overrides, message):
     with pytest.raises(UsageError) as err:
         load_config(None, overrides)
     assert err.value.message == message and err.value.exit_code == 2
+
+
+def test_a_margin_loss_gets_a_cosine_classifier_and_lists_take_one_item():
+    config = load_config(None, ["loss.id_loss=circle", "eval.targets=market1501"])
+    assert config.model.classifier == "cosine"
+    assert config.eval.targets == ["market1501"]
+    assert load_config(None, ["data.sources=[a,b]"]).data.sources == ["a", "b"]
+    assert load_config(None, []).model.classifier == "linear"  # the ResNet's default
+
+
+def test_the_triplet_warmup_follows_the_start():
+    """From scratch the triplet term waits for the schedule's warmup (docs/training.md:
+    it collapses an embedding that does not rank yet); from pretrained weights it is
+    BoT's, on from the first step; given, it is kept."""
+    from reidkit.engine.optim import triplet_factor
+
+    scratch = load_config(None, ["model.pretrained=none"])
+    assert scratch.loss.triplet_warmup == scratch.schedule.warmup_epochs == 10
+    assert [triplet_factor(e, scratch) for e in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
+    pretrained = load_config(None, [])
+    assert pretrained.loss.triplet_warmup == 0 and triplet_factor(0, pretrained) == 1.0
+    assert (
+        load_config(None, ["model.pretrained=none", "loss.triplet_warmup=3"]).loss.triplet_warmup
+        == 3
+    )

@@ -49,8 +49,10 @@ def demo_report(result: dict) -> str:
     return "\n".join(
         [
             f"demo finished in {result['seconds']:.0f} s; run: {result['run']}",
-            f"  trained:   mAP {100 * t['mAP']:5.1f}%   rank-1 {100 * t['rank1']:5.1f}%",
-            f"  untrained: mAP {100 * u['mAP']:5.1f}%   rank-1 {100 * u['rank1']:5.1f}%",
+            f"  trained:   mAP {100 * t['mAP']:5.1f}%   rank-1 {100 * t['rank1']:5.1f}%"
+            f"   ({result['weights']['trained']})",
+            f"  untrained: mAP {100 * u['mAP']:5.1f}%   rank-1 {100 * u['rank1']:5.1f}%"
+            f"   ({result['weights']['untrained']})",
             "  features: " + ", ".join(result["features"]),
             f"  ranked lists: {result['visrank']}",
             f"  CMC curves:   {result['cmc_plot']}",

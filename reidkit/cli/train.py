@@ -170,7 +170,7 @@ def train(
         else:
             typer.echo(dump_config(cfg), nl=False)
         return
-    from reidkit.engine.trainer import train as run_training
+    from reidkit.engine.run import train as run_training
 
     with output.progress("train") as progress:
         result = run_training(cfg, run, exist_ok=exist_ok, progress=progress)
@@ -206,7 +206,7 @@ def resume(
     verbose: VerboseOpt = False,
 ) -> None:
     """Continue a run from weights/last.pt with its saved config."""
-    from reidkit.engine.trainer import resume as resume_run
+    from reidkit.engine.run import resume as resume_run
 
     output.setup(quiet or not output.is_main_process(), verbose)
     configure_threads(threads)
@@ -230,7 +230,8 @@ def train_report(result: dict) -> str:
             f"{result['run']} is up to date (finished its {epochs}); --max-epoch N trains further"
         )
     best = result.get("best_mAP")
-    best_text = f", best mAP {100 * best:.2f}%" if best is not None else ""
+    on = f" on {result['selected_on']}" if result.get("selected_on") else ""
+    best_text = f", best mAP {100 * best:.2f}%{on}" if best is not None else ""
     return (
         f"trained {result['run']} to epoch {result['epochs']} ({result['steps']} steps)"
         f"{best_text}; weights in {Path(result['run']) / 'weights'}"

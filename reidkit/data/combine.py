@@ -59,6 +59,18 @@ def combined_rows(datasets: list[Dataset], *, combineall: bool = False) -> Itera
         )
 
 
+def combined_dataset(datasets: list[Dataset]) -> Dataset:
+    """``datasets`` as one dataset in memory (train on all of them: ``data.sources``),
+    named ``a+b+...``; sample paths are absolute, so its root is the first one's."""
+    from reidkit.data.sample import SUBSETS, make_dataset
+
+    names = [ds.name for ds in datasets]
+    subsets: dict[str, list[Sample]] = {s: [] for s in SUBSETS}
+    for path, pid, camid, subset, source in combined_rows(datasets):
+        subsets[subset].append(Sample(path, pid, camid, names.index(source)))
+    return make_dataset("+".join(names), datasets[0].root, subsets, sources=names)
+
+
 def combine_datasets(datasets: list[Dataset], out: Path, *, combineall: bool = False) -> dict:
     """Write the combined manifest to ``out``; returns what was written, per source."""
     from reidkit.data.manifest import write_manifest

@@ -1,10 +1,13 @@
-"""The training loop: one run directory, exact resume, optional DDP.
+"""The training loop: one run directory, exact resume, optional DDP (``train`` and
+``resume`` in :mod:`reidkit.engine.run` start it).
 
     runs/<name>/config.yaml   train.log   metrics.csv   env.json
-                weights/last.pt (every epoch)   weights/best.pt (best mAP)
+                weights/last.pt (every epoch)   weights/best.pt (best mAP of the
+                validation split, else of the first target: engine/evaluation.py)
 
 ``last.pt`` holds everything needed to continue exactly: model, optimiser, schedule, grad
-scaler, epoch, step, best metric, RNG states and the position inside the epoch. Batches
+scaler, the center loss's centers and optimiser, epoch, step, best metric, RNG states and
+the position inside the epoch. Batches
 are a deterministic function of (seed, epoch), so an epoch-boundary resume on the CPU with
 ``train.deterministic`` gives the same weights as an uninterrupted run. SIGINT and SIGTERM
 finish the current step, save ``last.pt`` and stop with exit code 130.
@@ -12,14 +15,8 @@ finish the current step, save ``last.pt`` and stop with exit code 130.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import math
-import os
-import platform
 import random
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -27,25 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from reidkit.config import Config, dump_config
+from reidkit.config import Config
+from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
+from reidkit.engine.rundir import (
+    LAST,
+    write_progress_note,
+)
 from reidkit.errors import DataError, Interrupted, ReidkitError, UsageError
-from reidkit.fileio import atomic_open, file_lock, write_text_atomic
 from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
 
 log = logging.getLogger(__name__)
-METRIC_FIELDS = (
-    "epoch",
-    "loss",
-    "ce",
-    "triplet",
-    "acc",
-    "lr",
-    "images_per_s",
-    "seconds",
-    "mAP",
-    "rank1",
-)
+EVAL_FIELDS = ("mAP", "rank1")
+LOSS_PARTS = ("ce", "triplet", "center", "feat_norm", "d_ap", "d_an", "active")
 
 
 def model_kwargs(config: Config) -> dict[str, Any]:
@@ -54,24 +45,19 @@ def model_kwargs(config: Config) -> dict[str, Any]:
     from reidkit.models import model_cfg, model_options
 
     m = config.model
-    kwargs = model_options(m.name, {"last_stride": m.last_stride, "bnneck": m.bnneck})
+    given = {"last_stride": m.last_stride, "bnneck": m.bnneck, "classifier": m.classifier}
+    kwargs = model_options(m.name, given)
     if model_cfg(m.name).sized:
         kwargs["image_size"] = [config.data.height, config.data.width]
     return kwargs
 
 
-def lr_factor(epoch: int, schedule) -> float:
-    """Multiplier of the base learning rate at ``epoch``: linear warmup, then decay."""
-    if epoch < schedule.warmup_epochs:
-        alpha = epoch / max(1, schedule.warmup_epochs)
-        return schedule.warmup_factor * (1 - alpha) + alpha
-    if schedule.name == "step":
-        return schedule.gamma ** (epoch // max(1, schedule.step_size))
-    if schedule.name == "multistep":
-        return schedule.gamma ** sum(epoch >= m for m in schedule.milestones)
-    if schedule.name == "cosine":
-        return float("nan")  # resolved by the caller, which knows the total epochs
-    raise UsageError(f"unknown schedule '{schedule.name}'", hint="step, multistep or cosine")
+def _numpy_state() -> list[Any]:
+    """numpy's global generator state in types a weights_only checkpoint can hold."""
+    import torch
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), cached]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -80,6 +66,7 @@ def _rng_state() -> dict[str, Any]:
     version, state, gauss = random.getstate()
     return {
         "python": [version, list(state), gauss],
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -90,6 +77,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
     version, values, gauss = state["python"]
     random.setstate((version, tuple(values), gauss))
+    if "numpy" in state:  # checkpoints of reidkit 0.1 have none
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -134,29 +124,30 @@ class Trainer:
         checkpoint."""
         import torch
 
-        from reidkit.data import load_dataset
-        from reidkit.features.extractor import init_distributed
-        from reidkit.metrics.distance import resolve_device
+        from reidkit.device import distributed_rank, init_distributed, resolve_device
+        from reidkit.engine.evaluation import eval_sets, load_training_data
+        from reidkit.engine.loaders import seed_augmentation, seed_everything
+        from reidkit.engine.optim import build_optimizer, build_scheduler
+        from reidkit.losses import ReIDLoss
         from reidkit.models import create_model, model_cfg
         from reidkit.models.pretrained import load_pretrained
 
         self.config, self.run, self.progress = config, Path(run), progress
         c = config
         self.device = init_distributed(resolve_device(c.train.device))
-        self.rank, self.world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        self._seed(c.train.seed + self.rank)
+        self.rank, self.world = distributed_rank()
         if c.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=self.device != "cpu")
-        self.dataset = load_dataset(c.data.dataset, c.data.root)
+        train, sources = load_training_data(c)
+        # the training set (less a validation split), and what to evaluate, best.pt's first
+        self.dataset, self.eval_sets = eval_sets(c, train, sources)
         if not self.dataset.train:
-            raise UsageError(f"dataset {c.data.dataset} has no training images")
+            raise UsageError(f"dataset {self.dataset.name} has no training images")
         check_batch_fits(c, self.dataset.num_train_pids)
         self.left_out: list[str] = []  # unreadable images data.skip_bad leaves out
         self._check_images()
         self.num_classes = self.dataset.num_train_pids
-        torch.manual_seed(c.train.seed)  # the same initial weights on every process
+        seed_everything(c.train.seed)  # the same initial weights on every process
         self.model = create_model(c.model.name, self.num_classes, **model_kwargs(c))
         # trained from scratch even when the rest is pretrained; everything else is "base"
         self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
@@ -168,26 +159,23 @@ class Trainer:
         self.model.to(self.device)
         if c.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.net = self.model
-        if self.world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model)
-        self.optimizer = self._optimizer()
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._factor)
+        self.loss = ReIDLoss.from_config(c.loss, self.num_classes, self.model.feature_dim)
+        self.loss.to(self.device)
+        seed_augmentation(c.train.seed, self.rank)  # each process its own augmentations
+        self.net, self.frozen = self.model, None  # the DDP wrapper is made by _freeze
+        self.optimizer = build_optimizer(self.model, c, self.new_layers)
+        self.scheduler = build_scheduler(self.optimizer, c)
+        # the centers: their own SGD, stepped at the model's pace (BoT); None without them
+        self.center_optimizer = None
+        if self.loss.center is not None:
+            self.center_optimizer = torch.optim.SGD(self.loss.parameters(), lr=c.loss.center_lr)
         self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.train.amp == "fp16")
-        from reidkit.losses import ReIDLoss
-
-        self.loss = ReIDLoss(
-            c.loss.softmax,
-            c.loss.label_smoothing,
-            c.loss.triplet,
-            c.loss.margin,
-            c.loss.soft_margin,
-        )
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best = -1.0
         # the row of an epoch whose weights are saved but whose evaluation has not finished
         self.pending: dict[str, Any] | None = None
-        self._tb: Any = None  # a SummaryWriter once made; False when TensorBoard is absent
+        per_set = tuple(f for s in self.eval_sets for f in s.fields())
+        self.metrics = MetricsLog(self.run, TRAIN_FIELDS + EVAL_FIELDS + per_set)
 
     # -- set-up -------------------------------------------------------------------------
     def _check_images(self) -> None:
@@ -199,8 +187,9 @@ class Trainer:
         from reidkit.data.images import find_unreadable
 
         ds, c = self.dataset, self.config
-        subsets = ("train", "query", "gallery") if c.eval.every else ("train",)
-        bad = find_unreadable([s.path for name in subsets for s in ds.subset(name)])
+        evaluated = [(s.query, s.gallery) for s in self.eval_sets] if c.eval.every else []
+        paths = [s.path for s in ds.train] + [x.path for pair in evaluated for y in pair for x in y]
+        bad = find_unreadable(list(dict.fromkeys(paths)))
         if not bad:
             return
         if not c.data.skip_bad:
@@ -209,79 +198,18 @@ class Trainer:
                 hint="--skip-bad leaves them out (and lists them in train.log)",
             )
         self.left_out = [exc.message for exc in bad]  # logged once train.log is open
-        paths = {exc.path for exc in bad}
-        self.dataset = dataclasses.replace(
-            ds, **{name: [s for s in ds.subset(name) if s.path not in paths] for name in subsets}
-        )
+        unreadable = {exc.path for exc in bad}
+
+        def readable(samples):
+            return [s for s in samples if s.path not in unreadable]
+
+        self.dataset = dataclasses.replace(ds, train=readable(ds.train))
+        self.eval_sets = [
+            dataclasses.replace(s, query=readable(s.query), gallery=readable(s.gallery))
+            for s in self.eval_sets
+        ]
         if not self.dataset.train:
             raise DataError(f"no training image of {ds.name} can be read")
-
-    def _seed(self, seed: int) -> None:
-        import torch
-
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-
-    def _factor(self, epoch: int) -> float:
-        s = self.config.schedule
-        if s.name == "cosine" and epoch >= s.warmup_epochs:
-            span = max(1, self.config.train.epochs - s.warmup_epochs)
-            progress = (epoch - s.warmup_epochs) / span
-            floor = s.min_lr / self.config.optim.lr
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-        return lr_factor(epoch, s)
-
-    def _optimizer(self):
-        import torch
-
-        o = self.config.optim
-        new = [p for n, p in self.model.named_parameters() if n.startswith(self.new_layers)]
-        base = [p for n, p in self.model.named_parameters() if not n.startswith(self.new_layers)]
-        groups = [{"params": base, "lr": o.lr * o.base_lr_mult}, {"params": new, "lr": o.lr}]
-        groups = [g for g in groups if g["params"]]
-        if o.name in ("adam", "amsgrad"):
-            return torch.optim.Adam(
-                groups, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.name == "amsgrad"
-            )
-        if o.name == "sgd":
-            return torch.optim.SGD(
-                groups,
-                lr=o.lr,
-                momentum=o.momentum,
-                weight_decay=o.weight_decay,
-                nesterov=o.nesterov,
-            )
-        raise UsageError(f"unknown optimizer '{o.name}'", hint="adam, amsgrad or sgd")
-
-    def _loader(self):
-        import torch
-
-        from reidkit.data.samplers import PKSampler, RandomBatchSampler
-        from reidkit.data.transforms import TrainImages, train_transform
-
-        d = self.config.data
-        labels = [s.pid for s in self.dataset.train]
-        seed = self.config.train.seed
-        if d.sampler == "pk":
-            sampler = PKSampler(
-                labels, d.batch_size, d.num_instances, seed=seed, rank=self.rank, world=self.world
-            )
-        elif d.sampler == "random":
-            sampler = RandomBatchSampler(
-                len(labels), d.batch_size, seed=seed, rank=self.rank, world=self.world
-            )
-        else:
-            raise UsageError(f"unknown sampler '{d.sampler}'", hint="pk or random")
-        workers = d.workers if d.workers >= 0 else (0 if self.device == "cpu" else 8)
-        images = TrainImages(self.dataset.train, train_transform(d))
-        loader = torch.utils.data.DataLoader(
-            images,
-            batch_sampler=sampler,
-            num_workers=workers,
-            pin_memory=self.device.startswith("cuda"),
-        )
-        return sampler, loader
 
     # -- state --------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -296,6 +224,10 @@ class Trainer:
             "pending": self.pending,
             "pretrained": self.pretrained,
             "rng": _rng_state(),
+            "loss": self.loss.state_dict(),
+            "center_optimizer": self.center_optimizer.state_dict()
+            if self.center_optimizer
+            else None,
         }
 
     def save(self, name: str) -> Path:
@@ -320,17 +252,21 @@ class Trainer:
         self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
         self.batch_in_epoch, self.best = checkpoint["batch_in_epoch"], checkpoint["best"]
         self.pending = checkpoint.get("pending")
+        if self.center_optimizer is not None:
+            self.loss.load_state_dict(checkpoint["loss"])
+            self.center_optimizer.load_state_dict(checkpoint["center_optimizer"])
         _set_rng_state(checkpoint["rng"])
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until ``train.epochs``; returns the final metrics."""
-        import torch
+        from reidkit.engine.loaders import train_loader
+        from reidkit.engine.optim import triplet_factor
 
         c = self.config
-        sampler, loader = self._loader()
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
-        device_type = self.device.split(":")[0]
+        sampler, loader = train_loader(
+            self.dataset.train, c, rank=self.rank, world=self.world, device=self.device
+        )
         last_row: dict[str, Any] = {}
         for message in self.left_out:
             log.warning("left out: %s", message)
@@ -340,41 +276,20 @@ class Trainer:
             while self.epoch < c.train.epochs:
                 rebalance_threads()  # share the cores with commands started meanwhile
                 self._freeze(self.epoch < c.train.freeze_base_epochs)
+                self.loss.triplet = c.loss.triplet * triplet_factor(self.epoch, c)
                 sampler.set_epoch(self.epoch)
                 sampler.skip = self.batch_in_epoch  # resumed inside this epoch: skip, not load
-                self.net.train()
-                sums = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "acc": 0.0}
+                sums = dict.fromkeys(("loss", *LOSS_PARTS, "acc"), 0.0)
                 seen, start, total = 0, time.perf_counter(), len(sampler)
                 for b, (images, labels) in enumerate(loader, start=self.batch_in_epoch):
-                    images, labels = images.to(self.device), labels.to(self.device)
-                    if c.train.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-                        logits, features = self.net(images)
-                        loss, parts = self.loss(logits, features, labels)
-                    if not torch.isfinite(loss):
-                        from reidkit.errors import ReidkitError
-
-                        raise ReidkitError(
-                            f"training diverged at epoch {self.epoch + 1}, step "
-                            f"{self.step}: the loss is {float(loss)}",
-                            hint="lower optim.lr or try train.amp=off",
-                        )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(loss).backward()
-                    if c.optim.grad_clip > 0:
-                        self.scaler.unscale_(self.optimizer)
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    self.step += 1
+                    loss, parts, correct = self._step(images, labels)
                     self.batch_in_epoch = b + 1
                     n = len(labels)
                     seen += n
-                    sums["loss"] += float(loss.detach()) * n
-                    sums["ce"] += parts.get("ce", 0.0) * n
-                    sums["triplet"] += parts.get("triplet", 0.0) * n
-                    sums["acc"] += float((logits.argmax(1) == labels).float().sum())
+                    sums["loss"] += loss * n
+                    for key in LOSS_PARTS:
+                        sums[key] += parts.get(key, 0.0) * n
+                    sums["acc"] += correct
                     # one bar over the run (its ETA is the run's), the epoch and loss beside it
                     note = f"epoch {self.epoch + 1}/{c.train.epochs} loss {sums['loss'] / seen:.3f}"
                     self.progress(self.epoch * total + b + 1, c.train.epochs * total, note)
@@ -394,6 +309,7 @@ class Trainer:
                 row = {
                     "epoch": self.epoch,
                     "lr": lr,
+                    "w_triplet": self.loss.triplet,
                     "seconds": round(seconds, 2),
                     "images_per_s": round(seen * self.world / seconds, 1) if seconds else 0,
                     **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
@@ -404,11 +320,57 @@ class Trainer:
                 last_row = self._end_epoch(row, evaluate=evaluate)
         return last_row
 
+    def _step(self, images, labels) -> tuple[float, dict[str, float], float]:
+        """One optimisation step; returns the loss, its parts and the correct predictions."""
+        import torch
+
+        c = self.config
+        images, labels = images.to(self.device), labels.to(self.device)
+        if c.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
+        with torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+            logits, features = self.net(images)
+            loss, parts = self.loss(logits, features, labels)
+        if not torch.isfinite(loss):
+            raise ReidkitError(
+                f"training diverged at epoch {self.epoch + 1}, step "
+                f"{self.step}: the loss is {float(loss)}",
+                hint="lower optim.lr or try train.amp=off",
+            )
+        optimizers = [o for o in (self.optimizer, self.center_optimizer) if o is not None]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.center_optimizer is not None:
+            self._center_gradients()
+        if c.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        self.step += 1
+        correct = float((logits.argmax(1) == labels).float().sum())
+        return float(loss.detach()), parts, correct
+
+    def _center_gradients(self) -> None:
+        """The centers step as if their loss had weight 1 (BoT), averaged over processes
+        as DDP averages the model's gradients (the centers are not inside DDP)."""
+        import torch
+
+        grad = self.loss.center.centers.grad
+        grad /= self.config.loss.center
+        if self.world > 1:
+            torch.distributed.all_reduce(grad)
+            grad /= self.world
+
     def _end_epoch(self, row: dict[str, Any], *, evaluate: bool) -> dict[str, Any]:
         """Evaluate (if due), record and save an epoch. The trained weights are saved
         before the evaluation starts: an evaluation that fails costs no training, and
         ``resume`` evaluates the epoch before it goes on."""
         c = self.config
+        self._check_replicas()
         if evaluate:
             self.pending = row
             if self.rank == 0:
@@ -427,97 +389,82 @@ class Trainer:
         return row
 
     def _freeze(self, frozen: bool) -> None:
-        for name, p in self.model.named_parameters():
-            if not name.startswith(self.new_layers):
-                p.requires_grad_(not frozen)
+        """Put the model in training mode with its base frozen or not. Frozen base layers
+        neither learn nor move their BatchNorm statistics (they run in eval mode, as in
+        torchreid). DDP wraps the model after each change of what requires a gradient,
+        since it registers only those parameters when it is made."""
+        import torch
+
+        if frozen != self.frozen:
+            for name, p in self.model.named_parameters():
+                if not name.startswith(self.new_layers):
+                    p.requires_grad_(not frozen)
+            self.frozen = frozen
+            if self.world > 1:
+                self.net = None  # the old wrapper's hooks go with it
+                self.net = torch.nn.parallel.DistributedDataParallel(self.model)
+        self.model.train()
+        if frozen:
+            for module in self._base_modules():
+                module.training = False
+
+    def _base_modules(self):
+        """The modules outside the new layers that hold no new layer."""
+        for name, module in self.model.named_modules():
+            prefix = f"{name}."
+            holds_new = any(new.startswith(prefix) for new in self.new_layers)
+            if name and not prefix.startswith(self.new_layers) and not holds_new:
+                yield module
+
+    def _check_replicas(self) -> None:
+        """Under DDP every process must hold the same weights after each epoch (its
+        gradients are averaged); a difference is a bug, never a result to save."""
+        import torch
+
+        if self.world == 1:
+            return
+        sums = torch.stack([p.detach().double().sum() for p in self.model.parameters()])
+        sums = sums.to(self.device)
+        every = [torch.zeros_like(sums) for _ in range(self.world)]
+        torch.distributed.all_gather(every, sums)
+        differ = [r for r in range(1, self.world) if not torch.equal(every[0], every[r])]
+        if differ:
+            raise ReidkitError(
+                f"after epoch {self.epoch} the weights of process {differ[0]} differ from "
+                "process 0's: the processes are not training one model"
+            )
 
     def _barrier(self) -> None:
-        import torch
+        from reidkit.device import barrier
 
-        if self.world > 1:
-            torch.distributed.barrier()
+        barrier()
 
     def evaluate(self) -> dict[str, float]:
-        """mAP and rank-1 on the dataset's query/gallery with the library's evaluation."""
+        """mAP and rank-1 on each evaluation set (see :mod:`reidkit.engine.evaluation`),
+        and as ``mAP`` / ``rank1`` those of the first, which chooses best.pt."""
         import torch
 
-        from reidkit.features.extractor import ExtractOptions, compute_features
-        from reidkit.features.store import FeatureSet
-        from reidkit.metrics.rank import RankAccumulator
-        from reidkit.metrics.ranking import Ranking
-        from reidkit.models import model_distance
+        from reidkit.engine.evaluation import evaluate_set
 
-        if self.rank != 0 or not (self.dataset.query and self.dataset.gallery):
+        if self.rank != 0 or not self.eval_sets:
             return {}
-        c = self.config
-        options = ExtractOptions(
-            height=c.data.height,
-            width=c.data.width,
-            mean=c.data.mean,
-            std=c.data.std,
-            flip=c.eval.flip,
-        )
         self.model.eval()
         rng = torch.get_rng_state()  # evaluation must not change the training's randomness
-        sets = []
-        for samples in (self.dataset.query, self.dataset.gallery):
-            features = compute_features(self.model, samples, options, device=self.device)
-            attrs = {"distance": model_distance(c.model.name), "dataset": self.dataset.name}
-            pids, camids = (np.array([getattr(s, k) for s in samples]) for k in ("pid", "camid"))
-            sets.append(FeatureSet(features, pids, camids, attrs=attrs))
+        row: dict[str, float] = {}
+        for s in self.eval_sets:
+            row.update(evaluate_set(self.model, s, self.config, self.device))
+            mAP_key, rank1_key = s.fields()
+            log.info(
+                "epoch %d: %s mAP %.2f%%, rank-1 %.2f%%",
+                self.epoch, s.name, 100 * row[mAP_key], 100 * row[rank1_key],
+            )  # fmt: skip
         torch.set_rng_state(rng)
         self.model.train()
-        ranking = Ranking(
-            metric=None if c.eval.metric == "auto" else c.eval.metric,
-            normalize=c.eval.normalize,
-            protocol=None if c.eval.protocol == "auto" else c.eval.protocol,
-            ranks=(1,),
-            device="cpu",
-        ).resolve(*sets)
-        query, gallery = sets
-        acc = RankAccumulator(
-            query.pids, query.camids, gallery.pids, gallery.camids, protocol=ranking.protocol,
-            ranks=(1,),
-        )  # fmt: skip
-        for start, _, dist in ranking.blocks(query, gallery):
-            acc.add(start, dist)
-        result = acc.result()
-        log.info(
-            "epoch %d: mAP %.2f%%, rank-1 %.2f%%", self.epoch, 100 * result.mAP, 100 * result.cmc[1]
-        )
-        return {"mAP": round(result.mAP, 5), "rank1": round(result.cmc[1], 5)}
-
-    def _tensorboard(self, row: dict[str, Any]) -> None:
-        """Scalars under RUN/tb when TensorBoard is installed (the ``tb`` extra)."""
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                log.warning(
-                    "no TensorBoard scalars for this run: tensorboard is not installed "
-                    "(pip install tensorboard; metrics.csv has the same figures)"
-                )
-                self._tb = False
-                return
-            self._tb = SummaryWriter(str(self.run / "tb"))
-        if self._tb:
-            for key in METRIC_FIELDS[1:]:
-                if isinstance(row.get(key), (int, float)):
-                    self._tb.add_scalar(key, row[key], row["epoch"])
-            self._tb.flush()
+        mAP_key, rank1_key = self.eval_sets[0].fields()
+        return {"mAP": row[mAP_key], "rank1": row[rank1_key], **row}
 
     def _record(self, row: dict[str, Any]) -> None:
-        self._tensorboard(row)
-        path = self.run / "metrics.csv"
-        rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
-        rows.append({k: row.get(k, "") for k in METRIC_FIELDS})
-        with atomic_open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+        self.metrics.record(row)
         log.info(
             "epoch %d/%d: loss %.4f, acc %.3f, lr %.2e, %.0f images/s",
             row["epoch"],
@@ -527,109 +474,6 @@ class Trainer:
             row["lr"],
             row["images_per_s"],
         )
-
-
-def _started_from(trainer: Trainer) -> str:
-    """The comment config.yaml keeps of the weights a run started from."""
-    p = trainer.pretrained
-    if not p:
-        return "initial weights: none (trained from scratch)"
-    return f"initial weights: {p['file']} ({p['source']}, sha256 {p['sha256']})"
-
-
-def _env(device: str) -> dict[str, Any]:
-    import subprocess
-
-    import torch
-
-    from reidkit import __version__
-
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                cwd=Path(__file__).parent,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "reidkit": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "device": device,
-        "cuda": torch.version.cuda,
-        "platform": platform.platform(),
-        "git_commit": commit,
-    }
-
-
-def _log_to_file(run: Path) -> logging.Handler:
-    handler = logging.FileHandler(run / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("reidkit").addHandler(handler)
-    return handler
-
-
-def _fit(trainer: Trainer) -> dict[str, Any]:
-    handler = _log_to_file(trainer.run) if trainer.rank == 0 else None
-    try:
-        result = trainer.fit()
-    finally:
-        if handler:
-            logging.getLogger("reidkit").removeHandler(handler)
-            handler.close()
-    return {
-        "run": str(trainer.run),
-        "epochs": trainer.epoch,
-        "steps": trainer.step,
-        "best_mAP": trainer.best if trainer.best >= 0 else None,
-        "last": result,
-    }
-
-
-def _run_lock(run: Path):
-    """The run directory's lock, held by the first process only (torchrun starts several)."""
-    import contextlib
-
-    return file_lock(run) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
-
-
-LAST = "last.pt"
-
-
-def write_progress_note(
-    last: Path, epoch: int, step: int, batch_in_epoch: int, best: float, pending: bool
-):
-    """``last.json`` beside ``last.pt``: where the run stands, readable without torch; it
-    names the size and mtime of the checkpoint it describes, so a stale note is ignored."""
-    stat = last.stat()
-    note = {
-        "epoch": epoch,
-        "step": step,
-        "batch_in_epoch": batch_in_epoch,
-        "best": best,
-        "pending": pending,
-        "checkpoint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
-    }
-    write_text_atomic(last.with_suffix(".json"), json.dumps(note) + "\n")
-
-
-def read_progress_note(last: Path) -> dict[str, Any] | None:
-    """The note of :func:`write_progress_note` if it describes ``last`` as it is now."""
-    try:
-        note = json.loads(last.with_suffix(".json").read_text(encoding="utf-8"))
-        stat = last.stat()
-        if note["checkpoint"] == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}:
-            return note
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
 
 
 def check_batch_fits(config: Config, identities: int) -> None:
@@ -648,100 +492,3 @@ def check_batch_fits(config: Config, identities: int) -> None:
         f"{d.dataset} has {identities}",
         hint=f"use --batch-size {fits} (or less), or data.num_instances={instances}",
     )
-
-
-def train(
-    config: Config,
-    run: str | os.PathLike[str],
-    *,
-    exist_ok: bool = False,
-    progress: ProgressFn = no_progress,
-) -> dict[str, Any]:
-    """Start a new run in ``run`` (which must not exist unless ``exist_ok``)."""
-    from reidkit.config import check_config
-
-    check_config(config)
-    run = Path(run)
-    main_process = os.environ.get("RANK", "0") == "0"
-    # other ranks may find the folder rank 0 has just begun; they follow its decision
-    if main_process and run.exists() and any(run.iterdir()) and not exist_ok:
-        raise UsageError(
-            f"run directory {run} already exists",
-            hint=f"'reidkit resume {run}' continues it; --exist-ok overwrites it",
-        )
-    with _run_lock(run):
-        created = not run.exists()
-        if main_process:
-            # written first, so a run stopped before its first checkpoint can be resumed
-            (run / "weights").mkdir(parents=True, exist_ok=True)
-            (run / "metrics.csv").unlink(missing_ok=True)
-            write_text_atomic(run / "config.yaml", dump_config(config))
-        try:
-            trainer = Trainer(config, run, progress=progress)
-            if main_process:
-                write_text_atomic(run / "config.yaml", dump_config(config, _started_from(trainer)))
-        except ReidkitError:
-            # an unknown model or dataset: the run never started, so it leaves nothing
-            if main_process and created:
-                shutil.rmtree(run, ignore_errors=True)
-            raise
-        if trainer.rank == 0:
-            env = {**_env(trainer.device), "pretrained": trainer.pretrained}
-            write_text_atomic(run / "env.json", json.dumps(env, indent=2))
-        return _fit(trainer)
-
-
-def resume(
-    run: str | os.PathLike[str],
-    overrides: dict[str, Any] | None = None,
-    *,
-    progress: ProgressFn = no_progress,
-) -> dict[str, Any]:
-    """Continue ``run`` from weights/last.pt with its saved config (plus the whitelisted
-    ``overrides``: train.device, data.workers, data.batch_size, data.skip_bad,
-    train.epochs)."""
-    from reidkit.config import check_config, load_config, set_value
-    from reidkit.engine.checkpoint import load_checkpoint
-    from reidkit.errors import MissingInputError
-
-    run = Path(run)
-    if not (run / "config.yaml").is_file():
-        raise MissingInputError(f"{run} is not a run directory (no config.yaml)")
-    last = run / "weights" / "last.pt"
-
-    def saved_config() -> Config:
-        config = load_config(run / "config.yaml")
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                set_value(config, key, value)
-        return check_config(config)
-
-    if not last.is_file():
-        # stopped before its first checkpoint: nothing to continue, so start it over
-        config = saved_config()
-        log.info("%s has no checkpoint yet: training it from the start", run)
-        return {**train(config, run, exist_ok=True, progress=progress), "finished": False}
-    with _run_lock(run):
-        config = saved_config()
-        # a finished run is recognised from the note beside last.pt, without loading torch
-        checkpoint = read_progress_note(last) or load_checkpoint(last)
-        if (
-            checkpoint["epoch"] >= config.train.epochs
-            and not checkpoint["batch_in_epoch"]
-            and not checkpoint.get("pending")
-        ):
-            return {
-                "run": str(run),
-                "epochs": checkpoint["epoch"],
-                "steps": checkpoint["step"],
-                "best_mAP": checkpoint["best"] if checkpoint["best"] >= 0 else None,
-                "last": {},
-                "finished": True,
-            }
-        if "state_dict" not in checkpoint:
-            checkpoint = load_checkpoint(last)
-        trainer = Trainer(config, run, progress=progress, pretrained=checkpoint.get("pretrained"))
-        trainer.load(checkpoint)
-        if trainer.rank == 0:
-            write_text_atomic(run / "config.yaml", dump_config(config, _started_from(trainer)))
-        return {**_fit(trainer), "finished": False}

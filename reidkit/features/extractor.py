@@ -24,10 +24,10 @@ import numpy as np
 
 from reidkit.data.images import UnreadableImage, read_rgb
 from reidkit.data.sample import Sample
+from reidkit.device import barrier, distributed_rank, init_distributed, resolve_device
 from reidkit.errors import DataError, ReidkitError, UsageError
 from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
 from reidkit.fileio import file_lock
-from reidkit.metrics.distance import resolve_device
 from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
 from reidkit.threads import thread_count
@@ -338,22 +338,6 @@ def shard(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
     return min(n, lo * batch_size), min(n, hi * batch_size)
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def _merge_parts(out: Path, parts: list[Path], storage: str) -> None:
     """Concatenate the processes' part files, in rank order, into ``out``."""
     from reidkit.features.store import write_features
@@ -622,23 +606,6 @@ def _jobs(dataset, root, subsets, images, out_dir: Path):
             )
         )
     return jobs
-
-
-def init_distributed(device: str) -> str:
-    """Join the process group torchrun describes (WORLD_SIZE > 1): NCCL with one GPU per
-    process, gloo on the CPU. Returns the device of this process."""
-    import torch
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device
-    if device == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        dist.init_process_group("nccl")
-        return f"cuda:{local}"
-    dist.init_process_group("gloo")
-    return device
 
 
 def compute_features(

@@ -1,4 +1,5 @@
-"""The training objective: weighted cross-entropy (label smoothing) plus batch-hard triplet."""
+"""The training objective: a weighted identity loss (cross-entropy with label smoothing,
+or CosFace / Circle on cosine logits), batch-hard triplet and center loss."""
 
 from __future__ import annotations
 
@@ -6,13 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reidkit.losses.triplet import batch_hard_triplet
+from reidkit.losses.center import CenterLoss
+from reidkit.losses.margin import DEFAULTS, margin_logits
+from reidkit.losses.triplet import hardest_pairs, triplet_from_pairs
 
 
 class ReIDLoss(nn.Module):
-    """softmax * CE(logits, labels; label_smoothing) + triplet * batch-hard(features, labels).
+    """softmax * CE(logits, labels; label_smoothing) + triplet * batch-hard(features,
+    labels) + center * center(features, labels), where with ``id_loss`` "cosface" or
+    "circle" the logits are cosines turned into that loss's logits first.
 
-    ``forward`` returns the total and its parts (detached floats) for logging.
+    ``forward`` returns the total and its parts (detached floats) for logging: the terms,
+    and what shows whether the metric term is working: the mean feature norm, the mean
+    hardest positive and negative distances (``d_ap``, ``d_an``) and the fraction of
+    anchors whose hinge is active (``active``; 1.0 with every anchor violating the margin).
+    The center loss (``center`` > 0) has parameters: ``self.center``, None without it.
     """
 
     def __init__(
@@ -22,20 +31,66 @@ class ReIDLoss(nn.Module):
         triplet: float = 1.0,
         margin: float = 0.3,
         soft_margin: bool = False,
+        center: float = 0.0,
+        num_classes: int = 0,
+        feature_dim: int = 0,
+        id_loss: str = "ce",
+        id_scale: float | None = None,
+        id_margin: float | None = None,
     ) -> None:
         super().__init__()
         self.softmax, self.label_smoothing = softmax, label_smoothing
+        self.id_loss = id_loss
+        if id_loss != "ce":
+            scale, margin_ = DEFAULTS[id_loss]
+            self.id_scale = scale if id_scale is None else id_scale
+            self.id_margin = margin_ if id_margin is None else id_margin
         self.triplet, self.margin, self.soft_margin = triplet, margin, soft_margin
+        self.center_weight = center
+        self.center = CenterLoss(num_classes, feature_dim) if center else None
+
+    @classmethod
+    def from_config(cls, loss, num_classes: int, feature_dim: int) -> ReIDLoss:
+        """From a run's ``loss`` section (:class:`reidkit.config.LossConfig`)."""
+        return cls(
+            loss.softmax,
+            loss.label_smoothing,
+            loss.triplet,
+            loss.margin,
+            loss.soft_margin,
+            loss.center,
+            num_classes,
+            feature_dim,
+            loss.id_loss,
+            loss.id_scale,
+            loss.id_margin,
+        )
 
     def forward(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor):
         parts = {}
         total = logits.new_zeros((), dtype=torch.float32)
         if self.softmax:
+            if self.id_loss != "ce":
+                logits = margin_logits(logits, labels, self.id_loss, self.id_scale, self.id_margin)
             ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
             total = total + self.softmax * ce
             parts["ce"] = float(ce.detach())
+        pairs = hardest_pairs(features, labels)
         if self.triplet:
-            tri = batch_hard_triplet(features, labels, self.margin, self.soft_margin)
+            if pairs is None:
+                tri = features.sum() * 0.0  # keeps the graph; no triplet in this batch
+            else:
+                tri = triplet_from_pairs(*pairs, self.margin, self.soft_margin)
             total = total + self.triplet * tri
             parts["triplet"] = float(tri.detach())
+        if self.center is not None:
+            center = self.center(features, labels)
+            total = total + self.center_weight * center
+            parts["center"] = float(center.detach())
+        with torch.no_grad():
+            parts["feat_norm"] = float(features.float().norm(dim=1).mean())
+            if pairs is not None:
+                d_ap, d_an = pairs
+                parts["d_ap"], parts["d_an"] = float(d_ap.mean()), float(d_an.mean())
+                parts["active"] = float((d_ap - d_an + self.margin > 0).float().mean())
         return total, parts

@@ -8,7 +8,6 @@ ask for one block of query rows at a time. On the CPU the matrix products run in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,7 +15,6 @@ import numpy as np
 from reidkit.errors import UsageError
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
 BLOCK_BYTES = 128 * 2**20  # distance block size; masks and temporaries add about 2x
 
 
@@ -31,30 +29,6 @@ def check_metric(metric: str) -> str:
             f"unknown metric '{metric}'{suggestion}", hint=f"metrics: {', '.join(METRICS)}"
         )
     return metric
-
-
-def resolve_device(device: str) -> str:
-    """ "auto" becomes "cuda" when a usable GPU is present, else "cpu".
-
-    torch is imported only when an NVIDIA device node exists, so CPU-only evaluation
-    starts fast. Evaluation, extraction and training all resolve their device here.
-    """
-    if device not in DEVICES:
-        raise UsageError(f"unknown device '{device}'", hint=f"devices: {', '.join(DEVICES)}")
-    if device == "cpu":
-        return "cpu"
-    has_node = os.path.exists("/dev/nvidiactl")
-    if has_node:
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda"
-    if device == "cuda":
-        raise UsageError(
-            "--device cuda was asked for but no CUDA device is available",
-            hint="use --device cpu or auto",
-        )
-    return "cpu"
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from reidkit.device import resolve_device
 from reidkit.errors import UsageError
-from reidkit.metrics.distance import GalleryDistances, check_metric, resolve_device, row_blocks
+from reidkit.metrics.distance import GalleryDistances, check_metric, row_blocks
 from reidkit.metrics.rank import DEFAULT_RANKS, RankResult, check_protocol, parse_ranks
 from reidkit.progress import ProgressFn, no_progress
 

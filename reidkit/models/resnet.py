@@ -32,6 +32,7 @@ class ReIDResNet(nn.Module):
         num_classes: training identities (the classifier's outputs).
         bnneck: batch-norm bottleneck before the classifier.
         last_stride: stride of the last stage (1 keeps a 16x8 map at 256x128 input).
+        classifier: "linear", or "cosine" for the margin losses.
 
     In eval mode ``forward`` returns the embedding (after the BNNeck when there is one); in
     train mode it returns ``(logits, feature)`` with the feature before the BNNeck, as
@@ -39,7 +40,13 @@ class ReIDResNet(nn.Module):
     """
 
     def __init__(
-        self, depth: int = 50, num_classes: int = 751, *, bnneck: bool = True, last_stride: int = 1
+        self,
+        depth: int = 50,
+        num_classes: int = 751,
+        *,
+        bnneck: bool = True,
+        last_stride: int = 1,
+        classifier: str = "linear",
     ) -> None:
         super().__init__()
         if last_stride not in (1, 2):
@@ -64,7 +71,7 @@ class ReIDResNet(nn.Module):
         )
         self.feature_dim = trunk.fc.in_features
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck)
+        self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
 
     def forward(self, x: torch.Tensor):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

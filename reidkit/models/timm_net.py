@@ -34,13 +34,20 @@ class TimmReID(nn.Module):
         num_classes: training identities.
         image_size: (height, width) for models built for one input size.
         bnneck: batch-norm bottleneck before the classifier.
+        classifier: "linear", or "cosine" for the margin losses.
 
     ``forward`` returns what the ResNets return: the embedding in eval mode,
     ``(logits, feature before the BNNeck)`` in train mode.
     """
 
     def __init__(
-        self, arch: str, num_classes: int, *, image_size=(256, 128), bnneck: bool = True
+        self,
+        arch: str,
+        num_classes: int,
+        *,
+        image_size=(256, 128),
+        bnneck: bool = True,
+        classifier: str = "linear",
     ) -> None:
         import timm
 
@@ -51,7 +58,7 @@ class TimmReID(nn.Module):
             self.timm_kwargs["img_size"] = tuple(image_size)
         self.trunk = timm.create_model(arch, pretrained=False, **self.timm_kwargs)
         self.feature_dim = self.trunk.num_features
-        self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck)
+        self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
 
     def forward(self, x: torch.Tensor):
         return head_forward(self.trunk(x), self)

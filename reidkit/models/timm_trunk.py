@@ -19,7 +19,7 @@ from typing import Any
 from reidkit.errors import UnknownNameError, UsageError
 from reidkit.models.spec import TIMM_PREFIX, ModelCfg, ModelEntry, Pretrained, register_model
 
-TIMM_OPTIONS = {"bnneck": True}
+TIMM_OPTIONS = {"bnneck": True, "classifier": "linear"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for on the hub
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from reidkit.models.spec import ModelCfg, Pretrained, register_model
 
-RESNET_OPTIONS = {"bnneck": True, "last_stride": 1}
+RESNET_OPTIONS = {"bnneck": True, "last_stride": 1, "classifier": "linear"}
 RESNET_HEAD = ("bnneck", "classifier")
 
 

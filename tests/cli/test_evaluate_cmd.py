@@ -171,9 +171,9 @@ def test_bad_feature_files(feats, tmp_path, cli):
 
 
 def test_cuda_asked_for_without_a_gpu(feats, cli, monkeypatch):
-    import reidkit.metrics.distance as distance
+    import reidkit.device as device
 
-    monkeypatch.setattr(distance.os.path, "exists", lambda path: False)
+    monkeypatch.setattr(device.os.path, "exists", lambda path: False)
     q, g, _ = feats
     code, _, err = cli("evaluate", q, g, "--device", "cuda")
     assert code == 2 and "no CUDA device is available" in err

@@ -9,8 +9,9 @@ def test_demo_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
     assert code == 0, err
     result = json.loads(out)
     assert set(result) == {
-        "trained", "untrained", "seconds", "run", "features", "visrank", "cmc_plot",
+        "trained", "untrained", "weights", "seconds", "run", "features", "visrank", "cmc_plot",
     }  # fmt: skip
+    assert result["weights"]["trained"].endswith("last.pt (epoch 1, the last)")
     for label in ("trained", "untrained"):
         assert set(result[label]) == {"mAP", "rank1"} and 0 <= result[label]["mAP"] <= 1
     assert [Path(f).name for f in result["features"]] == [

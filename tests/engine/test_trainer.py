@@ -84,7 +84,8 @@ def test_resume_after_two_epochs_equals_four_straight(tiny, tmp_path, cli):
     assert cli(*train_args(tiny, tmp_path / "straight", "--epochs", "4", *args))[0] == 0
     assert cli(*train_args(tiny, tmp_path / "split", "--epochs", "2", *args))[0] == 0
     code, out, err = cli("resume", tmp_path / "split", "--max-epoch", "4", "--json")
-    assert code == 0, err and json.loads(out)["epochs"] == 4
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 4
     a = load_checkpoint(tmp_path / "straight" / "weights" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")
     assert a["step"] == b["step"]
@@ -131,68 +132,80 @@ def test_sigterm_saves_last_and_exits_130_then_resumes(tiny, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on loopback")
-def test_torchrun_two_cpu_processes(tiny, tmp_path):
+def test_torchrun_two_cpu_processes_with_a_frozen_first_epoch(tiny, tmp_path):
+    """Two gloo processes train one model: the trainer checks after every epoch that both
+    hold the same weights (without the DDP wrapper they would not, and the run fails),
+    through the change from a frozen base (epoch 1) to a trained one (epoch 2), which
+    DDP made before the freeze used to stop with "Expected to have finished reduction"."""
     run = tmp_path / "ddp"
     launcher = [
         *torchrun_argv(2),
         *[
             "--run-dir" if a == "--run" else str(a)
-            for a in train_args(tiny, run, "--epochs", "1", "--json")
+            for a in train_args(
+                tiny, run, "--epochs", "2", "train.freeze_base_epochs=1", "train.save_every=1",
+                "--json",
+            )
         ],
-    ]
+    ]  # fmt: skip
     done = subprocess.run(
         launcher, env=reidkit_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # one document: only rank 0 prints
-    assert result["epochs"] == 1
+    assert result["epochs"] == 2
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     single_steps = 160 // 16  # one process would take this many steps per epoch
-    assert 0 < ckpt["step"] <= single_steps // 2 + 1  # each process took half the batches
+    assert 0 < ckpt["step"] <= 2 * (single_steps // 2 + 1)  # each process took half
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
+    from reidkit.models import create_model
 
-
-def test_training_learns_on_the_tiny_preset(tiny, tmp_path, cli):
-    """The learning check, small and quick: 25 epochs of cross-entropy on 160 images beat
-    the same model untrained (measured: mAP 0.150 against 0.072)."""
-    code, out, err = cli(
-        "train", "--dataset", "synthreid", "--root", tiny, "--model", "osnet_x0_25",
-        "--epochs", "25", "--run", tmp_path / "learn", "data.height=128", "data.width=64",
-        "data.batch_size=16", "data.pad=5", "data.erasing=0", "loss.triplet=0",
-        "optim.lr=0.003", "schedule.name=cosine", "schedule.warmup_epochs=1", "eval.every=25",
-        "data.workers=0", "train.device=cpu", "model.pretrained=none", "--json")  # fmt: skip
-    assert code == 0, err
-    trained = json.loads(out)["last"]["mAP"]
-    code, _, err = cli(
-        "extract",
-        "--model",
-        "osnet_x0_25",
-        "--dataset",
-        "synthreid",
-        "--root",
-        tiny,
-        "--out",
-        tmp_path / "untrained",
-        "--height",
-        "128",
-        "--width",
-        "64",
+    torch.manual_seed(0)
+    initial = create_model("osnet_x0_25", num_classes=16).state_dict()
+    first = load_checkpoint(run / "weights" / "epoch-001.pt")["state_dict"]
+    conv = "conv2.0.reduce.0.weight"
+    assert torch.equal(first[conv], initial[conv])  # frozen in epoch 1
+    assert torch.equal(
+        first["conv2.0.reduce.1.running_mean"], initial["conv2.0.reduce.1.running_mean"]
     )
+    assert not torch.equal(first["classifier.weight"], initial["classifier.weight"])
+    assert not torch.equal(ckpt["state_dict"][conv], initial[conv])  # trained in epoch 2
+
+
+def test_the_default_recipe_learns_on_the_tiny_preset(tiny, tmp_path, cli):
+    """The default losses (cross-entropy with label smoothing, batch-hard triplet 0.3 on
+    the feature before the BNNeck, which is on) and the default optimiser and schedule,
+    from scratch, on a small ResNet at 64x32: 20 epochs beat the same model untrained
+    (measured: mAP 0.288 against 0.146; with the triplet on from the first step, which
+    collapsed longer runs on the small preset, 0.257)."""
+    code, out, err = cli(
+        "train", "--dataset", "synthreid", "--root", tiny, "--model", "resnet18",
+        "--pretrained", "none", "--epochs", "20", "--run", tmp_path / "learn",
+        "data.height=64", "data.width=32", "data.batch_size=16", "eval.every=20",
+        "data.workers=0", "train.device=cpu", "--json",
+    )  # fmt: skip
     assert code == 0, err
-    code, out, _ = cli(
+    last = json.loads(out)["last"]
+    assert last["w_triplet"] == 1.0 and last["triplet"] > 0  # the triplet term is on
+    code, _, err = cli(
+        "extract", "--model", "resnet18", "--dataset", "synthreid", "--root", tiny,
+        "--out", tmp_path / "untrained", "--height", "64", "--width", "32",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = cli(
         "evaluate",
         tmp_path / "untrained" / "synthreid-query.h5",
         tmp_path / "untrained" / "synthreid-gallery.h5",
         "--json",
     )
+    assert code == 0, err
     untrained = json.loads(out)["mAP"]
-    assert trained >= untrained + 0.04, (trained, untrained)
+    assert last["mAP"] >= untrained + 0.08, (last["mAP"], untrained)
 
 
 @pytest.mark.parametrize(
     "options",
     [
-        ["train.amp=bf16", "train.channels_last=true"],
         ["optim.name=sgd", "optim.nesterov=true", "optim.grad_clip=1.0", "schedule.name=cosine"],
         [
             "optim.name=amsgrad",
@@ -229,7 +242,7 @@ def test_frozen_base_trains_only_the_new_layers(tiny, tmp_path, cli):
 
 
 def test_progress_note_describes_only_its_own_checkpoint(tmp_path):
-    from reidkit.engine.trainer import read_progress_note, write_progress_note
+    from reidkit.engine.rundir import read_progress_note, write_progress_note
 
     last = tmp_path / "last.pt"
     last.write_bytes(b"x" * 10)

@@ -42,7 +42,11 @@ def test_timm_models_train_resume_and_extract(cli, synth_tiny, tmp_path, name):
     assert code == 0, err
     checkpoint = load_checkpoint(run / "weights" / "last.pt")
     assert checkpoint["model"]["name"] == name and checkpoint["epoch"] == 1
-    assert checkpoint["model"]["kwargs"] == {"bnneck": True, "image_size": [64, 32]}
+    assert checkpoint["model"]["kwargs"] == {
+        "bnneck": True,
+        "classifier": "linear",
+        "image_size": [64, 32],
+    }
     code, _, err = cli("resume", run, "--max-epoch", "2", "--json")
     assert code == 0, err
     assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 2

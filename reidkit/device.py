@@ -1,0 +1,69 @@
+"""Where a command runs: the device resolver and the torchrun process group.
+
+Evaluation, extraction and training all resolve their device and join the process group
+here. Nothing heavy is imported at module level: torch only when a GPU node exists or a
+process group is asked for, so CPU-only evaluation starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reidkit.errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" becomes "cuda" when a usable GPU is present, else "cpu"."""
+    if device not in DEVICES:
+        raise UsageError(f"unknown device '{device}'", hint=f"devices: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    if os.path.exists("/dev/nvidiactl"):
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    if device == "cuda":
+        raise UsageError(
+            "--device cuda was asked for but no CUDA device is available",
+            hint="use --device cpu or auto",
+        )
+    return "cpu"
+
+
+def init_distributed(device: str) -> str:
+    """Join the process group torchrun describes (WORLD_SIZE > 1): NCCL with one GPU per
+    process, gloo on the CPU. Returns the device of this process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return device
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return f"cuda:{local}"
+    dist.init_process_group("gloo")
+    return device
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    """Wait for every process of the group (nothing to wait for without one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,110 @@
+"""Evaluation during training: the validation split and the target datasets.
+
+``eval.targets`` (default: the training datasets) are evaluated on their own query and
+gallery, as torchreid's ``targets`` are, each under its own protocol; ``data.val_ids``
+adds a split held out from the training identities. metrics.csv and TensorBoard get
+``<name>/mAP`` and ``<name>/rank1`` for each, and ``mAP`` / ``rank1`` for the one that
+chooses best.pt: the validation split when there is one, else the first target.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reidkit.config import Config
+from reidkit.data.sample import Dataset, Sample
+from reidkit.errors import UsageError
+
+log = logging.getLogger(__name__)
+VAL = "val"
+
+
+@dataclass
+class EvalSet:
+    """A query and gallery to evaluate; ``dataset`` names its protocol's dataset."""
+
+    name: str
+    dataset: str
+    query: list[Sample]
+    gallery: list[Sample] = field(default_factory=list)
+
+    def fields(self) -> tuple[str, str]:
+        return f"{self.name}/mAP", f"{self.name}/rank1"
+
+
+def load_training_data(config: Config) -> tuple[Dataset, list[Dataset]]:
+    """The training set (``data.sources`` combined, or ``data.dataset``) and the datasets
+    it came from."""
+    from reidkit.data import load_dataset
+    from reidkit.data.combine import combined_dataset
+
+    d = config.data
+    names = d.sources or [d.dataset]
+    sources = [load_dataset(name, d.root) for name in names]
+    if len(sources) == 1:
+        return sources[0], sources
+    return combined_dataset(sources), sources
+
+
+def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[Dataset, list]:
+    """The training set (without held-out identities) and what to evaluate, in order:
+    the validation split first when there is one, then the targets."""
+    from reidkit.data import load_dataset
+    from reidkit.data.holdout import hold_out
+
+    c = config
+    sets = []
+    if c.data.val_ids:
+        train, query, gallery = hold_out(train, c.data.val_ids, c.train.seed)
+        sets.append(EvalSet(VAL, train.name, query, gallery))
+    given = dict(zip(c.data.sources or [c.data.dataset], sources, strict=True))
+    for target in c.eval.targets or list(given):
+        ds = given.get(target) or load_dataset(target, c.data.root)
+        if ds.name in {s.name for s in sets}:
+            raise UsageError(
+                f"eval.targets: two targets are called {ds.name!r}",
+                hint="each target's metrics are named after it: rename one folder",
+            )
+        sets.append(EvalSet(ds.name, ds.name, ds.query, ds.gallery))
+    return train, [s for s in sets if s.query and s.gallery]
+
+
+def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, float]:
+    """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``."""
+    from reidkit.features.extractor import ExtractOptions, compute_features
+    from reidkit.features.store import FeatureSet
+    from reidkit.metrics.rank import RankAccumulator
+    from reidkit.metrics.ranking import Ranking
+    from reidkit.models import model_distance
+
+    c = config
+    options = ExtractOptions(
+        height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
+        flip=c.eval.flip,
+    )  # fmt: skip
+    features = []
+    for samples in (s.query, s.gallery):
+        array = compute_features(model, samples, options, device=device)
+        attrs = {"distance": model_distance(c.model.name), "dataset": s.dataset}
+        pids, camids = (np.array([getattr(x, k) for x in samples]) for k in ("pid", "camid"))
+        features.append(FeatureSet(array, pids, camids, attrs=attrs))
+    ranking = Ranking(
+        metric=None if c.eval.metric == "auto" else c.eval.metric,
+        normalize=c.eval.normalize,
+        protocol=None if c.eval.protocol == "auto" else c.eval.protocol,
+        ranks=(1,),
+        device="cpu",
+    ).resolve(*features)
+    query, gallery = features
+    acc = RankAccumulator(
+        query.pids, query.camids, gallery.pids, gallery.camids, protocol=ranking.protocol,
+        ranks=(1,),
+    )  # fmt: skip
+    for start, _, dist in ranking.blocks(query, gallery):
+        acc.add(start, dist)
+    result = acc.result()
+    mAP_key, rank1_key = s.fields()
+    return {mAP_key: round(result.mAP, 5), rank1_key: round(result.cmc[1], 5)}

@@ -1,0 +1,70 @@
+"""Optimiser, learning-rate schedule and triplet-weight warmup of a run, from its config.
+
+Parameter groups: the pretrained base at ``optim.lr * optim.base_lr_mult`` and the new
+layers (the model's declared head) at ``optim.lr``. The schedule is a per-epoch factor of
+each group's base rate: a linear warmup from ``warmup_factor``, then step, multistep or
+cosine decay.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from reidkit.config import Config
+from reidkit.errors import UsageError
+
+SCHEDULES = ("step", "multistep", "cosine")
+OPTIMIZERS = ("adam", "amsgrad", "sgd")
+
+
+def lr_factor(epoch: int, config: Config) -> float:
+    """Multiplier of the base learning rate at ``epoch`` (counted from 0)."""
+    s = config.schedule
+    if epoch < s.warmup_epochs:
+        alpha = epoch / max(1, s.warmup_epochs)
+        return s.warmup_factor * (1 - alpha) + alpha
+    if s.name == "step":
+        return s.gamma ** (epoch // max(1, s.step_size))
+    if s.name == "multistep":
+        return s.gamma ** sum(epoch >= m for m in s.milestones)
+    if s.name == "cosine":
+        span = max(1, config.train.epochs - s.warmup_epochs)
+        progress = (epoch - s.warmup_epochs) / span
+        floor = s.min_lr / config.optim.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise UsageError(f"unknown schedule '{s.name}'", hint=", ".join(SCHEDULES))
+
+
+def triplet_factor(epoch: int, config: Config) -> float:
+    """Share of ``loss.triplet`` at ``epoch`` (from 0): a linear rise from 0 over
+    ``loss.triplet_warmup`` epochs, then 1."""
+    warmup = config.loss.triplet_warmup or 0
+    return min(1.0, epoch / warmup) if warmup else 1.0
+
+
+def build_optimizer(model, config: Config, new_layers: tuple[str, ...]):
+    """The run's optimiser over ``model``: the base and the new layers in two groups."""
+    import torch
+
+    o = config.optim
+    new = [p for n, p in model.named_parameters() if n.startswith(new_layers)]
+    base = [p for n, p in model.named_parameters() if not n.startswith(new_layers)]
+    groups = [{"params": base, "lr": o.lr * o.base_lr_mult}, {"params": new, "lr": o.lr}]
+    groups = [g for g in groups if g["params"]]
+    if o.name in ("adam", "amsgrad"):
+        return torch.optim.Adam(
+            groups, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.name == "amsgrad"
+        )
+    if o.name == "sgd":
+        return torch.optim.SGD(
+            groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+        )
+    raise UsageError(f"unknown optimizer '{o.name}'", hint=", ".join(OPTIMIZERS))
+
+
+def build_scheduler(optimizer, config: Config):
+    """Per-epoch schedule of :func:`lr_factor`; ``step()`` once after each epoch."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, config=config))

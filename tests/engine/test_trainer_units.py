@@ -1,0 +1,105 @@
+"""The trainer's parts, in process on the tiny preset: what the options do to the step,
+frozen layers, the augmentation stream of each process, the checkpoint's RNG states."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import FAST_TRAIN
+
+from reidkit.config import Config, apply_overrides, check_config
+from reidkit.engine.loaders import train_loader
+from reidkit.engine.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from reidkit.data.synth import generate
+
+    root = tmp_path_factory.mktemp("units")
+    generate(root, "tiny", seed=0, workers=2)
+    return root
+
+
+def make_trainer(tiny, tmp_path, *overrides, model="osnet_x0_25", rank=None, monkeypatch=None):
+    settings = [*FAST_TRAIN, f"data.root={tiny}", f"model.name={model}", *overrides]
+    config = check_config(apply_overrides(Config(), settings))
+    if rank is not None:  # this process plays rank `rank` of a one-process world
+        monkeypatch.setattr("reidkit.device.distributed_rank", lambda: (rank, 1))
+    (tmp_path / "run").mkdir(exist_ok=True)
+    return Trainer(config, tmp_path / "run")
+
+
+def first_batch(trainer):
+    _, loader = train_loader(trainer.dataset.train, trainer.config, rank=0, world=1, device="cpu")
+    return next(iter(loader))
+
+
+def test_bf16_and_channels_last_reach_the_step(tiny, tmp_path):
+    trainer = make_trainer(tiny, tmp_path, "train.amp=bf16", "train.channels_last=true")
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    seen = {}
+
+    def look(module, inputs, output):
+        seen["input_channels_last"] = inputs[0].is_contiguous(memory_format=torch.channels_last)
+        seen["output_dtype"] = output.dtype
+
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    conv.register_forward_hook(look)
+    trainer.model.train()
+    images, labels = first_batch(trainer)
+    trainer._step(images, labels)
+    assert seen == {"input_channels_last": True, "output_dtype": torch.bfloat16}
+    plain = make_trainer(tiny, tmp_path)
+    conv = next(m for m in plain.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(look)
+    plain._step(*first_batch(plain))
+    assert seen == {"input_channels_last": False, "output_dtype": torch.float32}
+
+
+def test_frozen_base_keeps_its_batchnorm_statistics(tiny, tmp_path):
+    trainer = make_trainer(tiny, tmp_path, "train.freeze_base_epochs=1", model="resnet18")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer._freeze(True)
+    for _ in range(2):
+        trainer._step(*first_batch(trainer))
+    after = trainer.model.state_dict()
+    base = [k for k in before if not k.startswith(("bnneck.", "classifier."))]
+    assert any(k.endswith("running_mean") for k in base)
+    for key in base:
+        assert torch.equal(before[key], after[key]), key  # weights and statistics alike
+    assert not torch.equal(before["bnneck.running_mean"], after["bnneck.running_mean"])
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    trainer._freeze(False)
+    assert trainer.model.layer1[0].bn1.training and trainer.model.conv1.weight.requires_grad
+    trainer._step(*first_batch(trainer))
+    assert not torch.equal(before["layer1.0.bn1.running_mean"], after["layer1.0.bn1.running_mean"])
+
+
+def test_each_process_draws_its_own_augmentations(tiny, tmp_path, monkeypatch):
+    """Same weights, same batch of images, different flips/crops on rank 0 and rank 1;
+    the same rank twice draws the same ones."""
+    batches, weights = [], []
+    for rank in (0, 1, 0):
+        trainer = make_trainer(tiny, tmp_path, rank=rank, monkeypatch=monkeypatch)
+        images, labels = first_batch(trainer)
+        batches.append((images, labels))
+        weights.append(trainer.model.conv1[0].weight.clone())
+    assert torch.equal(weights[0], weights[1])
+    assert torch.equal(batches[0][1], batches[1][1])  # the same images
+    assert not torch.equal(batches[0][0], batches[1][0])  # augmented differently
+    assert torch.equal(batches[0][0], batches[2][0])
+
+
+def test_checkpoint_restores_numpy_python_and_torch_generators(tiny, tmp_path):
+    import random
+
+    trainer = make_trainer(tiny, tmp_path)
+    state = trainer.state()
+    expected = (np.random.rand(3), random.random(), torch.rand(3))
+    np.random.seed(123), random.seed(123), torch.manual_seed(123)
+    trainer.load({**state, "state_dict": trainer.model.state_dict()})
+    got = (np.random.rand(3), random.random(), torch.rand(3))
+    assert np.array_equal(expected[0], got[0]) and expected[1] == got[1]
+    assert torch.equal(expected[2], got[2])
