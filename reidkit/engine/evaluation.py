@@ -9,8 +9,7 @@ chooses best.pt: the validation split when there is one, else the first target.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from reidkit.config import Config
 from reidkit.data.sample import Dataset, Sample
 from reidkit.errors import UsageError
 
-log = logging.getLogger(__name__)
 VAL = "val"
 
 
@@ -29,7 +27,7 @@ class EvalSet:
     name: str
     dataset: str
     query: list[Sample]
-    gallery: list[Sample] = field(default_factory=list)
+    gallery: list[Sample]
 
     def fields(self) -> tuple[str, str]:
         return f"{self.name}/mAP", f"{self.name}/rank1"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.config import Config
+from reidkit.device import barrier
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
 from reidkit.engine.rundir import (
     LAST,
@@ -385,7 +386,7 @@ class Trainer:
                 self.save("best.pt")
             if c.train.save_every and self.epoch % c.train.save_every == 0:
                 self.save(f"epoch-{self.epoch:03d}.pt")
-        self._barrier()
+        barrier()
         return row
 
     def _freeze(self, frozen: bool) -> None:
@@ -433,11 +434,6 @@ class Trainer:
                 f"after epoch {self.epoch} the weights of process {differ[0]} differ from "
                 "process 0's: the processes are not training one model"
             )
-
-    def _barrier(self) -> None:
-        from reidkit.device import barrier
-
-        barrier()
 
     def evaluate(self) -> dict[str, float]:
         """mAP and rank-1 on each evaluation set (see :mod:`reidkit.engine.evaluation`),
