@@ -1,10 +1,10 @@
 """``reidkit demo``: the whole pipeline on the synthetic dataset, in a few minutes on a CPU.
 
-Renders synthreid (preset small), trains a small OSNet for a few epochs, extracts query and
-gallery features of the trained model and of the same model untrained (its starting
-weights), and evaluates both; saves both evaluations with their CMC curves overlaid
-(eval/), and draws the trained model's worst ranked lists with an HTML index (vis/). Every
-stage is the library's own, and reruns reuse what is already there.
+Renders synthreid (preset small), trains resnet18 from scratch at 64x32 with the default
+losses, extracts query and gallery features of the trained model and of the same model
+untrained (its starting weights), and evaluates both; saves both evaluations with their
+CMC curves overlaid (eval/), and draws the trained model's worst ranked lists with an HTML
+index (vis/). Every stage is the library's own, and reruns reuse what is already there.
 """
 
 from __future__ import annotations
@@ -19,25 +19,23 @@ from reidkit.fileio import write_text_atomic
 from reidkit.progress import no_progress
 
 DEMO_EPOCHS = 20
-# Cross-entropy alone, still: osnet_x0_25 has no BNNeck, and from scratch with the triplet
-# term (its weight rising over 10 epochs) it collapsed to a loss equal to the margin (mAP
-# 1.1% at epoch 10). A ResNet demo with the default losses is measured in docs/training.md.
+# The default losses (cross-entropy with label smoothing + batch-hard triplet 0.3, BNNeck) on
+# resnet18 from scratch at 64x32, the schedule shortened to 20 epochs: the run measured in
+# docs/training.md ("the fix": mAP 41.9% against 2.5% untrained). The triplet weight rises
+# over 10 epochs, as it must from scratch: set here, because its default (the lr warmup)
+# is 2 epochs in this short schedule.
 DEMO_SETTINGS = [
     "data.dataset=synthreid",
-    "data.height=128",
-    "data.width=64",
+    "data.height=64",
+    "data.width=32",
     "data.batch_size=64",
     "data.num_instances=4",
-    "data.pad=5",
-    "data.erasing=0",
-    "model.name=osnet_x0_25",
-    # from scratch: OSNet's ImageNet weights are torchreid's files, which no fresh machine has
+    "model.name=resnet18",
+    # from scratch: a fresh machine has no ImageNet weights, and the demo must run offline
     "model.pretrained=none",
-    "loss.triplet=0",
-    "optim.lr=0.003",
-    "optim.weight_decay=0.0005",
-    "schedule.name=cosine",
-    "schedule.warmup_epochs=1",
+    "loss.triplet_warmup=10",
+    "schedule.warmup_epochs=2",
+    "schedule.milestones=[14,18]",
     f"train.epochs={DEMO_EPOCHS}",
     "eval.every=5",
 ]

@@ -59,13 +59,16 @@ def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[D
         train, query, gallery = hold_out(train, c.data.val_ids, c.train.seed)
         sets.append(EvalSet(VAL, train.name, query, gallery))
     given = dict(zip(c.data.sources or [c.data.dataset], sources, strict=True))
+    seen = {s.name: "the validation split" for s in sets}
     for target in c.eval.targets or list(given):
         ds = given.get(target) or load_dataset(target, c.data.root)
-        if ds.name in {s.name for s in sets}:
+        if ds.name in seen:
             raise UsageError(
-                f"eval.targets: two targets are called {ds.name!r}",
-                hint="each target's metrics are named after it: rename one folder",
+                f"eval.targets: {seen[ds.name]} and {target} are both called {ds.name!r}",
+                hint="metrics are named after the dataset (a folder after its name, a symlink "
+                "after its target's): give each dataset once, or rename a folder",
             )
+        seen[ds.name] = target
         sets.append(EvalSet(ds.name, ds.name, ds.query, ds.gallery))
     return train, [s for s in sets if s.query and s.gallery]
 

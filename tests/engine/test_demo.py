@@ -4,16 +4,20 @@ import json
 from pathlib import Path
 
 
-def test_demo_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
-    code, out, err = cli("demo", "--out", tmp_path / "demo", "--epochs", "1", "--json")
+def test_demo_learns_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
+    """The demo's first 5 epochs (its schedule, shortened only at the end) already beat the
+    same model untrained: measured mAP 10.0% against 2.5% (20 epochs: 41.9%)."""
+    code, out, err = cli("demo", "--out", tmp_path / "demo", "--epochs", "5", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert set(result) == {
         "trained", "untrained", "weights", "seconds", "run", "features", "visrank", "cmc_plot",
     }  # fmt: skip
-    assert result["weights"]["trained"].endswith("last.pt (epoch 1, the last)")
-    for label in ("trained", "untrained"):
-        assert set(result[label]) == {"mAP", "rank1"} and 0 <= result[label]["mAP"] <= 1
+    assert result["weights"]["trained"].endswith("last.pt (epoch 5, the last)")
+    trained, untrained = result["trained"], result["untrained"]
+    assert trained["mAP"] >= untrained["mAP"] + 0.05, (trained, untrained)
+    assert trained["rank1"] > untrained["rank1"], (trained, untrained)
+    assert untrained["mAP"] < 0.05  # near chance: 100 query identities
     assert [Path(f).name for f in result["features"]] == [
         "synthreid-query.h5",
         "synthreid-gallery.h5",
@@ -29,18 +33,18 @@ def test_demo_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
         *map(Path, result["features"]),
     ]
     stamps = [p.stat().st_mtime_ns for p in outputs]
-    code, out, _ = cli("demo", "--out", tmp_path / "demo", "--epochs", "1", "--json")
+    code, out, _ = cli("demo", "--out", tmp_path / "demo", "--epochs", "5", "--json")
     assert code == 0 and json.loads(out)["trained"] == result["trained"]
     assert [p.stat().st_mtime_ns for p in outputs] == stamps  # nothing trained or written again
 
 
 def test_the_recipe_file_is_the_demos_recipe(tmp_path):
-    """configs/synthreid_osnet_x0_25.yaml (the README's training command) and the demo
+    """configs/synthreid_resnet18.yaml (the README's training command) and the demo
     train the same way: neither can drift from the other."""
     from helpers import REPO
 
     from reidkit.config import load_config
     from reidkit.engine.demo import demo_config
 
-    recipe = load_config(REPO / "configs" / "synthreid_osnet_x0_25.yaml", [f"data.root={tmp_path}"])
+    recipe = load_config(REPO / "configs" / "synthreid_resnet18.yaml", [f"data.root={tmp_path}"])
     assert recipe.to_dict() == demo_config(tmp_path).to_dict()

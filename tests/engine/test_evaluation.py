@@ -110,8 +110,21 @@ def test_several_sources_train_one_classifier_and_are_each_evaluated(two_sets, t
 
 
 def test_two_targets_of_one_name_are_refused(two_sets, tmp_path, cli):
+    """Each target's columns are named after it: the same folder twice, a symlink to it
+    under another name, and a folder called as the validation split are all refused."""
     root, _ = two_sets
-    code, out, err, run = _train(cli, tmp_path, root, f"eval.targets=[synthreid,{root}/synthreid]")
-    assert (code, out) == (2, "")
-    assert "eval.targets: two targets are called 'synthreid'" in err
-    assert not run.exists()
+    (tmp_path / "link").symlink_to(root / "synthreid")
+    shutil.copytree(root / "synthreid", tmp_path / "val")
+    for extra, message in [
+        ([f"eval.targets=[synthreid,{root}/synthreid]"], f"synthreid and {root}/synthreid"),
+        ([f"eval.targets=[synthreid,{tmp_path}/link]"], f"synthreid and {tmp_path}/link"),
+        (
+            ["data.val_ids=4", f"eval.targets=[{tmp_path}/val]"],
+            f"the validation split and {tmp_path}/val",
+        ),
+    ]:
+        code, out, err, run = _train(cli, tmp_path, root, *extra)
+        assert (code, out) == (2, ""), err
+        assert f"error: eval.targets: {message}" in err
+        assert "hint: metrics are named after the dataset" in err
+        assert not run.exists()
