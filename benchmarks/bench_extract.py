@@ -25,9 +25,10 @@ from machine import describe
 
 from reidkit.data import load_dataset
 from reidkit.data.synth import generate
+from reidkit.features.batches import ImageList
 from reidkit.features.extractor import (
     ExtractOptions,
-    ImageList,
+    TorchRunner,
     _forward,
     extract_subset,
     normalize,
@@ -47,7 +48,7 @@ def model_only(model, tensors: torch.Tensor, options: ExtractOptions) -> float:
 
 def extraction(model, samples, root: Path, out: Path, options: ExtractOptions, workers: int):
     result = extract_subset(
-        model,
+        TorchRunner(model, options, "cpu"),
         samples,
         out,
         root=root,
@@ -86,10 +87,9 @@ def main() -> None:
             ):
                 options = ExtractOptions(**extra)
                 m = model.to(memory_format=torch.channels_last) if extra else model
-                images = ImageList([s.path for s in samples], 0, options)
-                tensors = normalize(
-                    torch.stack([images[i][0] for i in range(len(images))]), options
-                )
+                images = ImageList([s.path for s in samples], 0, options.height, options.width)
+                pixels = [torch.from_numpy(images[i][0]) for i in range(len(images))]
+                tensors = normalize(torch.stack(pixels), options)
                 model_only(m, tensors[:BATCH], options)  # warm-up
                 pairs = []
                 for _ in range(args.repeats):

@@ -8,6 +8,7 @@ process group is asked for, so CPU-only evaluation starts fast.
 from __future__ import annotations
 
 import os
+import sys
 
 from reidkit.errors import UsageError
 
@@ -52,18 +53,24 @@ def init_distributed(device: str) -> str:
     return device
 
 
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+def _process_group():
+    """torch.distributed when a group is initialised, else None (torch is not loaded for
+    this: without torch there is no group, and ONNX Runtime extraction stays torch-free)."""
+    if "torch" not in sys.modules:
+        return None
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    dist = _process_group()
+    return (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
 
 
 def barrier() -> None:
     """Wait for every process of the group (nothing to wait for without one)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = _process_group()
+    if dist:
         dist.barrier()

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from reidkit.data.images import UnreadableImage, read_rgb
 from reidkit.data.sample import Sample
 from reidkit.device import barrier, distributed_rank, init_distributed, resolve_device
 from reidkit.errors import DataError, ReidkitError, UsageError
+from reidkit.features.batches import ImageList, batches_in_process
 from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
 from reidkit.fileio import file_lock
 from reidkit.progress import ProgressFn, no_progress
@@ -61,33 +61,6 @@ class ExtractOptions:
             )
 
 
-class ImageList:
-    """A map-style dataset of image files: (uint8 HWC tensor, sample index, error text).
-
-    Workers hand over uint8 pixels (a quarter of float32's bytes); the batch is normalised
-    in one vectorised step by :func:`normalize`.
-    """
-
-    def __init__(self, paths: list[str], offset: int, options: ExtractOptions) -> None:
-        self.paths = paths
-        self.offset = offset
-        self.size = (options.width, options.height)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        import torch
-
-        try:
-            array = np.array(read_rgb(self.paths[i], self.size))  # writable for torch
-            error = ""
-        except UnreadableImage as exc:
-            array = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
-            error = exc.reason
-        return torch.from_numpy(array), self.offset + i, error
-
-
 def normalize(images, options: ExtractOptions):
     """uint8 (N, H, W, 3) pixels to float32 (N, 3, H, W), scaled to [0, 1] and standardised
     per channel: (x / 255 - mean) / std, as one scale and one shift."""
@@ -121,6 +94,39 @@ def is_up_to_date(path: Path, provenance: dict) -> bool:
     )
 
 
+class TorchRunner:
+    """A PyTorch model as extraction runs it: on ``device``, in eval mode, with the
+    options' flip, autocast and memory format."""
+
+    def __init__(self, model, options: ExtractOptions, device: str) -> None:
+        import torch
+
+        self.model = model.to(device).eval()
+        if options.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.options, self.device = options, device
+        self.feature_dim = model.feature_dim
+
+    def batches(self, images: ImageList, batch_size: int, workers: int):
+        if workers == 0:
+            return batches_in_process(images, batch_size)
+        import torch
+
+        return torch.utils.data.DataLoader(
+            images,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=self.device.startswith("cuda"),
+        )
+
+    def forward(self, batch, ok: np.ndarray) -> np.ndarray:
+        import torch
+
+        pixels = torch.as_tensor(batch)[torch.from_numpy(ok)]
+        return _forward(self.model, pixels, self.options, self.device)
+
+
 def _forward(model, images, options: ExtractOptions, device: str):
     import torch
 
@@ -141,14 +147,13 @@ def _forward(model, images, options: ExtractOptions, device: str):
 
 
 def extract_subset(
-    model,
+    runner,
     samples: list[Sample],
     out: str | os.PathLike[str],
     *,
     root: Path,
     attrs: dict[str, Any],
     options: ExtractOptions,
-    device: str = "cpu",
     batch_size: int = 128,
     workers: int = 0,
     skip_bad: bool = False,
@@ -156,7 +161,8 @@ def extract_subset(
     wait_for_lock: bool = False,
     progress: ProgressFn = no_progress,
 ) -> dict[str, Any]:
-    """Extract the features of ``samples`` into the feature file ``out``.
+    """Extract the features of ``samples`` into the feature file ``out`` with ``runner``
+    (a :class:`TorchRunner`, or ONNX Runtime's :class:`reidkit.deploy.runtime.OnnxRunner`).
 
     With ``force`` the file is made again; the old one stays readable until the new one
     replaces it. With ``wait_for_lock`` a concurrent writer is waited for, else LockedError.
@@ -211,19 +217,9 @@ def extract_subset(
         resumed = 0
         if force or not is_up_to_date(part, provenance):
             resumed = _extract_rows(
-                model,
-                samples,
-                lo,
-                hi,
-                part,
-                file_attrs,
-                options,
-                device,
-                batch_size,
-                workers,
-                skip_bad,
-                progress,
-            )
+                runner, samples, lo, hi, part, file_attrs, options, batch_size, workers,
+                skip_bad, progress,
+            )  # fmt: skip
         barrier()
         if rank == 0 and world > 1:
             _merge_parts(
@@ -248,17 +244,12 @@ def extract_subset(
 
 
 def _extract_rows(
-    model, samples, lo, hi, path, attrs, options, device, batch_size, workers, skip_bad, progress
+    runner, samples, lo, hi, path, attrs, options, batch_size, workers, skip_bad, progress
 ) -> int:
     """Extract samples[lo:hi] into ``path``; returns the rows resumed from an earlier run."""
-    import torch
-
-    model = model.to(device).eval()
-    if options.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     writer = FeatureWriter(
         path,
-        model.feature_dim,
+        runner.feature_dim,
         storage=options.storage,
         with_paths=True,
         with_dsetids=True,
@@ -268,23 +259,14 @@ def _extract_rows(
         attrs=attrs,
     )
     first = max(lo, writer.next_index)
-    images = ImageList([s.path for s in samples[first:hi]], first, options)
-    if workers > 0:
-        loader = torch.utils.data.DataLoader(
-            images,
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=workers,
-            pin_memory=device.startswith("cuda"),
-        )
-    else:
-        loader = batches_in_process(images, batch_size)
+    images = ImageList([s.path for s in samples[first:hi]], first, options.height, options.width)
+    loader = runner.batches(images, batch_size, workers)
     root = Path(attrs["root"])
     done = first - lo
     progress(done, hi - lo)
     for batch, index, errors in loader:
         rebalance_threads()  # share the cores with commands started meanwhile
-        index = index.numpy()
+        index = np.asarray(index)
         ok = np.array([not e for e in errors])
         for i, error in zip(index[~ok], np.asarray(errors)[~ok], strict=True):
             if not skip_bad:
@@ -294,7 +276,7 @@ def _extract_rows(
                 )
             log.warning("skipped unreadable image %s: %s", samples[i].path, error)
         if ok.any():
-            features = _forward(model, batch[torch.from_numpy(ok)], options, device)
+            features = runner.forward(batch, ok)
             kept = [samples[i] for i in index[ok]]
             writer.append(
                 features,
@@ -311,23 +293,6 @@ def _extract_rows(
     skipped = [os.path.relpath(samples[i].path, root) for i in missing]
     writer.finish(skipped=json.dumps(skipped))
     return writer.resumed_rows
-
-
-def batches_in_process(images: ImageList, batch_size: int):
-    """Batches decoded in this process, between forward passes (``--workers 0``).
-
-    Measured on 2 cores: decoding beside the model, in worker processes or a thread, slows
-    the model's own threads more than the overlap saves; in turn is faster there.
-    """
-    import torch
-
-    for start in range(0, len(images), batch_size):
-        items = [images[i] for i in range(start, min(len(images), start + batch_size))]
-        yield (
-            torch.stack([t for t, _, _ in items]),
-            torch.tensor([i for _, i, _ in items]),
-            [e for _, _, e in items],
-        )
 
 
 def shard(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
@@ -402,73 +367,17 @@ def extract_dataset(
         )
         if unchanged is not None:
             return {**unchanged, "device": device}
-    import torch
-
-    from reidkit.engine.checkpoint import (
-        data_config,
-        file_sha256,
-        load_checkpoint,
-        model_from_checkpoint,
-    )
-    from reidkit.models import create_model, load_weights, model_cfg, model_distance
-    from reidkit.models import model_options as options_with_defaults  # a parameter's name
-    from reidkit.models.weights import count_by_module, summary
+    from reidkit.features.source import load_model_source
 
     if (checkpoint is None) == (model_name is None):
         raise UsageError("give either a CHECKPOINT or --model NAME")
     if (dataset is None) == (images is None):
         raise UsageError("give either --dataset or --images")
-    given_options = {k: v for k, v in (model_options or {}).items() if v is not None}
-    if checkpoint is not None and given_options:
-        raise UsageError(
-            f"--{next(iter(given_options)).replace('_', '-')} is for --model: a checkpoint "
-            "says how its model is built"
-        )
-    weights_report = None
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        model = model_from_checkpoint(ckpt)
-        model_attrs = {
-            "model": ckpt["model"]["name"],
-            "checkpoint": str(checkpoint),
-            "checkpoint_sha256": file_sha256(checkpoint),
-            "config": ckpt.get("config"),
-        }
-        built_with = ckpt["model"].get("kwargs", {})
-        data = data_config(ckpt)
-    else:
-        cfg = model_cfg(model_name)
-        size = (height or cfg.input_size[0], width or cfg.input_size[1])
-        torch.manual_seed(seed)
-        model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
-        built_with = options_with_defaults(model_name, given_options)
-        data = {"height": size[0], "width": size[1], "mean": cfg.mean, "std": cfg.std}
-        if weights is not None:
-            # features are the whole model's: only the classifier may stay as initialised
-            report = load_weights(model, weights, allow_partial=allow_partial)
-            weights_report = {
-                **summary(report),
-                "missing_by_module": count_by_module(report["missing"]),
-                "skipped_keys": report["skipped"],
-                "missing_keys": report["missing"],
-            }
-            log.info(
-                "loaded %d tensors from %s (%d of its tensors skipped, %d of the model's "
-                "left as initialised: %s)",
-                weights_report["used"],
-                weights,
-                weights_report["skipped"],
-                weights_report["missing"],
-                weights_report["missing_by_module"] or "none",
-            )
-        model_attrs = {
-            "model": model_name,
-            "seed": seed,
-            "checkpoint_sha256": file_sha256(weights) if weights else "",
-        }
-    options_built = {k: v for k, v in built_with.items() if k != "image_size"}
-    model_attrs["model_options"] = json.dumps(options_built, sort_keys=True)
-    model_attrs["distance"] = model_distance(model_attrs["model"], options_built)
+    source = load_model_source(
+        checkpoint, model_name, weights=weights, seed=seed, height=height, width=width,
+        model_options=model_options, allow_partial=allow_partial,
+    )  # fmt: skip
+    model, model_attrs, data = source.model, source.attrs, source.data
     option_keys = {"flip", "storage", "amp", "channels_last"}
     options = ExtractOptions(
         height=height or data["height"],
@@ -484,6 +393,7 @@ def extract_dataset(
     if run_kwargs.get("workers", 0) < 0:
         run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
     jobs = _jobs(dataset, root, subsets, images, Path(out_dir))
+    runner = TorchRunner(model, options, device)
     results = []
     for name, subset, samples, base, path, camera_base in jobs:
         attrs = {
@@ -496,20 +406,19 @@ def extract_dataset(
         }
         progress = progress_factory(f"{name}-{subset}") if progress_factory else None
         result = extract_subset(
-            model,
+            runner,
             samples,
             path,
             root=base,
             attrs=attrs,
             options=options,
-            device=device,
             progress=progress or no_progress,
             **run_kwargs,
         )
         results.append({"subset": subset, **result})
     return {
         "files": results,
-        "weights": weights_report,
+        "weights": source.weights_report,
         "device": device,
         "options": asdict(options),
     }
@@ -618,11 +527,13 @@ def compute_features(
 ) -> np.ndarray:
     """Features of ``samples`` in memory, as ``extract`` computes them (for evaluation
     during training). An unreadable image is a DataError naming it."""
-    images = ImageList([s.path for s in samples], 0, options)
+    import torch
+
+    images = ImageList([s.path for s in samples], 0, options.height, options.width)
     parts = []
     for batch, index, errors in batches_in_process(images, batch_size):
         for i, error in zip(index.tolist(), errors, strict=True):
             if error:
                 raise DataError(f"cannot read image {samples[i].path}: {error}")
-        parts.append(_forward(model, batch, options, device))
+        parts.append(_forward(model, torch.from_numpy(batch), options, device))
     return np.concatenate(parts) if parts else np.zeros((0, model.feature_dim), np.float32)

@@ -15,7 +15,7 @@ from helpers import MARKET_SPEC, reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.data import load_dataset
 from reidkit.engine.checkpoint import model_spec, save_checkpoint
-from reidkit.features.extractor import ExtractOptions, ImageList
+from reidkit.features.batches import ImageList
 from reidkit.features.store import read_features
 from reidkit.fileio import file_lock
 from reidkit.models import create_model
@@ -59,8 +59,8 @@ def test_model_features_equal_a_direct_forward(market_tree, tmp_path, cli):
     assert attrs["distance"] == "euclidean"  # OSNet's, as torchreid evaluates it
     torch.manual_seed(0)
     model = create_model("osnet_x0_25", num_classes=1).eval()
-    images = ImageList([s.path for s in ds.query], 0, ExtractOptions(height=64, width=32))
-    pixels = torch.stack([images[i][0] for i in range(len(images))])
+    images = ImageList([s.path for s in ds.query], 0, 64, 32)
+    pixels = torch.stack([torch.from_numpy(images[i][0]) for i in range(len(images))])
     assert pixels.dtype == torch.uint8 and pixels.shape[1:] == (64, 32, 3)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

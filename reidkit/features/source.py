@@ -1,0 +1,119 @@
+"""The model an extraction or an export starts from: a reidkit checkpoint, or a registered
+model with random weights (seeded) or with a weights file that must load whole."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from reidkit.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSource:
+    """A built model (eval mode) and what is known about it.
+
+    Attributes:
+        model: the network.
+        attrs: provenance for output files: model, model_options (JSON), distance,
+            checkpoint_sha256, and checkpoint + config or seed.
+        data: height, width, mean, std it was trained with (or the model declares).
+        weights_report: what ``--weights`` loaded, or None.
+        checkpoint: the checkpoint dict, when the model came from one.
+    """
+
+    model: Any
+    attrs: dict[str, Any]
+    data: dict[str, Any]
+    weights_report: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+def load_model_source(
+    checkpoint: str | os.PathLike[str] | None = None,
+    model_name: str | None = None,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    height: int | None = None,
+    width: int | None = None,
+    model_options: dict[str, Any] | None = None,
+    allow_partial: bool = False,
+) -> ModelSource:
+    """Build the model from a checkpoint or from ``model_name`` (see the module's text).
+
+    Raises:
+        UsageError: neither or both of checkpoint and model_name, or model options given
+            with a checkpoint (which says how its model is built).
+    """
+    import torch
+
+    from reidkit.engine.checkpoint import (
+        data_config,
+        file_sha256,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
+    from reidkit.models import create_model, load_weights, model_cfg, model_distance
+    from reidkit.models import model_options as options_with_defaults  # a parameter's name
+    from reidkit.models.weights import count_by_module, summary
+
+    if (checkpoint is None) == (model_name is None):
+        raise UsageError("give either a CHECKPOINT or --model NAME")
+    given_options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    if checkpoint is not None and given_options:
+        raise UsageError(
+            f"--{next(iter(given_options)).replace('_', '-')} is for --model: a checkpoint "
+            "says how its model is built"
+        )
+    weights_report, ckpt = None, None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        model = model_from_checkpoint(ckpt)
+        attrs = {
+            "model": ckpt["model"]["name"],
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": file_sha256(checkpoint),
+            "config": ckpt.get("config"),
+        }
+        built_with = ckpt["model"].get("kwargs", {})
+        data = data_config(ckpt)
+    else:
+        cfg = model_cfg(model_name)
+        size = (height or cfg.input_size[0], width or cfg.input_size[1])
+        torch.manual_seed(seed)
+        model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
+        built_with = options_with_defaults(model_name, given_options)
+        data = {"height": size[0], "width": size[1], "mean": cfg.mean, "std": cfg.std}
+        if weights is not None:
+            # features are the whole model's: only the classifier may stay as initialised
+            report = load_weights(model, weights, allow_partial=allow_partial)
+            weights_report = {
+                **summary(report),
+                "missing_by_module": count_by_module(report["missing"]),
+                "skipped_keys": report["skipped"],
+                "missing_keys": report["missing"],
+            }
+            log.info(
+                "loaded %d tensors from %s (%d of its tensors skipped, %d of the model's "
+                "left as initialised: %s)",
+                weights_report["used"],
+                weights,
+                weights_report["skipped"],
+                weights_report["missing"],
+                weights_report["missing_by_module"] or "none",
+            )
+        attrs = {
+            "model": model_name,
+            "seed": seed,
+            "checkpoint_sha256": file_sha256(weights) if weights else "",
+        }
+    options_built = {k: v for k, v in built_with.items() if k != "image_size"}
+    attrs["model_options"] = json.dumps(options_built, sort_keys=True)
+    attrs["distance"] = model_distance(attrs["model"], options_built)
+    return ModelSource(model.eval(), attrs, data, weights_report, ckpt)
