@@ -55,7 +55,17 @@ def root(
 
 
 def _register_commands() -> None:
-    from reidkit.cli import completion, datasets, demo, evaluate, extract, models, train, visrank
+    from reidkit.cli import (
+        completion,
+        datasets,
+        demo,
+        evaluate,
+        export,
+        extract,
+        models,
+        train,
+        visrank,
+    )
 
     app.add_typer(datasets.app, name="datasets")
     app.add_typer(models.app, name="models")
@@ -63,6 +73,7 @@ def _register_commands() -> None:
     app.command("resume")(train.resume)
     app.command("extract")(extract.extract)
     app.command("evaluate")(evaluate.evaluate)
+    app.command("export")(export.export)
     app.command("visrank")(visrank.visrank)
     app.command("compare")(visrank.compare)
     app.command("demo")(demo.demo)

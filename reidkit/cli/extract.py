@@ -22,7 +22,51 @@ from reidkit.cli.options import (
     WaitForLockOpt,
     complete_dataset,
 )
+from reidkit.errors import UsageError
 from reidkit.threads import configure as configure_threads
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="A registered model instead of a checkpoint (random weights "
+        "seeded by --seed, or --weights).",
+        autocompletion=complete_model,
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Weights for --model: a state dict, a reidkit or torchreid checkpoint; all of "
+        "the model but its classifier must load.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", show_default=False, help="Seed of --model's random weights (0)."),
+]
+BnneckOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--bnneck/--no-bnneck",
+        help="--model with or without a BNNeck (default: the model's; 'models list' "
+        "shows which models have the option).",
+        show_default=False,
+    ),
+]
+LastStrideOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--last-stride",
+        help="--model's last stride, 1 or 2 (default: the model's); torchreid's resnet50 "
+        "is --no-bnneck --last-stride 2.",
+        show_default=False,
+    ),
+]
 
 
 def extract(
@@ -61,46 +105,40 @@ def extract(
             "--out", help="Folder for the feature files.", file_okay=False, envvar="REIDKIT_OUT"
         ),
     ] = Path("feats"),
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            help="A registered model instead of a checkpoint (random weights "
-            "seeded by --seed, or --weights).",
-            autocompletion=complete_model,
-            show_default=False,
-        ),
-    ] = None,
-    weights: Annotated[
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    seed: SeedOpt = None,
+    bnneck: BnneckOpt = None,
+    last_stride: LastStrideOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    onnx: Annotated[
         Path | None,
         typer.Option(
-            "--weights",
-            help="Weights for --model: a state dict, a reidkit or torchreid checkpoint; all of "
-            "the model but its classifier must load.",
+            "--onnx",
+            help="An ONNX file from 'reidkit export', run with ONNX Runtime instead of "
+            "PyTorch (torch is not imported).",
             dir_okay=False,
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of --model's random weights.")] = 0,
-    bnneck: Annotated[
-        bool | None,
+    mean: Annotated[
+        str | None,
         typer.Option(
-            "--bnneck/--no-bnneck",
-            help="--model with or without a BNNeck (default: the model's; 'models list' "
-            "shows which models have the option).",
+            "--mean",
+            help="For an --onnx file without reidkit metadata: per-channel mean on the 0-1 "
+            "scale, e.g. 0.485,0.456,0.406.",
             show_default=False,
         ),
     ] = None,
-    last_stride: Annotated[
-        int | None,
+    std: Annotated[
+        str | None,
         typer.Option(
-            "--last-stride",
-            help="--model's last stride, 1 or 2 (default: the model's); torchreid's resnet50 "
-            "is --no-bnneck --last-stride 2.",
+            "--std",
+            help="For an --onnx file without reidkit metadata: per-channel std, e.g. "
+            "0.229,0.224,0.225.",
             show_default=False,
         ),
     ] = None,
-    allow_partial: AllowPartialOpt = False,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -178,6 +216,9 @@ def extract(
             device=device,
             model_options={"bnneck": bnneck, "last_stride": last_stride},
             allow_partial=allow_partial,
+            onnx=onnx,
+            mean=channels("--mean", mean),
+            std=channels("--std", std),
             progress_factory=progress_factory,
             batch_size=batch_size,
             workers=workers,
@@ -191,6 +232,19 @@ def extract(
         )
     if output.is_main_process():
         output.render(result, as_json, extract_report)
+
+
+def channels(option: str, text: str | None) -> list[float] | None:
+    """Three comma-separated numbers, as --mean and --std take them."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or (option == "--std" and min(values) <= 0):
+        raise UsageError(f"{option} {text}: give three numbers (R,G,B), e.g. 0.485,0.456,0.406")
+    return values
 
 
 def extract_report(result: dict) -> str:

@@ -338,7 +338,7 @@ def extract_dataset(
     checkpoint: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
     weights: str | os.PathLike[str] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     dataset: str | None = None,
     root: str | os.PathLike[str] = "data",
     subsets: tuple[str, ...] = ("query", "gallery"),
@@ -349,6 +349,9 @@ def extract_dataset(
     device: str = "auto",
     model_options: dict[str, Any] | None = None,
     allow_partial: bool = False,
+    onnx: str | os.PathLike[str] | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
     progress_factory=None,
     **kwargs: Any,
 ) -> dict[str, Any]:
@@ -356,44 +359,65 @@ def extract_dataset(
 
     The model comes from a checkpoint, or from ``model_name`` built with ``model_options``
     (random initialisation seeded by ``seed``, or ``weights``, which must load the whole
-    model but its classifier unless ``allow_partial``). Image size and normalisation
-    default to the checkpoint's, or to what the model declares.
+    model but its classifier unless ``allow_partial``), or is an exported ``onnx`` file run
+    by ONNX Runtime (torch is not imported then). Image size and normalisation default to
+    the checkpoint's, or to what the model or the ONNX file declares; ``mean`` and ``std``
+    are for an ONNX file without reidkit's metadata.
     ``kwargs`` go to :func:`extract_subset` (batch_size, workers, skip_bad, force) and to
     :class:`ExtractOptions` (flip, storage, amp, channels_last).
     """
+    sources = {"CHECKPOINT": checkpoint, "--model": model_name, "--onnx": onnx}
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise UsageError(
+            "give one of CHECKPOINT, --model NAME or --onnx FILE"
+            + (f", not {' and '.join(given)}" if given else "")
+        )
+    if (dataset is None) == (images is None):
+        raise UsageError("give either --dataset or --images")
+    if onnx is None and (mean is not None or std is not None):
+        raise UsageError(
+            f"--{'mean' if mean is not None else 'std'} is for --onnx files without reidkit "
+            "metadata: a checkpoint or a model says how it was trained"
+        )
     if checkpoint is not None and Path(checkpoint).is_file() and dataset is not None:
         unchanged = _unchanged_outputs(
             checkpoint, dataset, root, subsets, Path(out_dir), height, width, kwargs
         )
         if unchanged is not None:
             return {**unchanged, "device": device}
-    from reidkit.features.source import load_model_source
-
-    if (checkpoint is None) == (model_name is None):
-        raise UsageError("give either a CHECKPOINT or --model NAME")
-    if (dataset is None) == (images is None):
-        raise UsageError("give either --dataset or --images")
-    source = load_model_source(
-        checkpoint, model_name, weights=weights, seed=seed, height=height, width=width,
-        model_options=model_options, allow_partial=allow_partial,
-    )  # fmt: skip
-    model, model_attrs, data = source.model, source.attrs, source.data
     option_keys = {"flip", "storage", "amp", "channels_last"}
-    options = ExtractOptions(
-        height=height or data["height"],
-        width=width or data["width"],
-        mean=list(data["mean"]),
-        std=list(data["std"]),
-        **{k: v for k, v in kwargs.items() if k in option_keys},
-    )
-    options.check()  # before anything is locked or written
     run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
-    device = resolve_device(device)
-    device = init_distributed(device)
-    if run_kwargs.get("workers", 0) < 0:
-        run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
-    jobs = _jobs(dataset, root, subsets, images, Path(out_dir))
-    runner = TorchRunner(model, options, device)
+    if onnx is not None:
+        runner, model_attrs, options, weights_report = _onnx_runner(
+            onnx, device, height, width, mean, std, model_options,
+            {"--weights": weights is not None, "--seed": seed is not None,
+             "--allow-partial": allow_partial},
+            kwargs,
+        )  # fmt: skip
+        device = runner.device
+        run_kwargs["workers"] = 0
+    else:
+        from reidkit.features.source import load_model_source
+
+        source = load_model_source(
+            checkpoint, model_name, weights=weights, seed=seed, height=height, width=width,
+            model_options=model_options, allow_partial=allow_partial,
+        )  # fmt: skip
+        model_attrs, data, weights_report = source.attrs, source.data, source.weights_report
+        options = ExtractOptions(
+            height=height or data["height"],
+            width=width or data["width"],
+            mean=list(data["mean"]),
+            std=list(data["std"]),
+            **{k: v for k, v in kwargs.items() if k in option_keys},
+        )
+        options.check()  # before anything is locked or written
+        device = init_distributed(resolve_device(device))
+        if run_kwargs.get("workers", 0) < 0:
+            run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
+        runner = TorchRunner(source.model, options, device)
+    jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
     results = []
     for name, subset, samples, base, path, camera_base in jobs:
         attrs = {
@@ -402,7 +426,9 @@ def extract_dataset(
             "subset": subset,
             "camera_base": camera_base,
             # what makes the features: not the config's text, not the advice on distances
-            "provenance": {k: v for k, v in model_attrs.items() if k not in ("config", "distance")},
+            "provenance": {
+                k: v for k, v in model_attrs.items() if k not in ("config", "distance", "onnx")
+            },
         }
         progress = progress_factory(f"{name}-{subset}") if progress_factory else None
         result = extract_subset(
@@ -418,10 +444,41 @@ def extract_dataset(
         results.append({"subset": subset, **result})
     return {
         "files": results,
-        "weights": source.weights_report,
+        "weights": weights_report,
         "device": device,
         "options": asdict(options),
     }
+
+
+def _onnx_runner(path, device, height, width, mean, std, model_options, refused, kwargs):
+    """The ONNX Runtime side of :func:`extract_dataset`: what PyTorch alone does is refused."""
+    from reidkit.deploy.runtime import onnx_extraction
+
+    torch_only = {
+        **refused,
+        "--amp": kwargs.get("amp", "off") != "off",
+        "--channels-last": kwargs.get("channels_last", False),
+        **{f"--{k.replace('_', '-')}": v is not None for k, v in (model_options or {}).items()},
+    }
+    for option, given in torch_only.items():
+        if given:
+            raise UsageError(
+                f"{option} is for PyTorch models: an ONNX graph is run as exported",
+                hint="export with --half for float16",
+            )
+    if kwargs.get("workers", 0) > 0:
+        raise UsageError(
+            "--workers: with --onnx images are decoded in this process, between forward "
+            "passes (torch's DataLoader is not used); leave --workers out"
+        )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--onnx runs in one process: start it without torchrun")
+    runner, attrs, options = onnx_extraction(
+        path, device=device, height=height, width=width, mean=mean, std=std,
+        flip=kwargs.get("flip", False), storage=kwargs.get("storage", "float32"),
+    )  # fmt: skip
+    options.check()
+    return runner, attrs, options, None
 
 
 def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height, width, kwargs):
@@ -438,7 +495,7 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
     asked = {"height": height, "width": width}
     asked.update({k: kwargs[k] for k in ("flip", "storage", "amp", "channels_last") if k in kwargs})
     try:
-        jobs = _jobs(dataset, root, subsets, None, out_dir)
+        jobs = image_jobs(dataset, root, subsets, None, out_dir)
     except ReidkitError:  # the full path reports it, in its usual order
         return None
     sha, files, options = None, [], {}
@@ -453,6 +510,7 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
         options = provenance.get("options", {})
         if (
             attrs.get("complete") is not True
+            or "onnx_sha256" in provenance  # made by ONNX Runtime: not this checkpoint's run
             or provenance.get("checkpoint_sha256") != sha
             or provenance.get("images") != samples_sha256(samples, base)
             or any(v is not None and options.get(k) != v for k, v in asked.items())
@@ -473,7 +531,7 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
     return {"files": files, "weights": None, "options": options}
 
 
-def _jobs(dataset, root, subsets, images, out_dir: Path):
+def image_jobs(dataset, root, subsets, images, out_dir: Path):
     """(dataset name, subset, samples, root of the paths, output file, camera base) per file
     to write."""
     from reidkit.data import load_dataset

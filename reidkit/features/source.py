@@ -39,7 +39,7 @@ def load_model_source(
     model_name: str | None = None,
     *,
     weights: str | os.PathLike[str] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     height: int | None = None,
     width: int | None = None,
     model_options: dict[str, Any] | None = None,
@@ -71,6 +71,17 @@ def load_model_source(
             f"--{next(iter(given_options)).replace('_', '-')} is for --model: a checkpoint "
             "says how its model is built"
         )
+    if checkpoint is not None:
+        for option, given in (
+            ("--weights", weights is not None),
+            ("--seed", seed is not None),
+            ("--allow-partial", allow_partial),
+        ):
+            if given:
+                raise UsageError(
+                    f"{option} is for --model: a checkpoint has its own weights",
+                    hint="leave it out, or use --model NAME instead of the checkpoint",
+                )
     weights_report, ckpt = None, None
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
@@ -86,6 +97,7 @@ def load_model_source(
     else:
         cfg = model_cfg(model_name)
         size = (height or cfg.input_size[0], width or cfg.input_size[1])
+        seed = 0 if seed is None else seed
         torch.manual_seed(seed)
         model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
         built_with = options_with_defaults(model_name, given_options)

@@ -48,6 +48,7 @@ PROVENANCE_FIELDS = {
     "std": "pixel std",
     "flip": "flip averaging",
     "normalized": "feature normalisation",
+    "onnx_half": "float16 ONNX graph",
 }
 
 
@@ -430,6 +431,8 @@ def provenance_of(features: FeatureSet) -> dict[str, Any]:
     they were attributes of their own come from the provenance's options)."""
     attrs = features.attrs
     found = {k: attrs[k] for k in PROVENANCE_FIELDS if k in attrs}
+    if "model" in attrs:  # every reidkit file: one that does not say float16 is float32
+        found.setdefault("onnx_half", False)
     if "mean" not in found and isinstance(attrs.get("provenance"), str):
         with contextlib.suppress(ValueError, AttributeError):
             options = json.loads(attrs["provenance"]).get("options", {})

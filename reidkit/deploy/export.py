@@ -1,0 +1,234 @@
+"""``reidkit export``: a model as an ONNX file that takes images and returns the embedding
+exactly as ``extract`` stores it, verified against PyTorch before it is published.
+
+The graph folds the preprocessing in: uint8 RGB NCHW pixels (or float32 NCHW already
+standardised) go through x / 255 - mean / std, the model, optionally the mean with the
+mirrored image, and come out as float32 (N, feature_dim). :mod:`reidkit.deploy.metadata`
+lists what the file says about itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reidkit.deploy.metadata import INPUT_FORMATS, DeployInfo
+from reidkit.errors import DataError, MissingInputError, UsageError
+
+log = logging.getLogger(__name__)
+DEFAULT_OPSET = 18
+FIRST_OPSET = 18  # torch's exporter writes 18 and later (it leaves a lower request at 18)
+INPUT_NAME, OUTPUT_NAME = "images", "features"
+EXAMPLE_BATCH = 2  # the traced batch of a dynamic export (1 would specialise the size)
+
+
+@dataclass
+class ExportOptions:
+    """How the graph is built (the metadata records all of it)."""
+
+    opset: int = DEFAULT_OPSET
+    batch: str = "dynamic"
+    height: int | None = None
+    width: int | None = None
+    flip: bool = False
+    half: bool = False
+    input_format: str = "uint8"
+
+    def check(self) -> None:
+        import onnx
+
+        latest = onnx.defs.onnx_opset_version()
+        if not FIRST_OPSET <= self.opset <= latest:
+            raise UsageError(
+                f"--opset {self.opset}: torch's exporter writes opsets {FIRST_OPSET} to "
+                f"{latest} (onnx {onnx.__version__})",
+                hint=f"the default, {DEFAULT_OPSET}, is the most widely supported",
+            )
+        if self.batch != "dynamic" and not (self.batch.isdigit() and int(self.batch) >= 1):
+            raise UsageError(f"--batch {self.batch}: give 'dynamic' or a positive batch size")
+        if self.input_format not in INPUT_FORMATS:
+            raise UsageError(f"--input {self.input_format}: choose from {', '.join(INPUT_FORMATS)}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name} {value}: must be positive")
+
+
+def import_onnx():
+    """onnx and onnxruntime, or a UsageError that says how to install them."""
+    from reidkit.deploy.runtime import INSTALL_HINT, import_onnxruntime
+
+    try:
+        import onnx
+    except ImportError:
+        raise UsageError("onnx is not installed", hint=INSTALL_HINT) from None
+    return onnx, import_onnxruntime()
+
+
+def checkpoint_of(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or a run directory's weights/best.pt (else its weights/last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / "weights" / name).is_file():
+                return path / "weights" / name
+        raise MissingInputError(f"{path}: a folder without weights/best.pt or weights/last.pt")
+    if not path.exists():
+        raise MissingInputError(f"{path}: no such checkpoint or run directory")
+    return path
+
+
+def deploy_graph(model, info: DeployInfo):
+    """The module that is exported: preprocessing, model, flip averaging, float32 out."""
+    import torch
+
+    class DeployGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            std = torch.tensor(info.std, dtype=torch.float32).view(1, 3, 1, 1)
+            mean = torch.tensor(info.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            # the arithmetic of extract's normalize: one scale and one shift
+            self.register_buffer("scale", 1.0 / (255.0 * std))
+            self.register_buffer("shift", mean / std)
+
+        def forward(self, images):
+            x = images.float()
+            if info.input_format == "uint8":
+                x = x * self.scale - self.shift
+            if info.half:
+                x = x.half()
+            features = self.model(x).float()
+            if info.flip:
+                features = (features + self.model(torch.flip(x, dims=[3])).float()) / 2
+            return features
+
+    return DeployGraph().eval()
+
+
+def export_onnx(graph, info: DeployInfo, opset: int):
+    """torch's ONNX exporter (torch.export based) on ``graph``; returns the ModelProto with
+    the metadata set. Any failure of the exporter is a one-line DataError."""
+    import torch
+
+    batch = EXAMPLE_BATCH if info.batch == "dynamic" else int(info.batch)
+    dtype = torch.uint8 if info.input_format == "uint8" else torch.float32
+    example = torch.zeros((batch, 3, info.height, info.width), dtype=dtype)
+    if dtype == torch.uint8:
+        example = torch.randint(0, 256, example.shape, generator=torch.Generator().manual_seed(0))
+        example = example.to(torch.uint8)
+    dynamic = ({0: torch.export.Dim("batch", min=1)},) if info.batch == "dynamic" else None
+    chatter = io.StringIO()  # the exporter prints its progress; our log says what matters
+    try:
+        with contextlib.redirect_stdout(chatter), torch.inference_mode(False), torch.no_grad():
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=dynamic,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                external_data=False,
+                optimize=True,
+                verify=False,
+            )
+    except Exception as exc:
+        reason = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        log.debug("exporter output:\n%s", chatter.getvalue())
+        raise DataError(f"{info.model}: torch's ONNX exporter failed: {reason[:300]}") from None
+    proto = program.model_proto
+    del proto.metadata_props[:]
+    for key, value in info.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"reidkit {info.model}: images in, re-ID embedding out"
+    return proto
+
+
+def export_model(
+    source,
+    out: str | os.PathLike[str],
+    options: ExportOptions,
+    *,
+    verify_on,
+    tolerance: float | None = None,
+) -> dict[str, Any]:
+    """Export ``source`` (a :class:`reidkit.features.source.ModelSource`) to ``out``.
+
+    ``verify_on`` is the list of image paths the export is checked on. The file appears
+    only when the check passes (written atomically).
+
+    Raises:
+        UsageError: bad options.
+        DataError: the export fails, or ONNX Runtime's features differ beyond ``tolerance``.
+    """
+    import onnx
+
+    from reidkit import __version__
+    from reidkit.deploy.verify import verify_export
+    from reidkit.fileio import atomic_path
+
+    options.check()
+    start = time.perf_counter()
+    model = source.model.eval()
+    info = DeployInfo(
+        height=options.height or source.data["height"],
+        width=options.width or source.data["width"],
+        mean=[float(v) for v in source.data["mean"]],
+        std=[float(v) for v in source.data["std"]],
+        input_format=options.input_format,
+        flip=options.flip,
+        half=options.half,
+        batch=options.batch,
+        feature_dim=int(model.feature_dim),
+        model=source.attrs["model"],
+        model_options=_json(source.attrs.get("model_options", "{}")),
+        distance=source.attrs.get("distance", "euclidean"),
+        checkpoint_sha256=source.attrs.get("checkpoint_sha256", ""),
+        reidkit_version=__version__,
+    )
+    exported = copy.deepcopy(model).half() if options.half else model
+    proto = export_onnx(deploy_graph(exported, info), info, options.opset)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise DataError(f"{info.model}: the exported graph fails onnx's checker: {exc}") from None
+    serialized = proto.SerializeToString()
+    tolerance = tolerance if tolerance is not None else (1e-2 if options.half else 1e-4)
+    verification = verify_export(serialized, model, info, verify_on, tolerance)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(serialized)
+    from reidkit.engine.checkpoint import file_sha256
+
+    return {
+        "file": str(out),
+        "bytes": len(serialized),
+        "sha256": file_sha256(out),
+        "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+        **{k: v for k, v in info.to_props().items() if k != "reidkit_format"},
+        "height": info.height,
+        "width": info.width,
+        "mean": info.mean,
+        "std": info.std,
+        "flip": info.flip,
+        "half": info.half,
+        "feature_dim": info.feature_dim,
+        "model_options": info.model_options,
+        "verification": verification,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _json(text: str) -> dict:
+    import json
+
+    return json.loads(text) if isinstance(text, str) else dict(text)

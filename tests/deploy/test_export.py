@@ -1,0 +1,213 @@
+"""reidkit export: every registered model exports and matches PyTorch; the options change
+the graph as documented; the metadata says how to feed the file; bad input leaves no file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from reidkit import __version__
+from reidkit.deploy.export import ExportOptions, export_model
+from reidkit.deploy.verify import verification_images
+from reidkit.engine.checkpoint import file_sha256
+from reidkit.features.batches import ImageList, batches_in_process
+from reidkit.features.extractor import ExtractOptions, TorchRunner
+from reidkit.features.source import load_model_source
+from reidkit.models import list_models
+
+SIZE = (64, 32)
+
+
+def props(path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def pixels(synth_tiny, count=6, size=SIZE):
+    paths = sorted(str(p) for p in (synth_tiny / "synthreid" / "query").glob("*.jpg"))[:count]
+    (batch, _, _), *_ = batches_in_process(ImageList(paths, 0, *size), count)
+    return batch
+
+
+def torch_features(model, batch, flip=False, size=SIZE, data=None):
+    norm = {k: (data or {})[k] for k in ("mean", "std") if k in (data or {})}
+    options = ExtractOptions(height=size[0], width=size[1], flip=flip, **norm)
+    return TorchRunner(model, options, "cpu").forward(batch, np.ones(len(batch), bool))
+
+
+def ort_run(path, batch, nchw=None):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = nchw if nchw is not None else np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    return session, session.run(None, {"images": x})[0]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_exports_and_matches_pytorch(name, synth_tiny, tmp_path):
+    source = load_model_source(None, name, height=SIZE[0], width=SIZE[1])
+    paths, _ = verification_images(dataset="synthreid", root=synth_tiny)
+    result = export_model(source, tmp_path / "m.onnx", ExportOptions(), verify_on=paths)
+    v = result["verification"]
+    assert v["images"] == 8 and v["batch_sizes"] == [8, 1]
+    assert v["scaled_diff"] < 1e-4 and v["min_cosine"] > 0.9999
+    # independently of the verifier: ONNX Runtime at a third batch size against PyTorch
+    batch = pixels(synth_tiny, 3)
+    session, features = ort_run(tmp_path / "m.onnx", batch)
+    reference = torch_features(source.model, batch, data=source.data)  # ViT's is 0.5, 0.5
+    assert features.shape == (3, source.model.feature_dim)
+    scale = max(1.0, float(np.abs(reference).max()))
+    assert np.abs(features - reference).max() / scale < 1e-4
+    (images,) = session.get_inputs()
+    assert images.type == "tensor(uint8)" and images.shape == ["batch", 3, *SIZE]
+    meta = props(tmp_path / "m.onnx")
+    assert meta["model"] == name and meta["feature_dim"] == str(source.model.feature_dim)
+    assert (meta["height"], meta["width"], meta["batch"]) == ("64", "32", "dynamic")
+    assert meta["checkpoint_sha256"] == ""  # random weights, seeded
+    assert json.loads(meta["mean"]) == pytest.approx(source.data["mean"])
+
+
+def test_cli_exports_a_run_directory_with_metadata_and_verification(checkpoint, tmp_path, cli):
+    out = tmp_path / "model.onnx"
+    code, stdout, err = cli("export", checkpoint, "--out", out, "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    meta = props(out)
+    assert meta == {
+        "reidkit_format": "reidkit.onnx/1",
+        "height": "64",
+        "width": "32",
+        "mean": "[0.485, 0.456, 0.406]",
+        "std": "[0.229, 0.224, 0.225]",
+        "input_format": "uint8",
+        "flip": "false",
+        "half": "false",
+        "batch": "dynamic",
+        "feature_dim": "512",
+        "model": "resnet18",
+        "model_options": "{}",  # the checkpoint was built with the defaults
+        "distance": "cosine",
+        "checkpoint_sha256": file_sha256(checkpoint / "weights" / "last.pt"),
+        "reidkit_version": __version__,
+    }
+    assert result["sha256"] == file_sha256(out) and result["bytes"] == out.stat().st_size
+    v = result["verification"]
+    assert v["source"] == "synthreid (query and gallery)" and v["batch_sizes"] == [8, 1]
+    assert 0 < v["max_abs_diff"] < 1e-4 and v["min_cosine"] > 0.99999
+    assert v["runtime"] == f"onnxruntime {ort.__version__}"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary left
+    code, stdout, err = cli("export", checkpoint, "--out", out)
+    assert code == 2 and "error: --out " in err and "the file exists" in err
+    code, stdout, err = cli("export", checkpoint, "--out", out, "--force")
+    assert code == 0, err
+    assert f"wrote {out}: resnet18 ({meta['checkpoint_sha256'][:12]})" in stdout
+    assert "verified on 8 images of synthreid (query and gallery) at batch 8 and 1" in stdout
+
+
+def test_flip_fixed_batch_and_opset_change_the_graph(checkpoint, synth_tiny, tmp_path, cli):
+    out = tmp_path / "flip.onnx"
+    code, stdout, err = cli(
+        "export", checkpoint, "--out", out, "--flip", "--batch", "4", "--opset", "21", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["verification"]["batch_sizes"] == [4]
+    model_proto = onnx.load(str(out))
+    assert [(o.domain, o.version) for o in model_proto.opset_import if o.domain == ""] == [("", 21)]
+    assert props(out)["flip"] == "true" and props(out)["batch"] == "4"
+    batch = pixels(synth_tiny, 4)
+    session, features = ort_run(out, batch)
+    assert session.get_inputs()[0].shape == [4, 3, *SIZE]
+    model = load_model_source(checkpoint / "weights" / "last.pt").model
+    flipped, plain = torch_features(model, batch, flip=True), torch_features(model, batch)
+    assert np.abs(features - flipped).max() < 1e-4
+    assert np.abs(features - plain).max() > 1e-2  # the flip took effect
+
+
+def test_half_float_input_and_size(checkpoint, synth_tiny, tmp_path, cli):
+    out = tmp_path / "half.onnx"
+    args = ["--half", "--input", "float", "--height", "96", "--width", "48", "--json"]
+    code, stdout, err = cli("export", checkpoint, "--out", out, *args)
+    assert code == 0, err
+    v = json.loads(stdout)["verification"]
+    assert v["tolerance"] == 1e-2 and 1e-6 < v["scaled_diff"] < 1e-2  # float16 rounding shows
+    meta = props(out)
+    assert (meta["half"], meta["input_format"], meta["height"], meta["width"]) == (
+        "true",
+        "float",
+        "96",
+        "48",
+    )
+    weights = [i for i in onnx.load(str(out)).graph.initializer if len(i.dims) == 4]
+    assert weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
+    batch = pixels(synth_tiny, 3, size=(96, 48))
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    x = ((batch.transpose(0, 3, 1, 2) / 255.0 - mean) / std).astype(np.float32)
+    session, features = ort_run(out, batch, nchw=x)
+    assert session.get_inputs()[0].type == "tensor(float)" and features.dtype == np.float32
+    model = load_model_source(checkpoint / "weights" / "last.pt").model
+    reference = torch_features(model, batch, size=(96, 48))
+    assert np.abs(features - reference).max() / max(1, np.abs(reference).max()) < 1e-2
+
+
+def test_bad_input_exits_with_one_line_and_leaves_no_file(
+    checkpoint, synth_tiny, tmp_path, cli, monkeypatch
+):
+    out = tmp_path / "out" / "m.onnx"
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("not a checkpoint")
+    one_image = tmp_path / "one"
+    one_image.mkdir()
+    shutil.copy(next((synth_tiny / "synthreid" / "query").glob("*.jpg")), one_image)
+    cases = [
+        ((not_a_checkpoint,), 1, "notes.pt: "),
+        ((tmp_path / "missing",), 2, "no such checkpoint or run directory"),
+        ((tmp_path,), 2, "a folder without weights/best.pt or weights/last.pt"),
+        ((checkpoint, "--opset", "11"), 2, "--opset 11: torch's exporter writes opsets 18 to"),
+        ((checkpoint, "--batch", "0"), 2, "--batch 0: give 'dynamic' or a positive batch size"),
+        ((checkpoint, "--input", "rgb"), 2, "--input rgb: choose from uint8, float"),
+        ((checkpoint, "--tolerance", "0"), 1, "verification failed: ONNX Runtime's features"),
+        ((checkpoint, "--images", tmp_path / "none"), 2, "--images"),
+        (("--model", "resnet18"), 2, "nothing to verify the export on: give --images DIR"),
+        ((checkpoint, "--images", one_image), 2, "verified at two batch sizes, which needs"),
+        ((checkpoint, "--seed", "1"), 2, "--seed is for --model: a checkpoint has its own"),
+    ]
+    for args, exit_code, message in cases:
+        code, _, err = cli("export", *args, "--out", out)
+        lines = err.strip().splitlines()
+        assert (code, lines[0].startswith("error: ")) == (exit_code, True), (args, err)
+        assert message in lines[0] and len(lines) <= 2, (args, err)  # error, then a hint
+        assert not out.exists()
+    # an exporter failure: its first line, exit 1, and the earlier export is left as it was
+    assert cli("export", checkpoint, "--out", out)[0] == 0
+    before = out.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Unsupported operator aten::weird\nlong trace")
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    code, _, err = cli("export", checkpoint, "--out", out, "--force")
+    assert code == 1
+    assert "error: resnet18: torch's ONNX exporter failed: Unsupported operator aten::weird" in err
+    assert out.read_bytes() == before and sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
+
+
+def test_without_the_onnx_extra_export_says_how_to_install(checkpoint, tmp_path, cli, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # import fails
+    code, _, err = cli("export", checkpoint, "--out", tmp_path / "m.onnx")
+    assert code == 2 and "error: onnx is not installed" in err
+    assert "pip install 'reidkit[onnx]'" in err and not (tmp_path / "m.onnx").exists()
+
+
+def test_verifies_on_a_folder_of_images(checkpoint, synth_tiny, tmp_path, cli):
+    crops = tmp_path / "crops"
+    shutil.copytree(synth_tiny / "synthreid" / "query", crops)
+    code, stdout, err = cli(
+        "export", "--model", "resnet18", "--height", "64", "--width", "32",
+        "--images", crops, "--out", tmp_path / "m.onnx", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["verification"]["source"] == str(crops)
