@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +192,7 @@ def export_model(
         batch=options.batch,
         feature_dim=int(model.feature_dim),
         model=source.attrs["model"],
-        model_options=_json(source.attrs.get("model_options", "{}")),
+        model_options=json.loads(source.attrs["model_options"]),
         distance=source.attrs.get("distance", "euclidean"),
         checkpoint_sha256=source.attrs.get("checkpoint_sha256", ""),
         reidkit_version=__version__,
@@ -207,28 +209,12 @@ def export_model(
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.write_bytes(serialized)
-    from reidkit.engine.checkpoint import file_sha256
-
     return {
         "file": str(out),
         "bytes": len(serialized),
-        "sha256": file_sha256(out),
+        "sha256": hashlib.sha256(serialized).hexdigest(),  # the bytes just written
         "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-        **{k: v for k, v in info.to_props().items() if k != "reidkit_format"},
-        "height": info.height,
-        "width": info.width,
-        "mean": info.mean,
-        "std": info.std,
-        "flip": info.flip,
-        "half": info.half,
-        "feature_dim": info.feature_dim,
-        "model_options": info.model_options,
+        **asdict(info),
         "verification": verification,
         "seconds": round(time.perf_counter() - start, 2),
     }
-
-
-def _json(text: str) -> dict:
-    import json
-
-    return json.loads(text) if isinstance(text, str) else dict(text)

@@ -40,9 +40,9 @@ def providers_for(device: str) -> list[str]:
         return ["CPUExecutionProvider"]
     # the GPU build lists CUDA even on a machine without a GPU: auto needs the device too
     has_cuda = "CUDAExecutionProvider" in available and (
-        device.startswith("cuda") or os.path.exists("/dev/nvidiactl")
+        device == "cuda" or os.path.exists("/dev/nvidiactl")
     )
-    if device.startswith("cuda") and not has_cuda:
+    if device == "cuda" and not has_cuda:
         raise UsageError(
             f"--device {device}: this ONNX Runtime has no CUDA provider "
             f"(it has {', '.join(available)})",

@@ -389,7 +389,8 @@ def extract_dataset(
     option_keys = {"flip", "storage", "amp", "channels_last"}
     run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
     if onnx is not None:
-        runner, model_attrs, options, weights_report = _onnx_runner(
+        weights_report = None
+        runner, model_attrs, options = _onnx_runner(
             onnx, device, height, width, mean, std, model_options,
             {"--weights": weights is not None, "--seed": seed is not None,
              "--allow-partial": allow_partial},
@@ -478,7 +479,7 @@ def _onnx_runner(path, device, height, width, mean, std, model_options, refused,
         flip=kwargs.get("flip", False), storage=kwargs.get("storage", "float32"),
     )  # fmt: skip
     options.check()
-    return runner, attrs, options, None
+    return runner, attrs, options
 
 
 def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height, width, kwargs):
