@@ -64,21 +64,35 @@ def datasets_table(listing: dict):
 
 
 def summary_table(summary: dict):
-    """The familiar subset | # ids | # images | # cameras table."""
+    """The familiar subset | # ids | # images | # cameras table; for a video dataset,
+    subset | # ids | # tracklets | # frames | frames per tracklet | # cameras."""
     from rich.table import Table
 
+    video = summary.get("kind") == "tracklet"
+    columns = (
+        ("# ids", "# tracklets", "# frames", "frames/tracklet") if video else ("# ids", "# images")
+    )
     table = Table(title=f"{summary['dataset']} ({summary['root']})")
-    for column in ("subset", "# ids", "# images", "# cameras"):
+    for column in ("subset", *columns, "# cameras"):
         table.add_column(
             column,
             justify="left" if column == "subset" else "right",
             style="cyan" if column == "subset" else None,
         )
-    for subset, counts in summary["subsets"].items():
-        table.add_row(subset, str(counts["ids"]), str(counts["images"]), str(counts["cameras"]))
-    table.caption = (
-        f"junk images: {summary['junk_images']}, unparsed files: {summary['unparsed_files']}"
+    for subset, c in summary["subsets"].items():
+        if video:
+            spread = f"{c['min_frames']} / {c['median_frames']} / {c['max_frames']}"
+            cells = (c["ids"], c["tracklets"], c["frames"], spread)
+        else:
+            cells = (c["ids"], c["images"])
+        table.add_row(subset, *(str(x) for x in cells), str(c["cameras"]))
+    junk = (
+        f"junk tracklets: {summary['junk_tracklets']}"
+        if video
+        else f"junk images: {summary['junk_images']}"
     )
+    per = "; frames/tracklet is min / median / max" if video else ""
+    table.caption = f"{junk}, unparsed files: {summary['unparsed_files']}{per}"
     return table
 
 
@@ -212,9 +226,10 @@ def synth(
         str,
         typer.Option(
             "--preset",
-            help="Size: tiny (tests), small (demo) or market (Market-1501's counts).",
+            help="Size: tiny (tests), small (demo) or market (Market-1501's counts); "
+            "video-tiny or video-small render tracklets into ROOT/synthreid-video.",
             envvar="REIDKIT_PRESET",
-            autocompletion=lambda: ["tiny", "small", "market"],
+            autocompletion=lambda: ["tiny", "small", "market", "video-tiny", "video-small"],
         ),
     ] = "small",
     seed: Annotated[
@@ -228,9 +243,10 @@ def synth(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Render the synthetic pedestrian dataset into ROOT/synthreid (Market-1501 layout)."""
+    """Render the synthetic pedestrian dataset into ROOT/synthreid (Market-1501 layout), or
+    its tracklets into ROOT/synthreid-video (DukeMTMC-VideoReID layout)."""
     from reidkit.data import load_dataset
-    from reidkit.data.synth import NAME, generate
+    from reidkit.data.synth import generate
 
     output.setup(quiet, verbose)
     configure_threads(threads)
@@ -244,7 +260,7 @@ def synth(
             wait_for_lock=wait_for_lock,
             progress=progress,
         )
-    result["summary"] = load_dataset(NAME, root).summary()
+    result["summary"] = load_dataset(result["dataset"], root).summary()
     output.render(result, as_json, synth_report)
 
 
@@ -259,8 +275,11 @@ def synth_report(result: dict):
         )
     else:
         rate = result["rendered"] / result["seconds"] if result["seconds"] else 0.0
+        what = f"{result['images']} images"
+        if result["summary"].get("kind") == "tracklet":
+            tracklets = sum(c["tracklets"] for c in result["summary"]["subsets"].values())
+            what = f"{tracklets} tracklets ({result['images']} frames)"
         line = (
-            f"wrote {result['images']} images to {result['path']} in "
-            f"{result['seconds']:.1f} s ({rate:.0f} images/s)"
+            f"wrote {what} to {result['path']} in {result['seconds']:.1f} s ({rate:.0f} images/s)"
         )
     return Group(line, summary_table(result["summary"]))

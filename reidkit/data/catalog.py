@@ -5,13 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reidkit.data import cuhk03, dukemtmcreid, market1501, msmt17, synth
+from reidkit.data import (
+    cuhk03,
+    dukemtmcreid,
+    dukemtmcvidreid,
+    ilidsvid,
+    market1501,
+    mars,
+    msmt17,
+    prid2011,
+    synth,
+    synth_video,
+)
 from reidkit.data.sample import Dataset, DatasetSpec
 from reidkit.errors import MissingInputError, UnknownNameError, UsageError
 from reidkit.registry import Registry
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-for _spec in (market1501.SPEC, dukemtmcreid.SPEC, msmt17.SPEC, *cuhk03.SPECS, synth.SPEC):
+_IMAGE = (market1501.SPEC, dukemtmcreid.SPEC, msmt17.SPEC, *cuhk03.SPECS, synth.SPEC)
+_VIDEO = (mars.SPEC, dukemtmcvidreid.SPEC, ilidsvid.SPEC, prid2011.SPEC, synth_video.SPEC)
+for _spec in (*_IMAGE, *_VIDEO):
     DATASETS.add(_spec.name, _spec)
 
 

@@ -4,7 +4,8 @@ Each source's train pids and camids are offset so that sources never share an id
 a camera; query and gallery rows keep their own pids and camids, tagged with the source, so
 each dataset is still evaluated on its own. ``combineall`` also folds a source's query and
 gallery identities into train (as torchreid's ``combineall`` does), after which evaluating
-on that source measures nothing.
+on that source measures nothing. Video datasets combine alike (their manifest has a
+tracklet column); image and video datasets do not mix.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from reidkit.data.sample import Dataset, Sample
+from reidkit.data.sample import Dataset, Item, Tracklet
 from reidkit.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-Row = tuple[str, int, int, str, str]
+Row = tuple[str, int, int, str, str] | tuple[str, int, int, str, str, str]
 
 
 def _cameras(ds: Dataset) -> int:
@@ -26,7 +27,7 @@ def _cameras(ds: Dataset) -> int:
     return max(cams, default=-1) + 1
 
 
-def _folded(ds: Dataset) -> list[Sample]:
+def _folded(ds: Dataset) -> list[Item]:
     """Query and gallery samples that can become training identities (no junk, no
     distractors)."""
     keep = [s for s in ds.query + ds.gallery if not (ds.zero_is_distractor and s.pid == 0)]
@@ -34,20 +35,29 @@ def _folded(ds: Dataset) -> list[Sample]:
     return [s._replace(pid=labels[s.pid]) for s in keep]
 
 
-def combined_rows(datasets: list[Dataset], *, combineall: bool = False) -> Iterator[Row]:
-    """Manifest rows of ``datasets`` combined, train pids and camids offset per source."""
+def combined_items(datasets: list[Dataset], *, combineall: bool = False) -> Iterator[tuple]:
+    """``(item, subset, source)`` of ``datasets`` combined: train pids and camids offset per
+    source, every item's dsetid its source's index."""
     names = [ds.name for ds in datasets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UsageError(f"dataset {duplicates[0]!r} is given more than once")
+    kinds = {ds.kind for ds in datasets}
+    if len(kinds) > 1:
+        video = [ds.name for ds in datasets if ds.kind == "tracklet"]
+        verb = "holds" if len(video) == 1 else "hold"
+        raise UsageError(
+            f"cannot combine image and video datasets ({', '.join(video)} {verb} tracklets)"
+        )
     pid_offset = cam_offset = 0
-    for ds in datasets:
+    for index, ds in enumerate(datasets):
         train = ds.train + (_folded(ds) if combineall else [])
         for s in train:
-            yield s.path, s.pid + pid_offset, s.camid + cam_offset, "train", ds.name
+            item = s._replace(pid=s.pid + pid_offset, camid=s.camid + cam_offset, dsetid=index)
+            yield item, "train", ds.name
         for subset in ("query", "gallery"):
             for s in ds.subset(subset) + ds.junk.get(subset, []):
-                yield s.path, s.pid, s.camid, subset, ds.name
+                yield s._replace(dsetid=index), subset, ds.name
         pid_offset += len({s.pid for s in train})
         cam_offset += _cameras(ds)
     if combineall:
@@ -59,15 +69,26 @@ def combined_rows(datasets: list[Dataset], *, combineall: bool = False) -> Itera
         )
 
 
+def combined_rows(datasets: list[Dataset], *, combineall: bool = False) -> Iterator[Row]:
+    """Manifest rows of ``datasets`` combined (one per frame, with a tracklet id, for
+    tracklets)."""
+    for n, (item, subset, source) in enumerate(combined_items(datasets, combineall=combineall)):
+        if isinstance(item, Tracklet):
+            for frame in item.paths:
+                yield frame, item.pid, item.camid, subset, source, str(n)
+        else:
+            yield item.path, item.pid, item.camid, subset, source
+
+
 def combined_dataset(datasets: list[Dataset]) -> Dataset:
     """``datasets`` as one dataset in memory (train on all of them: ``data.sources``),
     named ``a+b+...``; sample paths are absolute, so its root is the first one's."""
     from reidkit.data.sample import SUBSETS, make_dataset
 
+    subsets: dict[str, list[Item]] = {s: [] for s in SUBSETS}
+    for item, subset, _ in combined_items(datasets):
+        subsets[subset].append(item)
     names = [ds.name for ds in datasets]
-    subsets: dict[str, list[Sample]] = {s: [] for s in SUBSETS}
-    for path, pid, camid, subset, source in combined_rows(datasets):
-        subsets[subset].append(Sample(path, pid, camid, names.index(source)))
     return make_dataset("+".join(names), datasets[0].root, subsets, sources=names)
 
 
@@ -78,7 +99,7 @@ def combine_datasets(datasets: list[Dataset], out: Path, *, combineall: bool = F
     rows = list(combined_rows(datasets, combineall=combineall))
     write_manifest(out, rows)
     per_source = {ds.name: {"train": 0, "query": 0, "gallery": 0} for ds in datasets}
-    for _, pid, _, subset, source in rows:
+    for _, pid, _, subset, source, *_ in rows:
         if pid != -1:
             per_source[source][subset] += 1
     return {
@@ -86,5 +107,6 @@ def combine_datasets(datasets: list[Dataset], out: Path, *, combineall: bool = F
         "rows": len(rows),
         "combineall": combineall,
         "train_ids": len({(r[4], r[1]) for r in rows if r[3] == "train"}),
+        "tracklets": len({(r[3], r[4], r[5]) for r in rows if len(r) == 6}),
         "sources": per_source,
     }

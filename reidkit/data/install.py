@@ -111,6 +111,40 @@ for _source in (
         "..._detected.mat (from the re-ranking authors' repository) into {root}/cuhk03/",
         prepare=_prepare_cuhk03,
     ),
+    Source(
+        name="mars",
+        folder="mars",
+        datasets=("mars",),
+        terms="research use; cite Zheng et al., ECCV 2016",
+        manual="MARS is shared through its authors' project page "
+        "(zheng-lab.cecs.anu.edu.au/Project/project_mars.html) as bbox_train.zip and "
+        "bbox_test.zip; with the info/ folder of github.com/liangzheng06/MARS-evaluation, "
+        "pack them into one archive with bbox_train/, bbox_test/ and info/ at its top",
+    ),
+    Source(
+        name="dukemtmcvidreid",
+        folder="dukemtmc-vidreid",
+        datasets=("dukemtmcvidreid",),
+        terms="withdrawn with DukeMTMC in 2019; do not redistribute",
+        manual="DukeMTMC-VideoReID was withdrawn with DukeMTMC and has no public link; if you "
+        "hold DukeMTMC-VideoReID.zip under its original terms, install it from that file",
+    ),
+    Source(
+        name="ilidsvid",
+        folder="ilids-vid",
+        datasets=("ilidsvid",),
+        # the authors' server; no checksum was ever published
+        urls=("http://www.eecs.qmul.ac.uk/~xiatian/iLIDS-VID/iLIDS-VID.tar",),
+        terms="research use; cite Wang et al., ECCV 2014",
+        manual="download iLIDS-VID.tar from Queen Mary University of London's iLIDS-VID page",
+    ),
+    Source(
+        name="prid2011",
+        folder="prid2011",
+        datasets=("prid2011",),
+        terms="research use under TU Graz's terms, accepted on its download form",
+        manual="fill in the form on TU Graz's PRID2011 page to download prid_2011.zip",
+    ),
 ):
     SOURCES.add(_source.name, _source)
 

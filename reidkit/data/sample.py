@@ -1,4 +1,4 @@
-"""Samples and datasets: the common form every dataset parser returns."""
+"""Samples, tracklets and datasets: the common form every dataset parser returns."""
 
 from __future__ import annotations
 
@@ -27,6 +27,36 @@ class Sample(NamedTuple):
     dsetid: int = 0
 
 
+class Tracklet(NamedTuple):
+    """One tracklet of a video dataset: its frames' absolute paths in time order, identity,
+    camera and source dataset index (pids as for :class:`Sample`).
+
+    ``path`` is the first frame: where an image-only stage (a ranked-list picture, a feature
+    file's ``/paths``) needs one picture of the tracklet, it takes that one.
+    """
+
+    paths: tuple[str, ...]
+    pid: int
+    camid: int
+    dsetid: int = 0
+
+    @property
+    def path(self) -> str:
+        return self.paths[0]
+
+    @property
+    def frames(self) -> int:
+        return len(self.paths)
+
+
+Item = Sample | Tracklet
+
+
+def kind_of(items: Iterable[Item]) -> str:
+    """ "tracklet" when the items are tracklets, else "image"."""
+    return "tracklet" if isinstance(next(iter(items), None), Tracklet) else "image"
+
+
 @dataclass
 class Dataset:
     """A parsed dataset.
@@ -34,7 +64,8 @@ class Dataset:
     Attributes:
         name: registry name, or the folder / manifest name for a path.
         root: the folder that sample paths are stored relative to in feature files.
-        train, query, gallery: samples without junk; train pids relabelled 0..K-1.
+        train, query, gallery: samples (or, in a video dataset, tracklets) without junk;
+            train pids relabelled 0..K-1.
         pid_map: (dsetid, original pid) -> train label, for the train subset.
         junk: junk samples (pid -1) per subset, kept apart from the subsets.
         unparsed: image files that did not match the naming rule.
@@ -43,21 +74,23 @@ class Dataset:
         camera_base: what to add to a camid to get the camera as the dataset names it (1
             for file names with cameras c1, c2, ...; 0 for manifests, whose camids are
             the user's own).
+        kind: "image", or "tracklet" for a video dataset (its subsets hold Tracklets).
     """
 
     name: str
     root: Path
-    train: list[Sample]
-    query: list[Sample]
-    gallery: list[Sample]
+    train: list[Item]
+    query: list[Item]
+    gallery: list[Item]
     pid_map: dict[tuple[int, int], int] = field(default_factory=dict)
-    junk: dict[str, list[Sample]] = field(default_factory=dict)
+    junk: dict[str, list[Item]] = field(default_factory=dict)
     unparsed: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     zero_is_distractor: bool = False
     camera_base: int = 0
+    kind: str = "image"
 
-    def subset(self, name: str) -> list[Sample]:
+    def subset(self, name: str) -> list[Item]:
         """The samples of subset ``name`` (train, query or gallery)."""
         if name not in SUBSETS:
             raise ValueError(f"unknown subset {name!r}; expected one of {', '.join(SUBSETS)}")
@@ -68,32 +101,54 @@ class Dataset:
         return len(self.pid_map)
 
     def summary(self) -> dict:
-        """Counts per subset, in the JSON form of ``reidkit datasets summary``."""
-        return {
+        """Counts per subset, in the JSON form of ``reidkit datasets summary``.
+
+        A video dataset's subsets count tracklets and frames (and the frames per tracklet:
+        min, median, max) instead of images; its junk is counted in tracklets.
+        """
+        summary = {
             "dataset": self.name,
             "root": str(self.root),
-            "subsets": {name: count_subset(self.subset(name)) for name in SUBSETS},
-            "junk_images": sum(len(v) for v in self.junk.values()),
+            "kind": self.kind,
+            "subsets": {name: count_subset(self.subset(name), self.kind) for name in SUBSETS},
             "unparsed_files": len(self.unparsed),
         }
+        junk = sum(len(v) for v in self.junk.values())
+        summary["junk_tracklets" if self.kind == "tracklet" else "junk_images"] = junk
+        return summary
 
 
-def count_subset(samples: Iterable[Sample]) -> dict[str, int]:
-    """Identities, images and cameras of a subset (per source, so sources never merge)."""
+def count_subset(items: Iterable[Item], kind: str = "image") -> dict[str, int]:
+    """Identities, images and cameras of a subset (per source, so sources never merge);
+    for tracklets: identities, tracklets, frames, frames per tracklet (min, median, max)
+    and cameras."""
     ids: set[tuple[int, int]] = set()
     cams: set[tuple[int, int]] = set()
-    images = 0
-    for s in samples:
-        images += 1
+    lengths: list[int] = []
+    for s in items:
+        lengths.append(s.frames if kind == "tracklet" else 1)
         ids.add((s.dsetid, s.pid))
         cams.add((s.dsetid, s.camid))
-    return {"ids": len(ids), "images": images, "cameras": len(cams)}
+    counts = {"ids": len(ids)}
+    if kind == "tracklet":
+        lengths.sort()
+        counts |= {
+            "tracklets": len(lengths),
+            "frames": sum(lengths),
+            "min_frames": lengths[0] if lengths else 0,
+            "median_frames": lengths[len(lengths) // 2] if lengths else 0,
+            "max_frames": lengths[-1] if lengths else 0,
+        }
+    else:
+        counts["images"] = len(lengths)
+    counts["cameras"] = len(cams)
+    return counts
 
 
 def make_dataset(
     name: str,
     root: Path,
-    subsets: dict[str, list[Sample]],
+    subsets: dict[str, list[Item]],
     *,
     unparsed: Iterable[str] = (),
     sources: list[str] | None = None,
@@ -103,14 +158,18 @@ def make_dataset(
     """Build a Dataset from raw parsed samples: split junk off, relabel train pids.
 
     Train pids are relabelled 0..K-1 in sorted (dsetid, pid) order, so the labels are
-    deterministic whatever order the files were listed in.
+    deterministic whatever order the files were listed in. The subsets hold Samples or, for
+    a video dataset, Tracklets (never both).
     """
     unparsed = list(unparsed)
     if not any(subsets.get(subset) for subset in SUBSETS):
         bad = f"; {len(unparsed)} file(s) there do not follow its naming rule" if unparsed else ""
         raise UsageError(f"{name}: no images in {root}{bad}", hint="is it the right folder?")
-    clean: dict[str, list[Sample]] = {}
-    junk: dict[str, list[Sample]] = {}
+    kinds = {kind_of(items) for items in subsets.values() if items}
+    if len(kinds) > 1:
+        raise UsageError(f"{name}: some subsets hold images and others tracklets")
+    clean: dict[str, list[Item]] = {}
+    junk: dict[str, list[Item]] = {}
     for subset in SUBSETS:
         samples = subsets.get(subset, [])
         clean[subset] = [s for s in samples if s.pid != JUNK_PID]
@@ -131,6 +190,7 @@ def make_dataset(
         sources=sources or [name],
         zero_is_distractor=zero_is_distractor,
         camera_base=camera_base,
+        kind=kinds.pop(),
     )
 
 

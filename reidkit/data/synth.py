@@ -5,6 +5,9 @@ and the benchmarks run on this one. Identity lives in clothing, accessories, hai
 shape (with deliberately similar identities as hard negatives); each camera adds its own
 background, light, colour cast, blur, noise, scale and occlusion (see ``synth_render``).
 
+The ``video-*`` presets render tracklets instead, into ``<root>/synthreid-video`` (see
+:mod:`reidkit.data.synth_video`); the same machinery writes, resumes and publishes them.
+
 Generation is deterministic for a seed: every image has its own random stream derived
 from (seed, subset, index), so files are byte-identical whatever the number of workers
 and however often the work was interrupted and resumed. Images are written into a hidden
@@ -221,8 +224,13 @@ def render_job(job: Job, world) -> bytes:
 
 
 def _write_job(args: tuple[Job, str]) -> int:
-    """Render one image into the staging folder unless it is already there (resume)."""
+    """Render one image (or tracklet) into the staging folder unless it is already there
+    (resume); returns the images written."""
     job, staging = args
+    if not isinstance(job, Job):
+        from reidkit.data.synth_video import write_tracklet
+
+        return write_tracklet(job, staging, _WORLD)
     path = os.path.join(staging, FOLDERS[job.subset], job.filename)
     if os.path.exists(path):
         return 0
@@ -233,7 +241,23 @@ def _write_job(args: tuple[Job, str]) -> int:
     return 1
 
 
-def _marker(preset: Preset, seed: int, images: int) -> dict:
+def _kind(preset: str):
+    """(dataset folder name, subset folders, preset, plan function) of a preset name."""
+    from reidkit.data import synth_video
+
+    if preset in PRESETS:
+        return NAME, FOLDERS, PRESETS[preset], plan
+    if preset in synth_video.PRESETS:
+        return synth_video.NAME, synth_video.FOLDERS, synth_video.PRESETS[preset], synth_video.plan
+    known = ", ".join([*PRESETS, *synth_video.PRESETS])
+    raise UsageError(f"unknown preset {preset!r}; choose one of {known}")
+
+
+def _images(jobs) -> int:
+    return sum(len(j.names) if hasattr(j, "names") else 1 for j in jobs)
+
+
+def _marker(preset, seed: int, images: int) -> dict:
     from reidkit import __version__
 
     return {
@@ -271,32 +295,32 @@ def generate(
     wait_for_lock: bool = False,
     progress: ProgressFn = no_progress,
 ) -> dict:
-    """Render the synthetic dataset into ``<root>/synthreid``.
+    """Render the synthetic dataset into ``<root>/synthreid`` (``<root>/synthreid-video``
+    for a ``video-*`` preset).
 
     An existing, complete dataset made with the same preset and seed is left as it is;
     an interrupted run is resumed from the images already written.
 
     Returns:
-        path, preset, seed, images, rendered (this run), resumed (found from an earlier
-        run), up_to_date, seconds.
+        dataset (its registry name), path, preset, seed, images, rendered (this run),
+        resumed (found from an earlier run), up_to_date, seconds.
 
     Raises:
         UsageError: unknown preset, or the folder exists with other settings (without
             ``force``).
         LockedError: another process is generating into the same folder.
     """
-    if preset not in PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    spec = PRESETS[preset]
+    name, folders, spec, plan_jobs = _kind(preset)
     root = Path(root)
-    final = root / NAME
-    staging = root / f".{NAME}.partial"
+    final = root / name
+    staging = root / f".{name}.partial"
     start = time.perf_counter()
     with file_lock(final, wait=wait_for_lock):
         marker = _read_marker(final)
         if final.exists() and not force:
             if _same(marker, spec, seed):
                 return {
+                    "dataset": name,
                     "path": str(final),
                     "preset": preset,
                     "seed": seed,
@@ -309,7 +333,7 @@ def generate(
             made = (
                 f"preset {marker['preset']['name']}, seed {marker['seed']}"
                 if marker
-                else "no synthreid.json marker"
+                else f"no {MARKER} marker"
             )
             if marker and marker.get("generator") != GENERATOR_VERSION:
                 made += f", generator version {marker.get('generator')}, now {GENERATOR_VERSION}"
@@ -317,32 +341,35 @@ def generate(
                 f"{final} already exists ({made})",
                 hint="pass --force to replace it, or choose another --root",
             )
-        jobs, _ = plan(spec, seed)
+        jobs, _ = plan_jobs(spec, seed)
+        images = _images(jobs)
         staged = _read_marker(staging)
         if staging.exists() and not _same(staged, spec, seed):
             shutil.rmtree(staging)
-        for folder in FOLDERS.values():
+        for folder in folders.values():
             (staging / folder).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(staging / MARKER, json.dumps(_marker(spec, seed, len(jobs)), indent=2))
+        write_text_atomic(staging / MARKER, json.dumps(_marker(spec, seed, images), indent=2))
         rendered = _render_all(jobs, make_world(spec, seed), staging, workers, progress)
-        for folder in FOLDERS.values():
+        for folder in folders.values():
             fsync_dir(staging / folder)
         replace_folder(staging, final)
     seconds = time.perf_counter() - start
     log.debug(
-        "synthreid: %d images in %s (%.1f s, %.0f images/s rendered)",
-        len(jobs),
+        "%s: %d images in %s (%.1f s, %.0f images/s rendered)",
+        name,
+        images,
         final,
         seconds,
         rendered / seconds if seconds else 0,
     )
     return {
+        "dataset": name,
         "path": str(final),
         "preset": preset,
         "seed": seed,
-        "images": len(jobs),
+        "images": images,
         "rendered": rendered,
-        "resumed": len(jobs) - rendered,
+        "resumed": images - rendered,
         "up_to_date": False,
         "seconds": round(seconds, 3),
     }
@@ -354,8 +381,9 @@ def _render_all(
     tasks = [(job, str(staging)) for job in jobs]
     rendered = 0
     progress(0, len(jobs))
+    chunk = 32 if isinstance(jobs[0], Job) else 2  # a tracklet is many images
     results = imap_workers(
-        _write_job, tasks, workers, initializer=_init_worker, initargs=(world,), chunksize=32
+        _write_job, tasks, workers, initializer=_init_worker, initargs=(world,), chunksize=chunk
     )
     for done, new in enumerate(results, 1):
         rendered += new

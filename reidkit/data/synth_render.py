@@ -519,18 +519,35 @@ def _pose(rng: np.random.Generator) -> tuple[str, int, float, float]:
 
 
 def _canvas(cam: Camera, rng: np.random.Generator) -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    oy, ox = int(rng.integers(_PAD_Y + 1)), int(rng.integers(_PAD_X + 1))
+    return canvas_at(cam, int(rng.integers(_PAD_Y + 1)), int(rng.integers(_PAD_X + 1)))
+
+
+def canvas_at(cam: Camera, oy: int, ox: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """The camera's background at offset (``oy``, ``ox``) within its margins (clipped to
+    them), as a supersampled canvas to draw on."""
+    oy, ox = min(max(oy, 0), _PAD_Y), min(max(ox, 0), _PAD_X)
     img = _assets(cam)[0].crop((ox, oy, ox + _CW, oy + _CH))
     return img, ImageDraw.Draw(img)
 
 
-def _finish(img: Image.Image, cam: Camera, rng: np.random.Generator) -> Image.Image:
-    """Apply the camera's optics and sensor response to a supersampled canvas."""
+def draw_look(cam: Camera, rng: np.random.Generator) -> tuple[float, float]:
+    """The blur radius and light level of one shot (one image, or a whole tracklet)."""
+    return cam.blur * rng.uniform(0.7, 1.3), cam.light * rng.uniform(0.88, 1.12)
+
+
+def _finish(
+    img: Image.Image,
+    cam: Camera,
+    rng: np.random.Generator,
+    look: tuple[float, float] | None = None,
+) -> Image.Image:
+    """Apply the camera's optics and sensor response to a supersampled canvas; ``look``
+    (from :func:`draw_look`) keeps blur and light fixed over a tracklet's frames."""
     img = img.reduce(_SS)
-    radius = cam.blur * rng.uniform(0.7, 1.3)
+    radius, k = look or draw_look(cam, rng)
     if radius > 0.25:
         img = img.filter(ImageFilter.GaussianBlur(radius))
-    k, s = cam.light * rng.uniform(0.88, 1.12), cam.saturation
+    s = cam.saturation
     # light, cast and saturation (a mix with luma) folded into one colour matrix
     m = [
         k * g * ((1 - s) * w + s * (c == j)) if j < 3 else 0.0
@@ -548,15 +565,24 @@ def _finish(img: Image.Image, cam: Camera, rng: np.random.Generator) -> Image.Im
 
 
 def _occlude(
-    d: ImageDraw.ImageDraw, cam: Camera, rng: np.random.Generator, cx: float, foot: float, u: float
+    d: ImageDraw.ImageDraw,
+    cam: Camera,
+    rng: np.random.Generator,
+    cx: float,
+    foot: float,
+    u: float,
+    shift: float = 0.0,
 ) -> None:
+    """Draw an occluder; ``shift`` (a fraction of the crop width) moves it sideways, so the
+    same occluder (the same ``rng`` state) can sweep across a tracklet."""
     colour = cam.occluder_colors[int(rng.integers(len(cam.occluder_colors)))]
+    dx = shift * _CW
     if (kind := int(rng.integers(3))) == 0:  # pole or pillar
-        x, w = rng.uniform(0.1, 0.9) * _CW, rng.uniform(0.05, 0.15) * _CW
+        x, w = rng.uniform(0.1, 0.9) * _CW + dx, rng.uniform(0.05, 0.15) * _CW
         d.rectangle((x - w / 2, 0, x + w / 2, _CH), fill=colour)
         d.rectangle((x - w / 2, 0, x - w / 4, _CH), fill=_shade(colour, 1.3))
     elif kind == 1:  # car-like box in front of the legs
-        y0, x0 = _CH * rng.uniform(0.6, 0.82), _CW * rng.uniform(-0.6, 0.3)
+        y0, x0 = _CH * rng.uniform(0.6, 0.82), _CW * rng.uniform(-0.6, 0.3) + dx
         x1 = x0 + _CW * rng.uniform(0.9, 1.5)
         d.rounded_rectangle((x0, y0, x1, _CH + 20), radius=14, fill=colour)
         d.rectangle((x0 + 8, y0 + 6, x1 - 8, y0 + 0.3 * (_CH - y0)), fill=_shade(colour, 0.35))
@@ -566,7 +592,7 @@ def _occlude(
         _draw_person(
             d,
             random_identity(rng),
-            cx + s * rng.uniform(0.5, 0.8) * _CW,
+            cx + s * rng.uniform(0.5, 0.8) * _CW + dx,
             foot + rng.uniform(0, 0.06) * _CH,
             u * rng.uniform(0.95, 1.15),
             *_pose(rng),

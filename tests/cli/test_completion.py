@@ -40,8 +40,11 @@ def test_commands_complete():
 
 
 def test_dataset_names_complete():
-    assert bash_complete("reidkit datasets summary m") == ["market1501", "msmt17"]
-    assert bash_complete("reidkit datasets combine market1501 s") == ["synthreid"]
+    assert bash_complete("reidkit datasets summary m") == ["market1501", "msmt17", "mars"]
+    assert bash_complete("reidkit datasets combine market1501 s") == [
+        "synthreid",
+        "synthreid-video",
+    ]
 
 
 def test_presets_complete():

@@ -14,7 +14,8 @@ def test_list_marks_present_datasets(market_tree, cli):
     assert code == 0
     assert set(rows) == {
         "market1501", "dukemtmcreid", "msmt17", "synthreid", "cuhk03-labeled", "cuhk03-detected",
-        "cuhk03-classic-labeled", "cuhk03-classic-detected",
+        "cuhk03-classic-labeled", "cuhk03-classic-detected", "mars", "dukemtmcvidreid",
+        "ilidsvid", "prid2011", "synthreid-video",
     }  # fmt: skip
     assert rows["market1501"]["present"] and not rows["msmt17"]["present"]
     assert (
@@ -27,7 +28,8 @@ def test_summary_json_schema(market_tree, cli):
     code, out, err = cli("datasets", "summary", "market1501", "--root", market_tree.root, "--json")
     assert code == 0
     result = json.loads(out)
-    assert set(result) == {"dataset", "root", "subsets", "junk_images", "unparsed_files"}
+    assert set(result) == {"dataset", "root", "kind", "subsets", "junk_images", "unparsed_files"}
+    assert result["kind"] == "image"
     assert set(result["subsets"]) == {"train", "query", "gallery"}
     assert result["subsets"]["train"] == {
         "ids": 3,

@@ -357,6 +357,9 @@ def test_concurrent_download_is_locked(cli, archive, tmp_path):
         ("msmt17", "msmt17 has no public download link"),
         ("cuhk03-labeled", "cuhk03 has no public download link"),
         ("dukemtmcreid", "dukemtmcreid has no public download link"),
+        ("mars", "mars has no public download link"),
+        ("dukemtmcvidreid", "dukemtmcvidreid has no public download link"),
+        ("prid2011", "prid2011 has no public download link"),
     ],
 )
 def test_manual_datasets_explain_the_steps(cli, tmp_path, name, message):
