@@ -2,14 +2,16 @@
 
 Usage::
 
-    python benchmarks/bench_evaluate.py [--scale market|msmt|both] [--quality good,poor,medium]
+    python benchmarks/bench_evaluate.py [--scale market|msmt|mars|both]
+        [--quality good,poor,medium]
         [--torchreid-cy DIR] [--skip-dense] [--skip-rerank] [--repeats 3]
 
 Synthetic features (identity centres + camera bias + noise, 2048-d float32) are written to
 feature files at Market-1501 scale (3368 x 15913, 751 ids, 6 cameras) and MSMT17 scale
-(11659 x 82161, 3060 ids, 15 cameras), at three feature qualities (the noise sets the mAP:
-``good`` about 0.95, ``medium`` about 0.67, ``poor`` about 0.1). Each stage runs in a fresh
-process so its peak memory (VmHWM) is its own:
+(11659 x 82161, 3060 ids, 15 cameras), and as MARS's tracklet files (1980 x 9330
+tracklets, 636 test ids, 6 cameras; kind "tracklet" with /frames), at three qualities
+(the noise sets the mAP: ``good`` about 0.95, ``medium`` about 0.67, ``poor`` about 0.1).
+Each stage runs in a fresh process so its peak memory (VmHWM) is its own:
 
 - ``metrics``: CMC + mAP + mINP from a precomputed distance matrix (distances excluded),
   against (a) torchreid's compiled evaluator on the same matrix (junk columns dropped, as
@@ -43,6 +45,7 @@ from machine import describe
 SCALES = {
     "market": {"query": 3368, "gallery": 15913, "ids": 751, "cameras": 6},
     "msmt": {"query": 11659, "gallery": 82161, "ids": 3060, "cameras": 15},
+    "mars": {"query": 1980, "gallery": 9330, "ids": 636, "cameras": 6, "tracklets": True},
 }
 DIM = 2048
 CAMERA_BIAS = 0.3  # per dimension, against unit identity centres
@@ -76,7 +79,12 @@ def make_features(folder: Path, scale: str, quality: str, seed: int = 0) -> tupl
             shape = (int(others.sum()), DIM)
             feats[others] = rng.normal(size=shape).astype(np.float32) + bias[camids[others]]
             feats[others] += noise * rng.normal(size=shape).astype(np.float32)
-        write_features(path, feats, pids, camids)
+        if spec.get("tracklets"):  # one row per tracklet, as extract writes MARS
+            frames = rng.integers(2, 920, n)
+            attrs = {"kind": "tracklet", "temporal": "avg", "sample": "all"}
+            write_features(path, feats, pids, camids, frames=frames, attrs=attrs)
+        else:
+            write_features(path, feats, pids, camids)
     return q_path, g_path
 
 
@@ -201,7 +209,7 @@ def median_stage(name, q_path, g_path, repeats, *extra):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["market", "msmt", "both"], default="market")
+    parser.add_argument("--scale", choices=["market", "msmt", "mars", "both"], default="market")
     parser.add_argument("--quality", default="good,poor", help="of good, medium, poor")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torchreid-cy", default="", help="folder with torchreid's rank_cy")

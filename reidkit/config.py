@@ -40,6 +40,8 @@ class DataConfig:
     skip_bad: bool = False  # leave unreadable images out (listed in train.log), not stop
     sources: list[str] = field(default_factory=list)  # train on several datasets; []: dataset
     val_ids: int = 0  # training identities held out as a validation split; best.pt follows it
+    seq_len: int = 4  # video: frames per training clip (and per tracklet with eval.sample evenly)
+    sample: str = "evenly"  # video: a training clip's frames: evenly spread, or random
 
 
 @dataclass
@@ -50,6 +52,7 @@ class ModelConfig:
     last_stride: int | None = None  # None: the model's default (ResNets: 1, as BoT)
     bnneck: bool | None = None  # None: the model's default (ResNets: on)
     classifier: str | None = None  # linear or cosine; None: what loss.id_loss needs
+    temporal: str = "avg"  # video: a clip's frame features pooled over time by avg or max
 
 
 @dataclass
@@ -112,6 +115,7 @@ class EvalConfig:
     normalize: bool = False
     protocol: str = "auto"  # auto: the training dataset's protocol
     flip: bool = False
+    sample: str = "all"  # video: a tracklet's feature pools all its frames, or data.seq_len evenly
 
 
 @dataclass
@@ -267,6 +271,9 @@ def load_config(
 
 CHOICES = {
     "data.sampler": ("pk", "random"),
+    "data.sample": ("evenly", "random"),
+    "model.temporal": ("avg", "max"),
+    "eval.sample": ("all", "evenly"),
     "loss.id_loss": ("ce", "cosface", "circle"),
     "optim.name": ("adam", "amsgrad", "sgd"),
     "schedule.name": ("step", "multistep", "cosine"),
@@ -287,6 +294,7 @@ BOUNDS = {
     "data.erasing": (0.0, 1.0),
     "data.color_jitter": (0.0, None),
     "data.val_ids": (0, None),
+    "data.seq_len": (1, None),
     "loss.softmax": (0.0, None),
     "loss.label_smoothing": (0.0, 0.999),
     "loss.triplet": (0.0, None),

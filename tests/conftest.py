@@ -27,7 +27,8 @@ from reidkit.cli.app import run  # noqa: E402
 # keeps no example database, so a suite that passes once passes every time. The "explore"
 # profile draws many new examples: run it by hand, e.g.
 #     HYPOTHESIS_PROFILE=explore python -m pytest tests/metrics
-# and turn what it finds into a fixed test case.
+# and turn what it finds into a fixed test case. It also exports every registered model to
+# ONNX (tests/deploy/test_export.py; CI exports one of each kind).
 settings.register_profile(
     "ci",
     max_examples=100,

@@ -24,6 +24,12 @@ def demo(
         ),
     ] = Path("demo"),
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = DEMO_EPOCHS,
+    video: Annotated[
+        bool,
+        typer.Option(
+            "--video", help="Video re-ID: tracklets of synthreid-video, pooled over time."
+        ),
+    ] = False,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -31,16 +37,17 @@ def demo(
 ) -> None:
     """Run the whole pipeline on synthetic data: trained model vs the same model untrained.
 
-    Renders synthreid (preset small), trains a small OSNet, extracts query and gallery
-    features of both models, evaluates them, overlays their CMC curves and draws the
-    trained model's worst ranked lists.
+    Renders synthreid (preset small), trains resnet18 from scratch, extracts query and
+    gallery features of it and of its untrained start, evaluates both, overlays their CMC
+    curves and draws the trained model's worst ranked lists. With --video: the same on the
+    tracklets of synthreid-video (preset video-small).
     """
     from reidkit.engine.demo import run_demo
 
     output.setup(quiet, verbose)
     configure_threads(threads)
     with output.progress_factory() as progress_factory:
-        result = run_demo(out, epochs=epochs, progress_factory=progress_factory)
+        result = run_demo(out, epochs=epochs, video=video, progress_factory=progress_factory)
     output.render(result, as_json, demo_report)
 
 

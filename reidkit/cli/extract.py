@@ -1,4 +1,5 @@
-"""``reidkit extract``: features of a dataset's images, from a checkpoint, into HDF5 files."""
+"""``reidkit extract``: features of a dataset's images (or tracklets), from a checkpoint,
+into HDF5 files."""
 
 from __future__ import annotations
 
@@ -187,6 +188,34 @@ def extract(
             "--skip-bad", help="Leave unreadable images out (listed in the file and the JSON)."
         ),
     ] = False,
+    sample: Annotated[
+        str | None,
+        typer.Option(
+            "--sample",
+            help="Video: the frames a tracklet's feature pools, all (default) or --seq-len "
+            "spread evenly.",
+            show_default=False,
+        ),
+    ] = None,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(
+            "--seq-len",
+            min=1,
+            help="Video: frames per tracklet with --sample evenly (default: the checkpoint's "
+            "data.seq_len).",
+            show_default=False,
+        ),
+    ] = None,
+    temporal: Annotated[
+        str | None,
+        typer.Option(
+            "--temporal",
+            help="Video: pool frame features by avg or max (default: the checkpoint's "
+            "model.temporal).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     wait_for_lock: WaitForLockOpt = False,
@@ -229,6 +258,9 @@ def extract(
             storage=storage,
             amp=amp,
             channels_last=channels_last,
+            sample=sample,
+            seq_len=seq_len,
+            temporal=temporal,
         )
     if output.is_main_process():
         output.render(result, as_json, extract_report)
@@ -260,10 +292,17 @@ def extract_report(result: dict) -> str:
         if f["up_to_date"]:
             lines.append(f"{f['file']} is up to date ({f['rows']} rows); --force redoes it")
         else:
+            video = "skipped_frames" in f
             lines.append(
-                f"wrote {f['file']}: {f['rows']} rows x {f['feature_dim']}, "
-                f"{f['images_per_second']:.0f} images/s"
+                f"wrote {f['file']}: {f['rows']} {'tracklets' if video else 'rows'} x "
+                f"{f['feature_dim']}, {f['images_per_second']:.0f} "
+                f"{'frames' if video else 'images'}/s"
                 + (f", {len(f['skipped'])} skipped" if f["skipped"] else "")
+                + (
+                    f", {len(f['skipped_frames'])} frames skipped"
+                    if f.get("skipped_frames")
+                    else ""
+                )
                 + (f", resumed after {f['resumed']}" if f["resumed"] else "")
             )
     return "\n".join(lines)

@@ -134,7 +134,8 @@ def _visrank_text(summary: dict) -> str:
     e = summary["evaluation"]
     wrote = [f"{summary['queries_shown']} queries in ranked.csv"]
     if summary["images"]:
-        wrote.append(f"{summary['images']} pictures in ranked/")
+        shown = " (tracklets drawn by their first frame)" if "tracklet" in summary["shown"] else ""
+        wrote.append(f"{summary['images']} pictures in ranked/{shown}")
     if summary["plots"]:
         wrote.append("plots/")
     if summary["index_html"]:

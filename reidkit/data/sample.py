@@ -52,6 +52,25 @@ class Tracklet(NamedTuple):
 Item = Sample | Tracklet
 
 
+def frame_paths(items: Iterable[Item]) -> list[str]:
+    """Every image file of ``items``: a sample's path, all of a tracklet's frames."""
+    return [p for s in items for p in (s.paths if isinstance(s, Tracklet) else (s.path,))]
+
+
+def without_paths(items: list[Item], unreadable: set[str]) -> list[Item]:
+    """``items`` less the files in ``unreadable``: such samples are left out, such frames
+    are left out of their tracklet (and a tracklet with no frame left, out)."""
+    kept: list[Item] = []
+    for s in items:
+        if isinstance(s, Tracklet):
+            frames = tuple(p for p in s.paths if p not in unreadable)
+            if frames:
+                kept.append(s._replace(paths=frames))
+        elif s.path not in unreadable:
+            kept.append(s)
+    return kept
+
+
 def kind_of(items: Iterable[Item]) -> str:
     """ "tracklet" when the items are tracklets, else "image"."""
     return "tracklet" if isinstance(next(iter(items), None), Tracklet) else "image"

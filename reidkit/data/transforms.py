@@ -1,4 +1,5 @@
-"""Image transforms for training (torchvision v2 on PIL images) and the matching resize."""
+"""Image transforms for training (torchvision v2 on PIL images) and the matching resize;
+clips of tracklets get the same transform, one draw for all their frames."""
 
 from __future__ import annotations
 
@@ -44,3 +45,32 @@ class TrainImages:
     def __getitem__(self, i: int):
         sample = self.samples[i]
         return self.transform(read_rgb(sample.path)), sample.pid
+
+
+class TrainClips:
+    """(clip tensor (S, 3, H, W), label) of training tracklets: ``seq_len`` frames picked by
+    ``how`` (:mod:`reidkit.data.clips`), each resized as an image is, then the training
+    transform applied to the clip as one video, so every frame gets the same flip, crop and
+    erasing (a torchvision ``Video``)."""
+
+    def __init__(self, tracklets, transform, size: tuple[int, int], seq_len: int, how: str):
+        self.tracklets, self.transform = tracklets, transform
+        self.size, self.seq_len, self.how = size, seq_len, how  # size: (width, height)
+
+    def __len__(self) -> int:
+        return len(self.tracklets)
+
+    def __getitem__(self, i: int):
+        import numpy as np
+        import torch
+        from torchvision import tv_tensors
+
+        from reidkit.data.clips import pick_frames
+
+        t = self.tracklets[i]
+        frames = [
+            np.asarray(read_rgb(t.paths[j], self.size))
+            for j in pick_frames(t.frames, self.seq_len, self.how)
+        ]
+        video = tv_tensors.Video(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2))
+        return self.transform(video).as_subclass(torch.Tensor), t.pid

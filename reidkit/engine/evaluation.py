@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reidkit.config import Config
-from reidkit.data.sample import Dataset, Sample
+from reidkit.data.sample import Dataset, Sample, kind_of
 from reidkit.errors import UsageError
 
 VAL = "val"
@@ -82,9 +82,17 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
     from reidkit.models import model_distance
 
     c = config
+    video = {}
+    if kind_of(s.query) == "tracklet":
+        evenly = c.eval.sample == "evenly"
+        video = {
+            "sample": c.eval.sample,
+            "seq_len": c.data.seq_len if evenly else None,
+            "temporal": c.model.temporal,
+        }
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
-        flip=c.eval.flip,
+        flip=c.eval.flip, **video,
     )  # fmt: skip
     features = []
     for samples in (s.query, s.gallery):

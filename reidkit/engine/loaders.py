@@ -1,5 +1,6 @@
-"""The training data loader: a PK (or random) batch sampler over the training samples,
-the training transform, and the workers.
+"""The training data loader: a PK (or random) batch sampler over the training samples (or
+tracklets, then as clips of ``data.seq_len`` frames), the training transform, and the
+workers.
 
 Batches are a deterministic function of (seed, epoch) and each process takes its share
 (:mod:`reidkit.data.samplers`). Augmentations draw from torch's global generator (in the
@@ -35,6 +36,27 @@ def seed_augmentation(seed: int, rank: int) -> None:
     seed_everything(int(np.random.SeedSequence([seed, rank, 1]).generate_state(1)[0]))
 
 
+VIDEO_KEYS = ("data.seq_len", "data.sample", "model.temporal", "eval.sample")
+
+
+def check_video_keys(config: Config, kind: str, name: str) -> None:
+    """Video settings changed for an image dataset are refused, not ignored.
+
+    Raises:
+        UsageError: naming the first such key.
+    """
+    if kind == "tracklet":
+        return
+    default = Config()
+    for key in VIDEO_KEYS:
+        section, attr = key.split(".")
+        if getattr(getattr(config, section), attr) != getattr(getattr(default, section), attr):
+            raise UsageError(
+                f"{key} is for video datasets, and {name} holds images",
+                hint=f"remove {key} from the config or train on a video dataset",
+            )
+
+
 def worker_count(config: Config, device: str) -> int:
     """``data.workers``, with -1 meaning none on the CPU and 8 with a GPU."""
     workers = config.data.workers
@@ -46,8 +68,9 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     ``skip`` choose the batches of the next pass."""
     import torch
 
+    from reidkit.data.sample import kind_of
     from reidkit.data.samplers import PKSampler, RandomBatchSampler
-    from reidkit.data.transforms import TrainImages, train_transform
+    from reidkit.data.transforms import TrainClips, TrainImages, train_transform
 
     d = config.data
     labels = [s.pid for s in samples]
@@ -60,8 +83,12 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
         sampler = RandomBatchSampler(len(labels), d.batch_size, seed=seed, rank=rank, world=world)
     else:
         raise UsageError(f"unknown sampler '{d.sampler}'", hint=", ".join(SAMPLERS))
+    if kind_of(samples) == "tracklet":  # clips of seq_len frames, PK over tracklets
+        items = TrainClips(samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample)
+    else:
+        items = TrainImages(samples, train_transform(d))
     loader = torch.utils.data.DataLoader(
-        TrainImages(samples, train_transform(d)),
+        items,
         batch_sampler=sampler,
         num_workers=worker_count(config, device),
         pin_memory=device.startswith("cuda"),

@@ -127,7 +127,7 @@ class Trainer:
 
         from reidkit.device import distributed_rank, init_distributed, resolve_device
         from reidkit.engine.evaluation import eval_sets, load_training_data
-        from reidkit.engine.loaders import seed_augmentation, seed_everything
+        from reidkit.engine.loaders import check_video_keys, seed_augmentation, seed_everything
         from reidkit.engine.optim import build_optimizer, build_scheduler
         from reidkit.losses import ReIDLoss
         from reidkit.models import create_model, model_cfg
@@ -144,12 +144,14 @@ class Trainer:
         self.dataset, self.eval_sets = eval_sets(c, train, sources)
         if not self.dataset.train:
             raise UsageError(f"dataset {self.dataset.name} has no training images")
+        check_video_keys(c, self.dataset.kind, self.dataset.name)
         check_batch_fits(c, self.dataset.num_train_pids)
         self.left_out: list[str] = []  # unreadable images data.skip_bad leaves out
         self._check_images()
         self.num_classes = self.dataset.num_train_pids
         seed_everything(c.train.seed)  # the same initial weights on every process
         self.model = create_model(c.model.name, self.num_classes, **model_kwargs(c))
+        self.model.temporal = c.model.temporal  # how clips pool over time (video datasets)
         # trained from scratch even when the rest is pretrained; everything else is "base"
         self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
         if pretrained is True:
@@ -186,10 +188,13 @@ class Trainer:
         import dataclasses
 
         from reidkit.data.images import find_unreadable
+        from reidkit.data.sample import frame_paths, without_paths
 
         ds, c = self.dataset, self.config
         evaluated = [(s.query, s.gallery) for s in self.eval_sets] if c.eval.every else []
-        paths = [s.path for s in ds.train] + [x.path for pair in evaluated for y in pair for x in y]
+        paths = frame_paths(ds.train) + [
+            p for pair in evaluated for y in pair for p in frame_paths(y)
+        ]
         bad = find_unreadable(list(dict.fromkeys(paths)))
         if not bad:
             return
@@ -201,8 +206,8 @@ class Trainer:
         self.left_out = [exc.message for exc in bad]  # logged once train.log is open
         unreadable = {exc.path for exc in bad}
 
-        def readable(samples):
-            return [s for s in samples if s.path not in unreadable]
+        def readable(items):
+            return without_paths(items, unreadable)
 
         self.dataset = dataclasses.replace(ds, train=readable(ds.train))
         self.eval_sets = [
@@ -281,12 +286,13 @@ class Trainer:
                 sampler.set_epoch(self.epoch)
                 sampler.skip = self.batch_in_epoch  # resumed inside this epoch: skip, not load
                 sums = dict.fromkeys(("loss", *LOSS_PARTS, "acc"), 0.0)
-                seen, start, total = 0, time.perf_counter(), len(sampler)
+                seen, frames, start, total = 0, 0, time.perf_counter(), len(sampler)
                 for b, (images, labels) in enumerate(loader, start=self.batch_in_epoch):
                     loss, parts, correct = self._step(images, labels)
                     self.batch_in_epoch = b + 1
                     n = len(labels)
                     seen += n
+                    frames += n * (images.shape[1] if images.dim() == 5 else 1)
                     sums["loss"] += loss * n
                     for key in LOSS_PARTS:
                         sums[key] += parts.get(key, 0.0) * n
@@ -312,7 +318,8 @@ class Trainer:
                     "lr": lr,
                     "w_triplet": self.loss.triplet,
                     "seconds": round(seconds, 2),
-                    "images_per_s": round(seen * self.world / seconds, 1) if seconds else 0,
+                    # images (of clips, frames) per second
+                    "images_per_s": round(frames * self.world / seconds, 1) if seconds else 0,
                     **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
                 }
                 evaluate = bool(c.eval.every) and (
@@ -327,7 +334,7 @@ class Trainer:
 
         c = self.config
         images, labels = images.to(self.device), labels.to(self.device)
-        if c.train.channels_last:
+        if c.train.channels_last and images.dim() == 4:  # clips go in flat, inside the model
             images = images.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
         with torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None):

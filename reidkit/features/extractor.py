@@ -1,5 +1,9 @@
 """Batched feature extraction into HDF5 feature files: resumable, idempotent, locked.
 
+Image datasets get a row per image; video datasets a row per tracklet, its frames pooled
+over time (:mod:`reidkit.features.tracklets`), through the same batching, resuming,
+locking and file format.
+
 Images are decoded in a fixed order (in the main process on the CPU, by DataLoader workers
 with a GPU), and rows are flushed in chunks by a
 :class:`~reidkit.features.store.FeatureWriter`, so a killed extraction continues from the
@@ -22,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from reidkit.data.sample import Sample
+from reidkit.data.sample import Sample, Tracklet, kind_of
 from reidkit.device import barrier, distributed_rank, init_distributed, resolve_device
 from reidkit.errors import DataError, ReidkitError, UsageError
 from reidkit.features.batches import ImageList, batches_in_process
 from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
+from reidkit.features.tracklets import compute_tracklet_features, extract_tracklet_rows
 from reidkit.fileio import file_lock
 from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
@@ -49,6 +54,10 @@ class ExtractOptions:
     storage: str = "float32"
     amp: str = "off"
     channels_last: bool = False
+    # tracklets only (None for images): frames pooled ("all", or seq_len "evenly"), and how
+    sample: str | None = None
+    seq_len: int | None = None
+    temporal: str | None = None
 
     def check(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -59,6 +68,17 @@ class ExtractOptions:
             raise UsageError(
                 f"--storage must be one of {', '.join(STORAGE_DTYPES)}, not {self.storage!r}"
             )
+        if self.sample not in (None, "all", "evenly"):
+            raise UsageError(f"--sample must be all or evenly, not {self.sample!r}")
+        if self.temporal not in (None, "avg", "max"):
+            raise UsageError(f"--temporal must be avg or max, not {self.temporal!r}")
+        if self.seq_len is not None and self.seq_len < 1:
+            raise UsageError(f"--seq-len must be at least 1, got {self.seq_len}")
+
+    def provenance(self) -> dict[str, Any]:
+        """The options as a file's provenance records them (the tracklet ones only when
+        they apply, so image files keep the provenance they always had)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def normalize(images, options: ExtractOptions):
@@ -75,11 +95,14 @@ def normalize(images, options: ExtractOptions):
     return x.mul_(scale).sub_(shift)
 
 
-def samples_sha256(samples: list[Sample], root: Path) -> str:
-    """A digest of the image list and labels, to tell whether a file is up to date."""
+def samples_sha256(samples: list[Sample | Tracklet], root: Path) -> str:
+    """A digest of the image (or tracklet frame) list and labels, to tell whether a file is
+    up to date."""
     digest = hashlib.sha256()
     for s in samples:
-        digest.update(f"{os.path.relpath(s.path, root)}\t{s.pid}\t{s.camid}\t{s.dsetid}\n".encode())
+        files = s.paths if isinstance(s, Tracklet) else (s.path,)
+        names = "|".join(os.path.relpath(f, root) for f in files)
+        digest.update(f"{names}\t{s.pid}\t{s.camid}\t{s.dsetid}\n".encode())
     return digest.hexdigest()
 
 
@@ -126,8 +149,30 @@ class TorchRunner:
         pixels = torch.as_tensor(batch)[torch.from_numpy(ok)]
         return _forward(self.model, pixels, self.options, self.device)
 
+    def frame_features(self, batch, ok: np.ndarray) -> list[np.ndarray]:
+        """The trunk's features of the readable frames, and of their mirror images with
+        the options' flip (the views a tracklet is pooled over)."""
+        import torch
 
-def _forward(model, images, options: ExtractOptions, device: str):
+        pixels = torch.as_tensor(batch)[torch.from_numpy(ok)]
+        return _forward(self.model.features, pixels, self.options, self.device, views=True)
+
+    def head(self, pooled: np.ndarray) -> np.ndarray:
+        """The embedding of pooled frame features (the model's head, in eval mode)."""
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.options.amp)
+        x = torch.from_numpy(pooled).to(self.device)
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None),
+        ):
+            return self.model.head(x).float().cpu().numpy()
+
+
+def _forward(model, images, options: ExtractOptions, device: str, views: bool = False):
+    """``model`` on uint8 (or normalised) images; averaged with the mirror images' output
+    under the options' flip, or with ``views`` both outputs as a list."""
     import torch
 
     images = images.to(device, non_blocking=True)
@@ -140,10 +185,12 @@ def _forward(model, images, options: ExtractOptions, device: str):
         torch.inference_mode(),
         torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
     ):
-        features = model(images).float()
+        outputs = [model(images).float()]
         if options.flip:
-            features = (features + model(torch.flip(images, dims=[3])).float()) / 2
-    return features.cpu().numpy()
+            outputs.append(model(torch.flip(images, dims=[3])).float())
+    if views:
+        return [o.cpu().numpy() for o in outputs]
+    return (sum(outputs) / len(outputs)).cpu().numpy()
 
 
 def extract_subset(
@@ -167,9 +214,12 @@ def extract_subset(
     With ``force`` the file is made again; the old one stays readable until the new one
     replaces it. With ``wait_for_lock`` a concurrent writer is waited for, else LockedError.
 
+    ``samples`` are images, or tracklets (one row each, their frames pooled).
+
     Returns:
-        file, rows, feature_dim, skipped (paths), resumed (rows found from an interrupted
-        run), up_to_date, seconds, images_per_second.
+        file, rows, feature_dim, skipped (paths; of tracklets, the first frame), resumed
+        (rows found from an interrupted run), up_to_date, seconds, images_per_second (of
+        tracklets: frames per second).
 
     Raises:
         DataError: an image cannot be read (unless ``skip_bad``).
@@ -182,8 +232,11 @@ def extract_subset(
     provenance = {
         **attrs.get("provenance", {}),
         "images": samples_sha256(samples, root),
-        "options": asdict(options),
+        "options": options.provenance(),
     }
+    tracklets = kind_of(samples) == "tracklet"
+    if tracklets and options.sample is None:
+        raise UsageError("tracklets need the options' sample, seq_len and temporal")
     start = time.perf_counter()
     rank, world = distributed_rank()
     part = out if world == 1 else out.with_name(f"{out.name}.rank{rank}-of-{world}")
@@ -214,9 +267,13 @@ def extract_subset(
             "flip": options.flip,
             "normalized": False,
         }
-        resumed = 0
+        if tracklets:
+            how = "all" if options.sample == "all" else f"{options.sample} {options.seq_len}"
+            file_attrs |= {"kind": "tracklet", "temporal": options.temporal, "sample": how}
+        resumed = ran = 0
         if force or not is_up_to_date(part, provenance):
-            resumed = _extract_rows(
+            rows = extract_tracklet_rows if tracklets else _extract_rows
+            resumed, ran = rows(
                 runner, samples, lo, hi, part, file_attrs, options, batch_size, workers,
                 skip_bad, progress,
             )  # fmt: skip
@@ -231,7 +288,7 @@ def extract_subset(
     seconds = time.perf_counter() - start
     info = feature_file_info(out)  # merged by rank 0 before the last barrier
     skipped = [os.path.join(root, p) for p in json.loads(info["attrs"].get("skipped") or "[]")]
-    return {
+    result = {
         "file": str(out),
         "rows": info["rows"],
         "feature_dim": info["dim"],
@@ -239,14 +296,19 @@ def extract_subset(
         "resumed": resumed,
         "up_to_date": False,
         "seconds": round(seconds, 3),
-        "images_per_second": round((hi - lo - resumed) * world / seconds, 1) if seconds else 0.0,
+        "images_per_second": round(ran * world / seconds, 1) if seconds else 0.0,
     }
+    if tracklets:
+        frames = json.loads(info["attrs"].get("skipped_frames") or "[]")
+        result["skipped_frames"] = [os.path.join(root, p) for p in frames]
+    return result
 
 
 def _extract_rows(
     runner, samples, lo, hi, path, attrs, options, batch_size, workers, skip_bad, progress
-) -> int:
-    """Extract samples[lo:hi] into ``path``; returns the rows resumed from an earlier run."""
+) -> tuple[int, int]:
+    """Extract samples[lo:hi] into ``path``; returns (rows resumed from an earlier run,
+    images run through the model now)."""
     writer = FeatureWriter(
         path,
         runner.feature_dim,
@@ -292,7 +354,7 @@ def _extract_rows(
     missing = np.setdiff1d(np.arange(lo, hi), writer.indices())
     skipped = [os.path.relpath(samples[i].path, root) for i in missing]
     writer.finish(skipped=json.dumps(skipped))
-    return writer.resumed_rows
+    return writer.resumed_rows, hi - first
 
 
 def shard(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
@@ -308,12 +370,17 @@ def _merge_parts(out: Path, parts: list[Path], storage: str) -> None:
     from reidkit.features.store import write_features
 
     sets = [read_features(p) for p in parts]
-    skipped = [p for fs in sets for p in json.loads(fs.attrs.get("skipped") or "[]")]
+    lists = {
+        key: [p for fs in sets for p in json.loads(fs.attrs.get(key) or "[]")]
+        for key in ("skipped", "skipped_frames")
+    }
     attrs = {
         k: v
         for k, v in sets[0].attrs.items()
         if k not in ("schema", "complete", "created", "reidkit_version")
     }
+    if "skipped_frames" not in sets[0].attrs:  # an image file
+        del lists["skipped_frames"]
     write_features(
         out,
         np.concatenate([fs.features for fs in sets]),
@@ -321,8 +388,9 @@ def _merge_parts(out: Path, parts: list[Path], storage: str) -> None:
         np.concatenate([fs.camids for fs in sets]),
         paths=[p for fs in sets for p in fs.paths],
         dsetids=np.concatenate([fs.dsetids for fs in sets]),
+        frames=None if sets[0].frames is None else np.concatenate([fs.frames for fs in sets]),
         storage=storage,
-        attrs={**attrs, "skipped": json.dumps(skipped)},
+        attrs={**attrs, **{k: json.dumps(v) for k, v in lists.items()}},
     )
     for p in parts:
         p.unlink()
@@ -364,7 +432,9 @@ def extract_dataset(
     the checkpoint's, or to what the model or the ONNX file declares; ``mean`` and ``std``
     are for an ONNX file without reidkit's metadata.
     ``kwargs`` go to :func:`extract_subset` (batch_size, workers, skip_bad, force) and to
-    :class:`ExtractOptions` (flip, storage, amp, channels_last).
+    :class:`ExtractOptions` (flip, storage, amp, channels_last; for a video dataset sample,
+    seq_len and temporal, which default to ``all``, the checkpoint's ``data.seq_len`` and
+    its ``model.temporal``).
     """
     sources = {"CHECKPOINT": checkpoint, "--model": model_name, "--onnx": onnx}
     given = [name for name, value in sources.items() if value is not None]
@@ -387,8 +457,14 @@ def extract_dataset(
         if unchanged is not None:
             return {**unchanged, "device": device}
     option_keys = {"flip", "storage", "amp", "channels_last"}
+    video_keys = {"sample", "seq_len", "temporal"}
+    video = {k: kwargs.pop(k) for k in video_keys if kwargs.get(k) is not None}
+    for k in video_keys:
+        kwargs.pop(k, None)
     run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
     if onnx is not None:
+        # the dataset first: an ONNX graph cannot pool tracklets, whatever the file holds
+        _refuse_tracklets(image_jobs(dataset, root, subsets, images, Path(out_dir)))
         weights_report = None
         runner, model_attrs, options = _onnx_runner(
             onnx, device, height, width, mean, std, model_options,
@@ -406,19 +482,27 @@ def extract_dataset(
             model_options=model_options, allow_partial=allow_partial,
         )  # fmt: skip
         model_attrs, data, weights_report = source.attrs, source.data, source.weights_report
+    jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
+    kind = kind_of(jobs[0][2])
+    if kind == "image" and video:
+        option = next(iter(video)).replace("_", "-")
+        raise UsageError(f"--{option} is for video datasets, and {jobs[0][0]} holds images")
+    if onnx is None:
+        if kind == "tracklet":
+            video = _video_options(video, source.checkpoint)
         options = ExtractOptions(
             height=height or data["height"],
             width=width or data["width"],
             mean=list(data["mean"]),
             std=list(data["std"]),
             **{k: v for k, v in kwargs.items() if k in option_keys},
+            **video,
         )
         options.check()  # before anything is locked or written
         device = init_distributed(resolve_device(device))
         if run_kwargs.get("workers", 0) < 0:
             run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
         runner = TorchRunner(source.model, options, device)
-    jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
     results = []
     for name, subset, samples, base, path, camera_base in jobs:
         attrs = {
@@ -449,6 +533,32 @@ def extract_dataset(
         "device": device,
         "options": asdict(options),
     }
+
+
+def _refuse_tracklets(jobs) -> None:
+    if kind_of(jobs[0][2]) == "tracklet":
+        raise UsageError(
+            f"--onnx extracts images; {jobs[0][0]} holds tracklets",
+            hint="an exported graph ends in the head, after which frames no longer pool as "
+            "the model pools them: extract tracklets from the checkpoint",
+        )
+
+
+def _video_options(given: dict[str, Any], checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """sample, seq_len and temporal of a tracklet extraction: as given, else ``all`` frames
+    and the checkpoint's config (or the defaults of a new run); seq_len only with evenly."""
+    from reidkit.config import Config
+
+    config = (checkpoint or {}).get("config") or {}
+    default = Config()
+    sample = given.get("sample", "all")
+    temporal = given.get(
+        "temporal", config.get("model", {}).get("temporal", default.model.temporal)
+    )
+    seq_len = given.get("seq_len", config.get("data", {}).get("seq_len", default.data.seq_len))
+    if sample == "all" and "seq_len" in given:
+        raise UsageError("--seq-len is for --sample evenly: --sample all pools every frame")
+    return {"sample": sample, "seq_len": seq_len if sample != "all" else None, "temporal": temporal}
 
 
 def _onnx_runner(path, device, height, width, mean, std, model_options, refused, kwargs):
@@ -495,6 +605,7 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height
         return None
     asked = {"height": height, "width": width}
     asked.update({k: kwargs[k] for k in ("flip", "storage", "amp", "channels_last") if k in kwargs})
+    asked.update({k: kwargs.get(k) for k in ("sample", "seq_len", "temporal")})
     try:
         jobs = image_jobs(dataset, root, subsets, None, out_dir)
     except ReidkitError:  # the full path reports it, in its usual order
@@ -585,9 +696,13 @@ def compute_features(
     batch_size: int = 128,
 ) -> np.ndarray:
     """Features of ``samples`` in memory, as ``extract`` computes them (for evaluation
-    during training). An unreadable image is a DataError naming it."""
+    during training). An unreadable image is a DataError naming it. Tracklets get a row
+    each, pooled as the options say."""
     import torch
 
+    if kind_of(samples) == "tracklet":
+        runner = TorchRunner(model, options, device)
+        return compute_tracklet_features(runner, samples, options, batch_size=batch_size)
     images = ImageList([s.path for s in samples], 0, options.height, options.width)
     parts = []
     for batch, index, errors in batches_in_process(images, batch_size):

@@ -3,8 +3,10 @@
     /features  float32 or float16 (N, D), chunked      /pids int64 (N,)   /camids int64 (N,)
     /paths     utf-8 strings (N,), relative to attrs["root"]   (optional)
     /dsetids   int64 (N,)                                      (optional)
+    /frames    int64 (N,): frames of each tracklet             (tracklet files)
     attrs: schema, complete, model, checkpoint_sha256, image_size, flip, normalized, dataset,
-           subset, root, config (JSON), reidkit_version, created
+           subset, root, config (JSON), reidkit_version, created; kind ("image", or
+           "tracklet": one row per tracklet, /paths its first frame), temporal, sample
 
 Readers need only /features, /pids and /camids, so files made by other tools can be read.
 
@@ -49,6 +51,9 @@ PROVENANCE_FIELDS = {
     "flip": "flip averaging",
     "normalized": "feature normalisation",
     "onnx_half": "float16 ONNX graph",
+    "kind": "kind of rows (image or tracklet)",
+    "temporal": "temporal pooling",
+    "sample": "frames pooled per tracklet",
 }
 
 
@@ -61,6 +66,7 @@ class FeatureSet:
         pids, camids: (N,) int64.
         paths: image paths relative to ``attrs["root"]``, when the file has them.
         dsetids: (N,) int64, when the file has them.
+        frames: (N,) int64, the frames of each tracklet (tracklet files).
         attrs: the file's attributes (``config`` decoded from JSON).
         path: the file read.
     """
@@ -72,6 +78,7 @@ class FeatureSet:
     dsetids: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    frames: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -131,6 +138,7 @@ class FeatureWriter:
         with_paths, with_dsetids: whether rows carry paths / dsetids.
         with_index: rows carry the index of their input sample (kept in the partial chunks
             only), so that a resumed job whose inputs can be skipped knows where to go on.
+        with_frames: rows carry their tracklet's frame count (/frames).
     """
 
     def __init__(
@@ -144,6 +152,7 @@ class FeatureWriter:
         with_paths: bool = False,
         with_dsetids: bool = False,
         with_index: bool = False,
+        with_frames: bool = False,
     ) -> None:
         if storage not in STORAGE_DTYPES:
             raise UsageError(f"storage must be one of {', '.join(STORAGE_DTYPES)}, not {storage!r}")
@@ -155,6 +164,7 @@ class FeatureWriter:
             "with_paths": with_paths,
             "with_dsetids": with_dsetids,
             "with_index": with_index,
+            "with_frames": with_frames,
             "attrs": base_attrs(**(attrs or {})),
         }
         self.chunk_rows = chunk_rows
@@ -205,6 +215,7 @@ class FeatureWriter:
         paths: list[str] | None = None,
         dsetids: np.ndarray | None = None,
         index: np.ndarray | None = None,
+        frames: np.ndarray | None = None,
     ) -> None:
         """Queue rows; full chunks are flushed to disk."""
         features = np.asarray(features)
@@ -224,6 +235,8 @@ class FeatureWriter:
             batch["dsetids"] = np.asarray(dsetids, dtype=np.int64).reshape(n)
         if self.meta["with_index"]:
             batch["index"] = np.asarray(index, dtype=np.int64).reshape(n)
+        if self.meta.get("with_frames"):
+            batch["frames"] = np.asarray(frames, dtype=np.int64).reshape(n)
         self._pending.append(batch)
         self._pending_rows += n
         while self._pending_rows >= self.chunk_rows:
@@ -288,6 +301,8 @@ class FeatureWriter:
             labels = {k: f.create_dataset(k, (total,), dtype="int64") for k in ("pids", "camids")}
             if meta["with_dsetids"]:
                 labels["dsetids"] = f.create_dataset("dsetids", (total,), dtype="int64")
+            if meta.get("with_frames"):
+                labels["frames"] = f.create_dataset("frames", (total,), dtype="int64")
             paths = []
             start = 0
             for i in range(self.chunks):
@@ -316,7 +331,7 @@ def chunk_shape(rows: int, dim: int, storage: str) -> tuple[int, int]:
 
 
 def _same_job(old: dict, new: dict) -> bool:
-    keys = ("dim", "storage", "with_paths", "with_dsetids", "with_index")
+    keys = ("dim", "storage", "with_paths", "with_dsetids", "with_index", "with_frames")
     return all(old.get(k) == new.get(k) for k in keys) and old.get("attrs", {}).get(
         "provenance"
     ) == new["attrs"].get("provenance")
@@ -330,6 +345,7 @@ def write_features(
     *,
     paths: list[str] | None = None,
     dsetids: np.ndarray | None = None,
+    frames: np.ndarray | None = None,
     storage: str = "float32",
     attrs: dict[str, Any] | None = None,
 ) -> Path:
@@ -341,8 +357,9 @@ def write_features(
         attrs=attrs,
         with_paths=paths is not None,
         with_dsetids=dsetids is not None,
+        with_frames=frames is not None,
     )
-    writer.append(features, pids, camids, paths, dsetids)
+    writer.append(features, pids, camids, paths, dsetids, frames=frames)
     return writer.finish()
 
 
@@ -402,6 +419,7 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
                 else None
             )
             dsetids = f["dsetids"][()].astype(np.int64) if "dsetids" in f else None
+            frames = f["frames"][()].astype(np.int64) if "frames" in f else None
         except (OSError, ValueError, TypeError) as exc:
             raise DataError(f"{path}: cannot read the datasets ({exc})") from None
     if features.ndim != 2:
@@ -412,6 +430,7 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
         ("camids", camids),
         ("paths", paths),
         ("dsetids", dsetids),
+        ("frames", frames),
     ):
         if values is not None and len(values) != n:
             raise DataError(f"{path}: /{name} has {len(values)} rows but /features has {n}")
@@ -423,7 +442,9 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
             f"{path}: {int(bad.sum())} feature row(s) contain NaN or inf, "
             f"the first at index {int(np.argmax(bad))}"
         )
-    return FeatureSet(features, pids.reshape(n), camids.reshape(n), paths, dsetids, attrs, path)
+    return FeatureSet(
+        features, pids.reshape(n), camids.reshape(n), paths, dsetids, attrs, path, frames
+    )
 
 
 def provenance_of(features: FeatureSet) -> dict[str, Any]:
@@ -433,6 +454,7 @@ def provenance_of(features: FeatureSet) -> dict[str, Any]:
     found = {k: attrs[k] for k in PROVENANCE_FIELDS if k in attrs}
     if "model" in attrs:  # every reidkit file: one that does not say float16 is float32
         found.setdefault("onnx_half", False)
+        found.setdefault("kind", "image")  # and one that does not say tracklet, of images
     if "mean" not in found and isinstance(attrs.get("provenance"), str):
         with contextlib.suppress(ValueError, AttributeError):
             options = json.loads(attrs["provenance"]).get("options", {})

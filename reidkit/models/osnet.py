@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from reidkit.models.temporal import ReIDNet
+
 __all__ = ["OSNet"]
 
 # Output channels of conv1 and of the conv2, conv3 and conv4 stages at width 1.0 (paper, Table 1).
@@ -97,7 +99,7 @@ def _transition(channels: int) -> nn.Module:
     return nn.Sequential(_conv_bn(channels, channels, 1), nn.AvgPool2d(2, stride=2))
 
 
-class OSNet(nn.Module):
+class OSNet(ReIDNet):
     """OSNet backbone with a BN embedding layer and a linear identity classifier.
 
     In eval mode ``forward`` returns the embedding ``(N, feature_dim)``; in train mode it
@@ -150,16 +152,15 @@ class OSNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Embed a batch of images ``(N, 3, H, W)``.
-
-        Returns:
-            The embedding ``(N, feature_dim)`` in eval mode; ``(logits, embedding)`` in
-            train mode, with logits of shape ``(N, num_classes)``.
-        """
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding ``(N, feature_dim)`` of images ``(N, 3, H, W)``."""
         x = self.maxpool(self.conv1(x))
         x = self.conv5(self.conv4(self.conv3(self.conv2(x))))
-        embedding = self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    def head(self, embedding: torch.Tensor):
+        """The embedding itself in eval mode; ``(logits, embedding)`` in train mode, with
+        logits of shape ``(N, num_classes)``."""
         if not self.training:
             return embedding
         return self.classifier(embedding), embedding

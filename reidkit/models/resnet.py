@@ -14,6 +14,7 @@ from torchvision.models import resnet as tv_resnet
 
 from reidkit.errors import UsageError
 from reidkit.models.head import head_forward, make_head
+from reidkit.models.temporal import ReIDNet
 
 DEPTHS = {
     18: tv_resnet.resnet18,
@@ -24,7 +25,7 @@ DEPTHS = {
 }
 
 
-class ReIDResNet(nn.Module):
+class ReIDResNet(ReIDNet):
     """A torchvision ResNet trunk, pooled, with an optional BNNeck and a classifier.
 
     Args:
@@ -73,7 +74,10 @@ class ReIDResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
 
-    def forward(self, x: torch.Tensor):
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return head_forward(self.pool(x).flatten(1), self)
+        return self.pool(x).flatten(1)
+
+    def head(self, feature: torch.Tensor):
+        return head_forward(feature, self)

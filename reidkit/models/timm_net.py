@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from reidkit.models.head import head_forward, make_head
+from reidkit.models.temporal import ReIDNet
 
 
 def _accepts_image_size(arch: str) -> bool:
@@ -26,7 +27,7 @@ def _accepts_image_size(arch: str) -> bool:
     return any("img_size" in inspect.signature(cls.__init__).parameters for cls in classes)
 
 
-class TimmReID(nn.Module):
+class TimmReID(ReIDNet):
     """``timm.create_model(arch, num_classes=0)`` as the trunk under a re-ID head.
 
     Args:
@@ -60,5 +61,8 @@ class TimmReID(nn.Module):
         self.feature_dim = self.trunk.num_features
         self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
 
-    def forward(self, x: torch.Tensor):
-        return head_forward(self.trunk(x), self)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def head(self, feature: torch.Tensor):
+        return head_forward(feature, self)

@@ -204,13 +204,13 @@ def _query_rows(query, gallery, result, lists, chosen, image_format, images: boo
     return rows
 
 
-def _render_task(row: QueryRow, find_query, find_gallery, staging: Path):
+def _render_task(row: QueryRow, find_query, find_gallery, staging: Path, note: str = ""):
     """What one worker needs to draw one picture: (destination, header, tiles)."""
     if row.ap is None:
         score = "no valid match in the gallery"
     else:
         score = f"AP {100 * row.ap:.1f}%   first match: rank {row.first_match}"
-    header = f"{row.ordinal}. {row.path}   pid {row.pid}  cam {row.camera}   {score}"
+    header = f"{row.ordinal}. {row.path}   pid {row.pid}  cam {row.camera}   {score}{note}"
     tiles = [
         Tile(find_query(row.index), QUERY_COLOUR, ("query", f"pid {row.pid}", f"cam {row.camera}"))
     ]
@@ -333,6 +333,9 @@ def visrank_files(
         result, num_gallery=len(gallery), query=query_path, gallery=gallery_path
     )
     missing: set[str | None] = set()
+    # tracklet files store each tracklet's first frame: that is what is drawn, and said
+    tracklets = "tracklet" in (query.attrs.get("kind"), gallery.attrs.get("kind"))
+    note = "   (tracklets: first frame shown)" if tracklets else ""
     staging = out.with_name(f".{out.name}.partial")
     with file_lock(out), os_errors_named(out), _removed_on_failure(staging):
         _check_out(out)
@@ -343,7 +346,7 @@ def visrank_files(
             image_root = Path(root) if root is not None else None
             find_query = _image_finder(query, image_root)
             find_gallery = _image_finder(gallery, image_root)
-            tasks = (_render_task(row, find_query, find_gallery, staging) for row in rows)
+            tasks = (_render_task(row, find_query, find_gallery, staging, note) for row in rows)
             draw_progress = progress("draw")
             draw_progress(0, len(rows))
             for done, lost in enumerate(imap_workers(_draw_and_save, tasks, workers), 1):
@@ -381,6 +384,7 @@ def visrank_files(
             "images": len(rows) if images else 0,
             "image_format": image_format if images else None,
             "missing_images": len(missing),
+            "shown": "the first frame of each tracklet" if tracklets else "each image",
             "ranked_csv": "ranked.csv",
             "index_html": "index.html" if html else None,
             "plots": written_plots,

@@ -48,3 +48,16 @@ def test_the_recipe_file_is_the_demos_recipe(tmp_path):
 
     recipe = load_config(REPO / "configs" / "synthreid_resnet18.yaml", [f"data.root={tmp_path}"])
     assert recipe.to_dict() == demo_config(tmp_path).to_dict()
+
+
+def test_the_video_recipe_file_is_the_video_demos_recipe(tmp_path):
+    from helpers import REPO
+
+    from reidkit.config import load_config
+    from reidkit.engine.demo import VIDEO_DEMO, demo_config
+
+    recipe = load_config(
+        REPO / "configs" / "synthreid_video_resnet18.yaml", [f"data.root={tmp_path}"]
+    )
+    assert recipe.to_dict() == demo_config(tmp_path, kind=VIDEO_DEMO).to_dict()
+    assert recipe.data.dataset == "synthreid-video" and recipe.data.seq_len == 4
