@@ -75,7 +75,7 @@ def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[D
 
 def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, float]:
     """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``."""
-    from reidkit.features.extractor import ExtractOptions, compute_features
+    from reidkit.features.extractor import ExtractOptions, compute_features, video_options
     from reidkit.features.store import FeatureSet
     from reidkit.metrics.rank import RankAccumulator
     from reidkit.metrics.ranking import Ranking
@@ -83,13 +83,8 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
 
     c = config
     video = {}
-    if kind_of(s.query) == "tracklet":
-        evenly = c.eval.sample == "evenly"
-        video = {
-            "sample": c.eval.sample,
-            "seq_len": c.data.seq_len if evenly else None,
-            "temporal": c.model.temporal,
-        }
+    if kind_of(s.query) == "tracklet":  # eval.sample, and the run's seq_len and pooling
+        video = video_options({"sample": c.eval.sample}, {"config": c.to_dict()})
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
         flip=c.eval.flip, **video,

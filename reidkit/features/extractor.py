@@ -161,13 +161,22 @@ class TorchRunner:
         """The embedding of pooled frame features (the model's head, in eval mode)."""
         import torch
 
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.options.amp)
         x = torch.from_numpy(pooled).to(self.device)
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None),
-        ):
+        with _inference(self.options, self.device):
             return self.model.head(x).float().cpu().numpy()
+
+
+@contextlib.contextmanager
+def _inference(options: ExtractOptions, device: str):
+    """Inference mode with the options' autocast."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.amp)
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
+    ):
+        yield
 
 
 def _forward(model, images, options: ExtractOptions, device: str, views: bool = False):
@@ -180,11 +189,7 @@ def _forward(model, images, options: ExtractOptions, device: str, views: bool = 
         images = normalize(images, options)
     if options.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.amp)
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None),
-    ):
+    with _inference(options, device):
         outputs = [model(images).float()]
         if options.flip:
             outputs.append(model(torch.flip(images, dims=[3])).float())
@@ -457,14 +462,13 @@ def extract_dataset(
         if unchanged is not None:
             return {**unchanged, "device": device}
     option_keys = {"flip", "storage", "amp", "channels_last"}
-    video_keys = {"sample", "seq_len", "temporal"}
-    video = {k: kwargs.pop(k) for k in video_keys if kwargs.get(k) is not None}
-    for k in video_keys:
-        kwargs.pop(k, None)
+    given = {k: kwargs.pop(k, None) for k in ("sample", "seq_len", "temporal")}
+    video = {k: v for k, v in given.items() if v is not None}
     run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
     if onnx is not None:
         # the dataset first: an ONNX graph cannot pool tracklets, whatever the file holds
-        _refuse_tracklets(image_jobs(dataset, root, subsets, images, Path(out_dir)))
+        jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
+        _refuse_tracklets(jobs)
         weights_report = None
         runner, model_attrs, options = _onnx_runner(
             onnx, device, height, width, mean, std, model_options,
@@ -482,14 +486,14 @@ def extract_dataset(
             model_options=model_options, allow_partial=allow_partial,
         )  # fmt: skip
         model_attrs, data, weights_report = source.attrs, source.data, source.weights_report
-    jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
+        jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))  # after the model
     kind = kind_of(jobs[0][2])
     if kind == "image" and video:
         option = next(iter(video)).replace("_", "-")
         raise UsageError(f"--{option} is for video datasets, and {jobs[0][0]} holds images")
     if onnx is None:
         if kind == "tracklet":
-            video = _video_options(video, source.checkpoint)
+            video = video_options(video, source.checkpoint)
         options = ExtractOptions(
             height=height or data["height"],
             width=width or data["width"],
@@ -544,7 +548,7 @@ def _refuse_tracklets(jobs) -> None:
         )
 
 
-def _video_options(given: dict[str, Any], checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+def video_options(given: dict[str, Any], checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     """sample, seq_len and temporal of a tracklet extraction: as given, else ``all`` frames
     and the checkpoint's config (or the defaults of a new run); seq_len only with evenly."""
     from reidkit.config import Config
