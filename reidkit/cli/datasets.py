@@ -70,7 +70,9 @@ def summary_table(summary: dict):
 
     video = summary.get("kind") == "tracklet"
     columns = (
-        ("# ids", "# tracklets", "# frames", "frames/tracklet") if video else ("# ids", "# images")
+        ("# ids", "# tracklets", "# frames", "frames min/med/max")
+        if video
+        else ("# ids", "# images")
     )
     table = Table(title=f"{summary['dataset']} ({summary['root']})")
     for column in ("subset", *columns, "# cameras"):
@@ -91,8 +93,7 @@ def summary_table(summary: dict):
         if video
         else f"junk images: {summary['junk_images']}"
     )
-    per = "; frames/tracklet is min / median / max" if video else ""
-    table.caption = f"{junk}, unparsed files: {summary['unparsed_files']}{per}"
+    table.caption = f"{junk}, unparsed files: {summary['unparsed_files']}"
     return table
 
 

@@ -73,7 +73,7 @@ def test_mars_summary_counts_tracklets_and_frames(tmp_path, cli):
     code, out, err = cli("datasets", "summary", "mars", "--root", tmp_path)
     table = out + err
     assert code == 0 and "# tracklets" in table and "# frames" in table
-    assert "frames/tracklet" in table and "2 / 3 / 5" in table and "junk tracklets: 1" in table
+    assert "frames min/med/max" in table and "2 / 3 / 5" in table and "junk tracklets: 1" in table
 
 
 def test_mars_missing_info_file_is_named(tmp_path, cli):
