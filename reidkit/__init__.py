@@ -47,7 +47,7 @@ _LAZY = {
     "list_models": "reidkit.models",
     "train": "reidkit.engine.run",
     "resume": "reidkit.engine.run",
-    "extract_dataset": "reidkit.features.extractor",
+    "extract_dataset": "reidkit.features.jobs",
     "FeatureSet": "reidkit.features.store",
     "read_features": "reidkit.features.store",
     "write_features": "reidkit.features.store",
@@ -105,7 +105,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from reidkit.config import Config, load_config
     from reidkit.data import Dataset, Sample, list_datasets, load_dataset
     from reidkit.engine.run import resume, train
-    from reidkit.features.extractor import extract_dataset
+    from reidkit.features.jobs import extract_dataset
     from reidkit.features.store import FeatureSet, read_features, write_features
     from reidkit.metrics.evaluate import evaluate_files
     from reidkit.metrics.rank import evaluate_distances

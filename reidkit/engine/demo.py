@@ -96,7 +96,7 @@ def run_demo(
     ``video``: runs/demo-video/, feats/video/...)."""
     from reidkit.data.synth import generate
     from reidkit.engine.run import resume, train
-    from reidkit.features.extractor import extract_dataset
+    from reidkit.features.jobs import extract_dataset
     from reidkit.metrics.evaluate import evaluate_files
     from reidkit.metrics.ranking import Ranking
     from reidkit.vis.plots import compare_results

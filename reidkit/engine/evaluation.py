@@ -75,7 +75,8 @@ def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[D
 
 def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, float]:
     """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``."""
-    from reidkit.features.extractor import ExtractOptions, compute_features, video_options
+    from reidkit.features.extractor import ExtractOptions, compute_features
+    from reidkit.features.jobs import video_options
     from reidkit.features.store import FeatureSet
     from reidkit.metrics.rank import RankAccumulator
     from reidkit.metrics.ranking import Ranking

@@ -95,7 +95,7 @@ def test_evenly_sampled_frames(video, tmp_path, cli):
 
 def test_interrupted_extraction_resumes_to_the_same_file(video, tmp_path, monkeypatch):
     from reidkit.features import tracklets
-    from reidkit.features.extractor import extract_dataset
+    from reidkit.features.jobs import extract_dataset
 
     monkeypatch.setattr(tracklets, "CHUNK_TRACKLETS", 5)
     common = dict(

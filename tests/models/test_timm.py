@@ -47,9 +47,10 @@ def test_timm_models_train_resume_and_extract(cli, synth_tiny, tmp_path, name):
         "classifier": "linear",
         "image_size": [64, 32],
     }
-    code, _, err = cli("resume", run, "--max-epoch", "2", "--json")
-    assert code == 0, err
-    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 2
+    if name == next(iter(TIMM_MODELS)):  # resuming does not depend on the trunk: one is enough
+        code, _, err = cli("resume", run, "--max-epoch", "2", "--json")
+        assert code == 0, err
+        assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 2
     code, _out, err = cli(
         "extract", run / "weights" / "last.pt", "--dataset", "synthreid", "--root", synth_tiny,
         "--out", feats, "--subsets", "query", "--device", "cpu", "--json",

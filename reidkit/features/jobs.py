@@ -1,0 +1,319 @@
+"""What ``reidkit extract`` extracts: the feature files of a dataset's subsets (or of a
+folder of images), with which model and runner, and whether they are already up to date.
+
+The rows themselves are computed by :func:`reidkit.features.extractor.extract_subset`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from reidkit.data.sample import Sample, kind_of
+from reidkit.device import init_distributed, resolve_device
+from reidkit.errors import ReidkitError, UsageError
+from reidkit.features.extractor import (
+    ExtractOptions,
+    TorchRunner,
+    extract_subset,
+    samples_sha256,
+)
+from reidkit.features.store import feature_file_info
+from reidkit.progress import no_progress
+from reidkit.threads import thread_count
+
+log = logging.getLogger(__name__)
+
+
+def output_path(out_dir: Path, dataset: str, subset: str) -> Path:
+    """``DIR/<dataset>-<subset>.h5``."""
+    return Path(out_dir) / f"{dataset}-{subset}.h5"
+
+
+def extract_dataset(
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    model_name: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    dataset: str | None = None,
+    root: str | os.PathLike[str] = "data",
+    subsets: tuple[str, ...] = ("query", "gallery"),
+    images: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str],
+    height: int | None = None,
+    width: int | None = None,
+    device: str = "auto",
+    model_options: dict[str, Any] | None = None,
+    allow_partial: bool = False,
+    onnx: str | os.PathLike[str] | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    progress_factory=None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Extract features of a dataset's subsets (or a plain image folder) to feature files.
+
+    The model comes from a checkpoint, or from ``model_name`` built with ``model_options``
+    (random initialisation seeded by ``seed``, or ``weights``, which must load the whole
+    model but its classifier unless ``allow_partial``), or is an exported ``onnx`` file run
+    by ONNX Runtime (torch is not imported then). Image size and normalisation default to
+    the checkpoint's, or to what the model or the ONNX file declares; ``mean`` and ``std``
+    are for an ONNX file without reidkit's metadata.
+    ``kwargs`` go to :func:`extract_subset` (batch_size, workers, skip_bad, force) and to
+    :class:`ExtractOptions` (flip, storage, amp, channels_last; for a video dataset sample,
+    seq_len and temporal, which default to ``all``, the checkpoint's ``data.seq_len`` and
+    its ``model.temporal``).
+    """
+    sources = {"CHECKPOINT": checkpoint, "--model": model_name, "--onnx": onnx}
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise UsageError(
+            "give one of CHECKPOINT, --model NAME or --onnx FILE"
+            + (f", not {' and '.join(given)}" if given else "")
+        )
+    if (dataset is None) == (images is None):
+        raise UsageError("give either --dataset or --images")
+    if onnx is None and (mean is not None or std is not None):
+        raise UsageError(
+            f"--{'mean' if mean is not None else 'std'} is for --onnx files without reidkit "
+            "metadata: a checkpoint or a model says how it was trained"
+        )
+    if checkpoint is not None and Path(checkpoint).is_file() and dataset is not None:
+        unchanged = _unchanged_outputs(
+            checkpoint, dataset, root, subsets, Path(out_dir), height, width, kwargs
+        )
+        if unchanged is not None:
+            return {**unchanged, "device": device}
+    option_keys = {"flip", "storage", "amp", "channels_last"}
+    given = {k: kwargs.pop(k, None) for k in ("sample", "seq_len", "temporal")}
+    video = {k: v for k, v in given.items() if v is not None}
+    run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
+    if onnx is not None:
+        # the dataset first: an ONNX graph cannot pool tracklets, whatever the file holds
+        jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
+        _refuse_tracklets(jobs)
+        weights_report = None
+        runner, model_attrs, options = _onnx_runner(
+            onnx, device, height, width, mean, std, model_options,
+            {"--weights": weights is not None, "--seed": seed is not None,
+             "--allow-partial": allow_partial},
+            kwargs,
+        )  # fmt: skip
+        device = runner.device
+        run_kwargs["workers"] = 0
+    else:
+        from reidkit.features.source import load_model_source
+
+        source = load_model_source(
+            checkpoint, model_name, weights=weights, seed=seed, height=height, width=width,
+            model_options=model_options, allow_partial=allow_partial,
+        )  # fmt: skip
+        model_attrs, data, weights_report = source.attrs, source.data, source.weights_report
+        jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))  # after the model
+    kind = kind_of(jobs[0][2])
+    if kind == "image" and video:
+        option = next(iter(video)).replace("_", "-")
+        raise UsageError(f"--{option} is for video datasets, and {jobs[0][0]} holds images")
+    if onnx is None:
+        if kind == "tracklet":
+            video = video_options(video, source.checkpoint)
+        options = ExtractOptions(
+            height=height or data["height"],
+            width=width or data["width"],
+            mean=list(data["mean"]),
+            std=list(data["std"]),
+            **{k: v for k, v in kwargs.items() if k in option_keys},
+            **video,
+        )
+        options.check()  # before anything is locked or written
+        device = init_distributed(resolve_device(device))
+        if run_kwargs.get("workers", 0) < 0:
+            run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
+        runner = TorchRunner(source.model, options, device)
+    results = []
+    for name, subset, samples, base, path, camera_base in jobs:
+        attrs = {
+            **model_attrs,
+            "dataset": name,
+            "subset": subset,
+            "camera_base": camera_base,
+            # what makes the features: not the config's text, not the advice on distances
+            "provenance": {
+                k: v for k, v in model_attrs.items() if k not in ("config", "distance", "onnx")
+            },
+        }
+        progress = progress_factory(f"{name}-{subset}") if progress_factory else None
+        result = extract_subset(
+            runner,
+            samples,
+            path,
+            root=base,
+            attrs=attrs,
+            options=options,
+            progress=progress or no_progress,
+            **run_kwargs,
+        )
+        results.append({"subset": subset, **result})
+    return {
+        "files": results,
+        "weights": weights_report,
+        "device": device,
+        "options": asdict(options),
+    }
+
+
+def _refuse_tracklets(jobs) -> None:
+    if kind_of(jobs[0][2]) == "tracklet":
+        raise UsageError(
+            f"--onnx extracts images; {jobs[0][0]} holds tracklets",
+            hint="an exported graph ends in the head, after which frames no longer pool as "
+            "the model pools them: extract tracklets from the checkpoint",
+        )
+
+
+def video_options(given: dict[str, Any], checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """sample, seq_len and temporal of a tracklet extraction: as given, else ``all`` frames
+    and the checkpoint's config (or the defaults of a new run); seq_len only with evenly."""
+    from reidkit.config import Config
+
+    config = (checkpoint or {}).get("config") or {}
+    default = Config()
+    sample = given.get("sample", "all")
+    temporal = given.get(
+        "temporal", config.get("model", {}).get("temporal", default.model.temporal)
+    )
+    seq_len = given.get("seq_len", config.get("data", {}).get("seq_len", default.data.seq_len))
+    if sample == "all" and "seq_len" in given:
+        raise UsageError("--seq-len is for --sample evenly: --sample all pools every frame")
+    return {"sample": sample, "seq_len": seq_len if sample != "all" else None, "temporal": temporal}
+
+
+def _onnx_runner(path, device, height, width, mean, std, model_options, refused, kwargs):
+    """The ONNX Runtime side of :func:`extract_dataset`: what PyTorch alone does is refused."""
+    from reidkit.deploy.runtime import onnx_extraction
+
+    torch_only = {
+        **refused,
+        "--amp": kwargs.get("amp", "off") != "off",
+        "--channels-last": kwargs.get("channels_last", False),
+        **{f"--{k.replace('_', '-')}": v is not None for k, v in (model_options or {}).items()},
+    }
+    for option, given in torch_only.items():
+        if given:
+            raise UsageError(
+                f"{option} is for PyTorch models: an ONNX graph is run as exported",
+                hint="export with --half for float16",
+            )
+    if kwargs.get("workers", 0) > 0:
+        raise UsageError(
+            "--workers: with --onnx images are decoded in this process, between forward "
+            "passes (torch's DataLoader is not used); leave --workers out"
+        )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--onnx runs in one process: start it without torchrun")
+    runner, attrs, options = onnx_extraction(
+        path, device=device, height=height, width=width, mean=mean, std=std,
+        flip=kwargs.get("flip", False), storage=kwargs.get("storage", "float32"),
+    )  # fmt: skip
+    options.check()
+    return runner, attrs, options
+
+
+def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height, width, kwargs):
+    """The result of a rerun with nothing to do, decided without torch or the model (a cron
+    job's rerun costs a fraction of a second); None when any file needs work.
+
+    A file is unchanged when it is complete and was made from a checkpoint with the same
+    sha256, from the same images, with the options asked for now.
+    """
+    from reidkit.engine.checkpoint import file_sha256
+
+    if kwargs.get("force") or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    asked = {"height": height, "width": width}
+    asked.update({k: kwargs[k] for k in ("flip", "storage", "amp", "channels_last") if k in kwargs})
+    asked.update({k: kwargs.get(k) for k in ("sample", "seq_len", "temporal")})
+    try:
+        jobs = image_jobs(dataset, root, subsets, None, out_dir)
+    except ReidkitError:  # the full path reports it, in its usual order
+        return None
+    sha, files, options = None, [], {}
+    for _, subset, samples, base, path, _ in jobs:
+        try:
+            info = feature_file_info(path)
+            attrs = info["attrs"]
+            provenance = json.loads(attrs["provenance"])
+        except Exception:  # missing, unreadable or foreign: it needs work
+            return None
+        sha = sha or file_sha256(checkpoint)
+        options = provenance.get("options", {})
+        if (
+            attrs.get("complete") is not True
+            or "onnx_sha256" in provenance  # made by ONNX Runtime: not this checkpoint's run
+            or provenance.get("checkpoint_sha256") != sha
+            or provenance.get("images") != samples_sha256(samples, base)
+            or any(v is not None and options.get(k) != v for k, v in asked.items())
+        ):
+            return None
+        files.append(
+            {
+                "subset": subset,
+                "file": str(path),
+                "rows": info["rows"],
+                "up_to_date": True,
+                "skipped": [],
+                "resumed": 0,
+                "seconds": 0.0,
+                "images_per_second": 0.0,
+            }
+        )
+    return {"files": files, "weights": None, "options": options}
+
+
+def image_jobs(dataset, root, subsets, images, out_dir: Path):
+    """(dataset name, subset, samples, root of the paths, output file, camera base) per file
+    to write."""
+    from reidkit.data import load_dataset
+    from reidkit.data.market_style import IMAGE_SUFFIXES
+
+    if images is not None:
+        folder = Path(images)
+        if not folder.is_dir():
+            raise UsageError(f"--images {folder}: no such folder")
+        paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise UsageError(f"--images {folder}: no image files in it")
+        samples = [Sample(p, -1, -1) for p in paths]
+        return [
+            (
+                folder.resolve().name,
+                "images",
+                samples,
+                folder,
+                output_path(out_dir, folder.resolve().name, "images"),
+                0,
+            )
+        ]
+    ds = load_dataset(dataset, root)
+    jobs = []
+    for subset in subsets:
+        if subset not in ("train", "query", "gallery"):
+            raise UsageError(f"unknown subset {subset!r}; choose from train, query, gallery")
+        if not ds.subset(subset):  # checked for every subset before any is extracted
+            raise UsageError(f"nothing to extract: {ds.name} has no {subset} images")
+        jobs.append(
+            (
+                ds.name,
+                subset,
+                ds.subset(subset),
+                ds.root,
+                output_path(out_dir, ds.name, subset),
+                ds.camera_base,
+            )
+        )
+    return jobs
