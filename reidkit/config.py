@@ -41,7 +41,7 @@ class DataConfig:
     sources: list[str] = field(default_factory=list)  # train on several datasets; []: dataset
     val_ids: int = 0  # training identities held out as a validation split; best.pt follows it
     seq_len: int = 4  # video: frames per training clip (and per tracklet with eval.sample evenly)
-    sample: str = "evenly"  # video: a training clip's frames: evenly spread, or random
+    sample: str = "evenly"  # video: a training clip's frames: evenly spread, random, or all
 
 
 @dataclass
@@ -271,7 +271,7 @@ def load_config(
 
 CHOICES = {
     "data.sampler": ("pk", "random"),
-    "data.sample": ("evenly", "random"),
+    "data.sample": ("evenly", "random", "all"),
     "model.temporal": ("avg", "max"),
     "eval.sample": ("all", "evenly"),
     "loss.id_loss": ("ce", "cosface", "circle"),

@@ -5,12 +5,45 @@
 - ``random``: ``seq_len`` frames drawn without replacement (with, when the tracklet is
   shorter), in time order, from torch's generator, as the augmentations draw: a resumed run
   draws what the uninterrupted one would.
-- ``all``: every frame (extraction only: clips of different lengths do not batch).
+- ``all``: every frame. Clips of different lengths do not stack, so a training batch of
+  them is :class:`PackedClips`: the frames one clip after another, and each clip's length.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import torch
+
 SAMPLES = ("evenly", "random", "all")
+
+
+class PackedClips(NamedTuple):
+    """A batch of clips of different lengths: ``frames`` (N, 3, H, W), clip after clip, and
+    ``lengths`` (B,) frames per clip, summing to N."""
+
+    frames: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device, **kwargs) -> PackedClips:
+        return PackedClips(self.frames.to(device, **kwargs), self.lengths)
+
+
+def frame_count(batch) -> int:
+    """Frames in a training batch: images (N, 3, H, W), clips (B, S, 3, H, W) or packed."""
+    if isinstance(batch, PackedClips):
+        return batch.frames.shape[0]
+    return batch.shape[0] * (batch.shape[1] if batch.dim() == 5 else 1)
+
+
+def pack_clips(batch) -> tuple[PackedClips, torch.Tensor]:
+    """DataLoader collate of ``(clip (S_i, 3, H, W), label)`` items of any lengths."""
+    import torch
+
+    clips, labels = zip(*batch, strict=True)
+    lengths = torch.tensor([len(c) for c in clips])
+    return PackedClips(torch.cat(clips), lengths), torch.tensor(labels)
 
 
 def pick_frames(frames: int, seq_len: int, how: str) -> list[int]:

@@ -68,6 +68,7 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     ``skip`` choose the batches of the next pass."""
     import torch
 
+    from reidkit.data.clips import pack_clips
     from reidkit.data.sample import kind_of
     from reidkit.data.samplers import PKSampler, RandomBatchSampler
     from reidkit.data.transforms import TrainClips, TrainImages, train_transform
@@ -83,13 +84,14 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
         sampler = RandomBatchSampler(len(labels), d.batch_size, seed=seed, rank=rank, world=world)
     else:
         raise UsageError(f"unknown sampler '{d.sampler}'", hint=", ".join(SAMPLERS))
-    if kind_of(samples) == "tracklet":  # clips of seq_len frames, PK over tracklets
+    if kind_of(samples) == "tracklet":  # clips (of seq_len frames, or all), PK over tracklets
         items = TrainClips(samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample)
     else:
         items = TrainImages(samples, train_transform(d))
     loader = torch.utils.data.DataLoader(
         items,
         batch_sampler=sampler,
+        collate_fn=pack_clips if kind_of(samples) == "tracklet" and d.sample == "all" else None,
         num_workers=worker_count(config, device),
         pin_memory=device.startswith("cuda"),
     )

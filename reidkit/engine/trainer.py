@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.config import Config
+from reidkit.data.clips import frame_count
 from reidkit.device import barrier
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
 from reidkit.engine.rundir import (
@@ -292,7 +293,7 @@ class Trainer:
                     self.batch_in_epoch = b + 1
                     n = len(labels)
                     seen += n
-                    frames += n * (images.shape[1] if images.dim() == 5 else 1)
+                    frames += frame_count(images)
                     sums["loss"] += loss * n
                     for key in LOSS_PARTS:
                         sums[key] += parts.get(key, 0.0) * n
@@ -334,7 +335,8 @@ class Trainer:
 
         c = self.config
         images, labels = images.to(self.device), labels.to(self.device)
-        if c.train.channels_last and images.dim() == 4:  # clips go in flat, inside the model
+        if c.train.channels_last and isinstance(images, torch.Tensor) and images.dim() == 4:
+            # clips go in flat, inside the model
             images = images.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
         with torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None):

@@ -37,7 +37,11 @@ class ReIDNet(nn.Module):
     def head(self, feature: torch.Tensor):
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x):
+        if isinstance(x, tuple):  # PackedClips: clips of different lengths, pooled one by one
+            frames = self.features(x.frames).split(x.lengths.tolist())
+            pooled = [f.mean(0) if self.temporal == "avg" else f.amax(0) for f in frames]
+            return self.head(torch.stack(pooled))
         if x.dim() == 5:  # clips: the frames through the trunk, pooled over time
             frames = self.features(x.flatten(0, 1))
             return self.head(pool_frames(frames, x.shape[1], self.temporal))

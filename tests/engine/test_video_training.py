@@ -176,16 +176,17 @@ def test_video_settings_for_an_image_dataset_are_refused(market_tree, tmp_path, 
         )  # fmt: skip
         assert code == 2, err
         assert f"{key.split('=')[0]} is for video datasets, and market1501 holds images" in err
-    code, _, err = cli(*train_args(tmp_path, tmp_path / "r", "data.sample=all"))
-    assert code == 2 and "data.sample: unknown value 'all'" in err
+    code, _, err = cli(*train_args(tmp_path, tmp_path / "r", "data.sample=dense"))
+    assert code == 2 and "data.sample: unknown value 'dense'" in err
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on loopback")
-def test_torchrun_two_cpu_processes_train_one_video_model(video, tmp_path):
+@pytest.mark.parametrize("sample", ["evenly", "all"])  # all: packed clips through DDP
+def test_torchrun_two_cpu_processes_train_one_video_model(video, tmp_path, sample):
     """The trainer checks after each epoch that both processes hold the same weights; two
     processes that did not average their gradients would fail that check."""
     run = tmp_path / "ddp"
-    argv = train_args(video, run, "--epochs", "2")
+    argv = train_args(video, run, "--epochs", "2", f"data.sample={sample}")
     args = ["--run-dir" if a == "--run" else str(a) for a in argv]
     done = subprocess.run(
         [*torchrun_argv(2), *args, "--json"],
@@ -198,3 +199,53 @@ def test_torchrun_two_cpu_processes_train_one_video_model(video, tmp_path):
     assert json.loads(done.stdout)["epochs"] == 2
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     assert ckpt["step"] == 2 * (pk_batches(video) // 2)  # each process took half the batches
+    assert ckpt["config"]["data"]["sample"] == sample
+
+
+@pytest.mark.parametrize("temporal", ["avg", "max"])
+def test_packed_clips_of_different_lengths_pool_as_each_clip_alone(temporal):
+    from reidkit.data.clips import PackedClips
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=5, image_size=(32, 16)).eval()
+    model.temporal = temporal
+    clips = [torch.randn(n, 3, 32, 16) for n in (2, 5, 1)]
+    packed = PackedClips(torch.cat(clips), torch.tensor([2, 5, 1]))
+    with torch.no_grad():
+        together = model(packed)
+        alone = torch.cat([model(c[None]) for c in clips])
+    assert together.shape == (3, model.feature_dim)
+    assert torch.allclose(together, alone, atol=1e-5 * float(alone.abs().max()))
+
+
+def test_sample_all_trains_on_every_frame_of_each_tracklet(video, tmp_path, cli):
+    from reidkit.data.clips import PackedClips
+    from reidkit.data.samplers import PKSampler
+    from reidkit.engine.loaders import train_loader
+
+    ds = load_dataset("synthreid-video", video)
+    config = apply_overrides(
+        Config(),
+        [*VIDEO_TRAIN, "data.sample=all", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]"],
+    )
+    sampler, loader = train_loader(ds.train, config, rank=0, world=1, device="cpu")
+    sampler.set_epoch(0)
+    clips, labels = next(iter(loader))
+    first = next(iter(sampler))
+    assert isinstance(clips, PackedClips)
+    assert clips.lengths.tolist() == [ds.train[i].frames for i in first]  # every frame
+    assert clips.frames.shape == (sum(clips.lengths.tolist()), 3, 32, 16)
+    assert labels.tolist() == [ds.train[i].pid for i in first]
+
+    run = tmp_path / "all"
+    code, _, err = cli(*train_args(video, run, "--epochs", "1", "data.sample=all"))
+    assert code == 0, err
+    epoch = PKSampler([t.pid for t in ds.train], 16, 4, seed=0)
+    epoch.set_epoch(0)
+    frames = sum(ds.train[i].frames for batch in epoch for i in batch)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header, row = rows[0].split(","), rows[1].split(",")
+    seconds = float(row[header.index("seconds")])
+    speed = float(row[header.index("images_per_s")])
+    assert speed * seconds == pytest.approx(frames, rel=0.02)  # every frame went through
+    assert load_checkpoint(run / "weights" / "last.pt")["config"]["data"]["sample"] == "all"
