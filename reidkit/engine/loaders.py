@@ -84,14 +84,15 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
         sampler = RandomBatchSampler(len(labels), d.batch_size, seed=seed, rank=rank, world=world)
     else:
         raise UsageError(f"unknown sampler '{d.sampler}'", hint=", ".join(SAMPLERS))
-    if kind_of(samples) == "tracklet":  # clips (of seq_len frames, or all), PK over tracklets
+    video = kind_of(samples) == "tracklet"
+    if video:  # clips (of seq_len frames, or all), PK over tracklets
         items = TrainClips(samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample)
     else:
         items = TrainImages(samples, train_transform(d))
     loader = torch.utils.data.DataLoader(
         items,
         batch_sampler=sampler,
-        collate_fn=pack_clips if kind_of(samples) == "tracklet" and d.sample == "all" else None,
+        collate_fn=pack_clips if video and d.sample == "all" else None,
         num_workers=worker_count(config, device),
         pin_memory=device.startswith("cuda"),
     )

@@ -17,13 +17,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from reidkit.data.clips import PackedClips
+
 TEMPORAL = ("avg", "max")
 
 
-def pool_frames(features: torch.Tensor, frames: int, how: str) -> torch.Tensor:
-    """(B * S, D) frame features, S = ``frames`` consecutive rows per clip, to (B, D)."""
-    clips = features.unflatten(0, (-1, frames))
-    return clips.mean(1) if how == "avg" else clips.amax(1)
+def pool_frames(features: torch.Tensor, frames: int | list[int], how: str) -> torch.Tensor:
+    """(N, D) frame features, a clip's consecutive rows (``frames`` each, or a list of clip
+    lengths), to (B, D)."""
+    if isinstance(frames, int):
+        clips = features.unflatten(0, (-1, frames))
+        return clips.mean(1) if how == "avg" else clips.amax(1)
+    return torch.cat([pool_frames(clip, len(clip), how) for clip in features.split(frames)])
 
 
 class ReIDNet(nn.Module):
@@ -38,10 +43,9 @@ class ReIDNet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x):
-        if isinstance(x, tuple):  # PackedClips: clips of different lengths, pooled one by one
-            frames = self.features(x.frames).split(x.lengths.tolist())
-            pooled = [f.mean(0) if self.temporal == "avg" else f.amax(0) for f in frames]
-            return self.head(torch.stack(pooled))
+        if isinstance(x, PackedClips):  # clips of different lengths, each pooled alone
+            frames = self.features(x.frames)
+            return self.head(pool_frames(frames, x.lengths.tolist(), self.temporal))
         if x.dim() == 5:  # clips: the frames through the trunk, pooled over time
             frames = self.features(x.flatten(0, 1))
             return self.head(pool_frames(frames, x.shape[1], self.temporal))
