@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reidkit.errors import DataError, MissingInputError
+from reidkit.errors import DataError, MissingInputError, UsageError
 from reidkit.fileio import atomic_path, os_errors_named
 
 FORMAT = "reidkit.checkpoint/1"
@@ -77,11 +77,19 @@ def load_torch_file(path: str | os.PathLike[str], what: str, hint: str | None = 
 
     Raises:
         MissingInputError: no such file ("``what`` not found").
+        UsageError: a folder (pointing at a run directory's weights file when it has one).
         DataError: torch cannot load it safely.
     """
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        inside = [path / "weights" / n for n in ("best.pt", "last.pt")]
+        found = next((str(p) for p in inside if p.is_file()), None)
+        raise UsageError(
+            f"{what} {path} is a folder, not a file",
+            hint=f"a run directory's weights are files: {found}" if found else hint,
+        )
     if not path.is_file():
         raise MissingInputError(f"{what} not found: {path}", hint=hint)
     try:

@@ -72,30 +72,29 @@ def load_pretrained(
         DataError: a file that leaves trunk tensors unloaded (unless ``allow_partial``).
     """
     from reidkit.engine.checkpoint import file_sha256
-    from reidkit.models.weights import load_state, read_state_dict, summary
+    from reidkit.models.weights import load_weights, summary
 
     if pretrained == "none":
         return None
     entry = MODELS.get(name)
     cfg = entry.cfg
+    weights: Any
     if pretrained == "imagenet":
         if cfg.pretrained is None:
             raise UsageError(f"model {name} has no ImageNet weights", hint=HINT)
         if cfg.pretrained.source == "timm":
             from reidkit.models.timm_trunk import timm_imagenet_state
 
-            state, path = timm_imagenet_state(model)
+            weights, path = timm_imagenet_state(model)
         else:
-            path = _fetch(name, cfg)
-            state = read_state_dict(path)
+            weights = path = _fetch(name, cfg)
         source = cfg.pretrained.source
     else:
-        path = Path(os.path.expanduser(pretrained))
-        state = read_state_dict(path)
-        if hasattr(model, "trunk") and not any(k.startswith("trunk.") for k in state):
-            state = {f"trunk.{k}": v for k, v in state.items()}  # a plain timm state dict
+        weights = path = Path(os.path.expanduser(pretrained))
         source = "file"
-    report = load_state(model, state, str(path), may_miss=cfg.head, allow_partial=allow_partial)
+    report = load_weights(
+        model, weights, source=str(path), may_miss=cfg.head, allow_partial=allow_partial
+    )
     record = {"source": source, "file": str(path), "sha256": file_sha256(path), **summary(report)}
     log.info(
         "initial weights: %s (%s), %d tensors loaded, %d of the file skipped, "

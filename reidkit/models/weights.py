@@ -1,13 +1,19 @@
-"""Loading weights into a model: what a file holds, in the model's names, and all of it.
+"""Loading weights into a model: one loader for training, extraction, export and the library.
 
-Files read: reidkit checkpoints, torchvision state dicts, torchreid checkpoints (model-zoo
-files, ``save_checkpoint`` dicts, Engine checkpoints with numpy scalars), fast-reid's
-``{"model": ...}`` and DataParallel ``module.`` prefixes. torchreid's OSNet names are
-translated (:mod:`reidkit.models.torchreid_keys`).
+Files read: reidkit checkpoints; plain state dicts in the model's own names; torchvision's
+ResNet files (the model's names, plus ImageNet's ``fc``); timm state dicts for ``timm/*``
+models (timm's names are the trunk's); torchreid's files (model-zoo state dicts,
+``save_checkpoint`` dicts, Engine checkpoints with numpy scalars, OSNet names translated by
+:mod:`reidkit.models.torchreid_keys`); fast-reid's ``{"model": ...}``; DataParallel
+``module.`` prefixes. Every foreign naming is translated here, once, so the same file gets
+the same verdict in every stage.
 
 A load that leaves any trunk tensor unloaded is an error unless it is allowed: features of a
 half-initialised trunk look like features and are noise. The model's head (its classifier,
 and a BNNeck when the weights are a starting point for training) may stay as initialised.
+BatchNorm's ``num_batches_tracked`` counters are neither learned nor estimated: files
+published before BatchNorm had them (torchvision's ImageNet ResNets) lack them, torch fills
+them in on load, and they are left out of every count, as torch leaves them out.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reidkit.errors import DataError
@@ -23,10 +29,17 @@ from reidkit.errors import DataError
 log = logging.getLogger(__name__)
 
 STATE_KEYS = ("state_dict", "model")  # reidkit and torchreid; fast-reid
+COUNTERS = ("num_batches_tracked",)  # buffers that carry no learned or estimated value
+
+
+def is_counter(key: str) -> bool:
+    """Whether ``key`` names a buffer that counts rather than holds a weight."""
+    return key.rsplit(".", 1)[-1] in COUNTERS
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The tensors of a weights file, ``module.`` prefixes removed.
+    """The tensors of a weights file: containers unwrapped, ``module.`` prefixes removed,
+    torchreid's OSNet names translated (the names that do not depend on the model).
 
     Raises:
         MissingInputError: no such file.
@@ -56,67 +69,71 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def load_state(
+def in_model_names(state: Mapping[str, Any], model) -> dict[str, Any]:
+    """``state`` in ``model``'s names: a timm state dict (timm's own names, as timm and the
+    Hugging Face hub save it) gets the ``trunk.`` prefix of a ``timm/*`` model."""
+    if hasattr(model, "trunk") and not any(k.startswith("trunk.") for k in state):
+        return {f"trunk.{k}": v for k, v in state.items()}
+    return dict(state)
+
+
+def load_weights(
     model,
-    state: dict[str, Any],
-    source: str,
+    weights: str | os.PathLike[str] | Mapping[str, Any],
     *,
+    source: str | None = None,
     may_miss: Iterable[str] = ("classifier",),
     allow_partial: bool = False,
 ) -> dict[str, list[str]]:
-    """Load ``state`` into ``model``: every tensor that fits, the whole trunk or an error.
+    """Load a weights file (or a state dict read already) into ``model``: every tensor that
+    fits, the whole trunk or an error.
 
     Args:
-        source: what the tensors came from (a file name), for messages.
+        weights: a file (any form the module's text lists) or a state dict.
+        source: what the tensors came from, for messages (default: the file's name).
         may_miss: module names that may stay as initialised (the head).
         allow_partial: load what fits and only warn about the trunk tensors left out.
 
     Returns:
         {"used": keys loaded, "skipped": keys of the file not loaded (unknown to the model
-        or of another shape), "missing": keys of the model left as they were}.
+        or of another shape), "missing": keys of the model left as they were}, counters
+        left out.
 
     Raises:
         DataError: nothing fits, or trunk tensors are left unloaded without
             ``allow_partial``; the message counts them per module.
     """
+    if isinstance(weights, Mapping):
+        state, source = dict(weights), source or "the weights"
+    else:
+        state, source = read_state_dict(weights), source or str(weights)
+    state = in_model_names(state, model)
     own = model.state_dict()
-    used = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
-    if not used:
+    fits = {k for k, v in state.items() if k in own and own[k].shape == v.shape}
+    report = {
+        "used": [k for k in state if k in fits and not is_counter(k)],
+        "skipped": [k for k in state if k not in fits and not is_counter(k)],
+        "missing": [k for k in own if k not in fits and not is_counter(k)],
+    }
+    if not report["used"]:
         raise DataError(
             f"{source}: none of its {len(state)} tensors fit this model",
             hint="are they the weights of another architecture?",
         )
-    loaded = set(used)
-    report = {
-        "used": used,
-        "skipped": [k for k in state if k not in loaded],
-        "missing": [k for k in own if k not in loaded],
-    }
     head = tuple(f"{name}." for name in may_miss)
     trunk_missing = [k for k in report["missing"] if not k.startswith(head)]
     if trunk_missing:
+        counted = sum(not is_counter(k) for k in own)
         message = (
-            f"{source}: leaves {len(trunk_missing)} of the model's {len(own)} tensors "
+            f"{source}: leaves {len(trunk_missing)} of the model's {counted} tensors "
             f"unloaded ({count_by_module(trunk_missing)})"
         )
         if not allow_partial:
             raise DataError(message, hint=_partial_hint(trunk_missing, state))
         log.warning("%s; loaded anyway (--allow-partial)", message)
-    model.load_state_dict({k: state[k] for k in used}, strict=False)  # a refusal changes nothing
+    # counters the file lacks keep the model's own, as torch's BatchNorm does on load
+    model.load_state_dict({k: state[k] for k in fits}, strict=False)  # a refusal changes nothing
     return report
-
-
-def load_weights(
-    model,
-    path: str | os.PathLike[str],
-    *,
-    may_miss: Iterable[str] = ("classifier",),
-    allow_partial: bool = False,
-) -> dict[str, list[str]]:
-    """Load the weights file ``path`` into ``model``; see :func:`load_state`."""
-    return load_state(
-        model, read_state_dict(path), str(path), may_miss=may_miss, allow_partial=allow_partial
-    )
 
 
 def count_by_module(keys: Iterable[str]) -> str:
@@ -125,11 +142,16 @@ def count_by_module(keys: Iterable[str]) -> str:
     return ", ".join(f"{module}: {n}" for module, n in counts.most_common())
 
 
-def _partial_hint(missing: list[str], state: dict[str, Any]) -> str:
-    if all(k.startswith("bnneck.") for k in missing) and "classifier.bias" in state:
+def _partial_hint(missing: list[str], state: Mapping[str, Any]) -> str:
+    if all(k.startswith("bnneck.") for k in missing):
+        if "classifier.bias" in state:  # torchreid trains without a BNNeck, biased classifier
+            return (
+                "they come from a model without a BNNeck: give --no-bnneck "
+                "(model.bnneck=false), and --last-stride 2 for torchreid's resnet50"
+            )
         return (
-            "they come from a model without a BNNeck: give --no-bnneck (model.bnneck=false), "
-            "and --last-stride 2 for torchreid's resnet50"
+            "the file has no BNNeck (ImageNet weights, or a model trained without one): "
+            "--no-bnneck (model.bnneck=false) takes the trunk's pooled features as they are"
         )
     return "are they the weights of another model or width? --allow-partial loads what fits"
 
