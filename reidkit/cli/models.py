@@ -29,10 +29,11 @@ def list_(
 ) -> None:
     """Each model: parameters, feature dimension, GFLOPs (at 256x128), input size, distance,
     options, and where its ImageNet weights come from and whether they are cached."""
-    from reidkit.models import list_models, model_info
+    from reidkit.models import model_info
+    from reidkit.models.factory import match_models
 
     output.setup(quiet, verbose)
-    infos = [model_info(name) for name in list_models(pattern)]
+    infos = [model_info(name) for name in match_models(pattern)]
     output.render({"models": infos}, as_json, models_table)
 
 

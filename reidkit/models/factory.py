@@ -13,6 +13,36 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
+def match_models(pattern: str | None = None) -> list[str]:
+    """What ``models list PATTERN`` lists: the registered names matching the glob pattern, or
+    the one model a plain name names (``timm/<name>`` included).
+
+    Raises:
+        UnknownNameError: nothing matches; the hint names models like it.
+    """
+    import difflib
+
+    from reidkit.errors import UnknownNameError
+
+    names = MODELS.names(pattern)
+    if names or not pattern:
+        return names
+    if not any(c in pattern for c in "*?["):
+        try:
+            return [MODELS.get(pattern).name]
+        except UnknownNameError:
+            pass
+    known = MODELS.names()
+    plain = pattern.strip("*?").lower()
+    close = [n for n in known if plain and plain in n] or difflib.get_close_matches(
+        plain, known, n=3, cutoff=0.5
+    )
+    hint = f"models like it: {', '.join(close)}" if close else "reidkit models list shows all"
+    raise UnknownNameError(
+        f"no model matches {pattern!r}", hint=f"{hint} (a pattern like 'osnet*' lists a family)"
+    )
+
+
 def model_cfg(name: str) -> ModelCfg:
     """What model ``name`` declares (input size, normalisation, options, distance, ...)."""
     return MODELS.get(name).cfg

@@ -1,4 +1,4 @@
-"""Plots of an evaluation (PNG, matplotlib): CMC curves, pair-distance histograms, the
+"""Plots of an evaluation (PNG, PDF or SVG, matplotlib): CMC curves, pair-distance histograms, the
 distribution of per-query AP, and CMC curves of several evaluations overlaid.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot global state, no display
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reidkit.errors import DataError, MissingInputError
+from reidkit.errors import DataError, MissingInputError, UsageError
 from reidkit.fileio import atomic_path
 
 DPI = 100
+FORMATS = ("png", "pdf", "svg")  # what a plot's file name may end in
 
 
 @dataclass
@@ -29,10 +30,25 @@ class Curve:
     values: np.ndarray
 
 
+def plot_format(path: str | os.PathLike[str], option: str = "--plot") -> str:
+    """The file format a plot's name asks for (its suffix).
+
+    Raises:
+        UsageError: a suffix that is not one of :data:`FORMATS`.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise UsageError(
+            f"{option} {path}: a plot is written as {', '.join(f'.{f}' for f in FORMATS)}, "
+            f"not {'.' + suffix if suffix else 'a name without a suffix'}"
+        )
+    return suffix
+
+
 def _save(fig, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format=plot_format(path), dpi=DPI)
     return path
 
 
@@ -130,7 +146,16 @@ def read_result(path: str | os.PathLike[str]) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MissingInputError(f"evaluation file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        from reidkit.engine.checkpoint import HDF5_MAGIC
+
+        with open(path, "rb") as f:
+            kind = "an HDF5 file (a feature file?)" if f.read(8) == HDF5_MAGIC else "not text"
+        raise DataError(
+            f"{path}: not an evaluation result: it is {kind}",
+            hint="save one with: reidkit evaluate QUERY.h5 GALLERY.h5 --json > result.json",
+        ) from None
+    except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     try:
         result = json.loads(text)
@@ -174,14 +199,14 @@ def compare_results(
         UsageError: the number of labels differs from the number of results.
         MissingInputError, DataError: a result that cannot be read.
     """
-    from reidkit.errors import UsageError
-
     paths = [Path(p) for p in paths]
     if labels and len(labels) != len(paths):
         raise UsageError(
             f"{len(labels)} --label value(s) for {len(paths)} result(s): give one per result"
         )
     labels = list(labels) if labels else _default_labels(paths)
+    if plot is not None:
+        plot_format(plot)  # before any work
     results = [read_result(p) for p in paths]
     if plot is not None:
         plot_cmc(

@@ -103,3 +103,25 @@ def test_options_a_model_does_not_have_are_refused():
         create_model("resnet18", 3, last_stride=3)
     assert model_distance("resnet50") == "cosine"
     assert model_distance("resnet50", {"bnneck": False}) == "euclidean"  # torchreid's
+
+
+@pytest.mark.parametrize(
+    "pattern, hint",
+    [
+        ("osnet", "hint: models like it: osnet_x1_0, osnet_x0_75, osnet_x0_5, osnet_x0_25"),
+        ("osnt*", "hint: models like it: osnet_x1_0, osnet_x0_5, osnet_x0_75"),
+        ("zzz", "hint: reidkit models list shows all"),
+    ],
+)
+def test_models_list_that_matches_nothing_says_so(cli, pattern, hint):
+    code, out, err = cli("models", "list", pattern)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and lines[-2] == f"error: no model matches '{pattern}'"
+    assert lines[-1] == f"{hint} (a pattern like 'osnet*' lists a family)"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "timm/resnet18"])
+def test_models_list_of_a_full_name_lists_that_model(cli, name):
+    code, out, err = cli("models", "list", name, "--json")
+    assert code == 0, err
+    assert [m["name"] for m in json.loads(out)["models"]] == [name]

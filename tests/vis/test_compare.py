@@ -106,3 +106,36 @@ def test_bad_result_files(cli, results, tmp_path, content, code, message):
 def test_label_count_must_match(cli, results):
     code, _, err = cli("compare", *results, "--label", "only-one")
     assert code == 2 and "1 --label value(s) for 3 result(s)" in err
+
+
+@pytest.mark.parametrize(
+    "suffix, magic", [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".PNG", b"\x89PNG")]
+)
+def test_the_plot_is_written_in_the_format_its_name_asks_for(cli, results, tmp_path, suffix, magic):
+    plot = tmp_path / f"cmc{suffix}"
+    code, _, err = cli("compare", *results[:2], "--plot", plot)
+    assert code == 0, err
+    assert plot.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["cmc.gif", "cmc"])
+def test_a_plot_name_of_another_format_is_refused_before_any_work(cli, results, tmp_path, name):
+    code, out, err = cli("compare", *results[:2], "--plot", tmp_path / name)
+    suffix = ".gif" if name.endswith(".gif") else "a name without a suffix"
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        f"error: --plot {tmp_path / name}: a plot is written as .png, .pdf, .svg, not {suffix}"
+    )
+    assert not (tmp_path / name).exists()
+
+
+def test_a_feature_file_is_not_an_evaluation(cli, case, results):
+    code, _, err = cli("compare", results[0], case.query)
+    lines = err.strip().splitlines()
+    assert code == 1 and lines[-2] == (
+        f"error: {case.query}: not an evaluation result: it is an HDF5 file (a feature file?)"
+    )
+    assert (
+        lines[-1]
+        == "hint: save one with: reidkit evaluate QUERY.h5 GALLERY.h5 --json > result.json"
+    )
