@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,6 @@ from reidkit.cli.options import (
     VerboseOpt,
     complete_dataset,
 )
-from reidkit.errors import UsageError
 from reidkit.threads import configure as configure_threads
 
 
@@ -109,34 +109,42 @@ def export(
     written."""
     output.setup(quiet, verbose)
     configure_threads(threads)
-    from reidkit.deploy.export import ExportOptions, checkpoint_of, export_model, import_onnx
+    from reidkit.cli.signals import finishing
+    from reidkit.deploy import export as onnx_export
     from reidkit.deploy.verify import verification_images
     from reidkit.features.source import load_model_source
 
-    import_onnx()  # before any work: without the extra, say how to install it
-    options = ExportOptions(opset, batch, height, width, flip, half, input_format)
+    onnx_export.import_onnx()  # before any work: without the extra, say how to install it
+    options = onnx_export.ExportOptions(opset, batch, height, width, flip, half, input_format)
     options.check()
-    if out.exists() and not force:
-        raise UsageError(f"--out {out}: the file exists", hint="--force replaces it")
     if checkpoint is not None:
-        checkpoint = checkpoint_of(checkpoint)
+        checkpoint = onnx_export.checkpoint_of(checkpoint)
     source = load_model_source(
         checkpoint, model, weights=weights, seed=seed, height=height, width=width,
         model_options={"bnneck": bnneck, "last_stride": last_stride},
         allow_partial=allow_partial,
     )  # fmt: skip
+    info = onnx_export.deploy_info(source, options)
+    if onnx_export.is_current(out, info, opset, force=force):
+        current = {"file": str(out), "up_to_date": True, "opset": opset, **asdict(info)}
+        output.render(current, as_json, export_report)
+        return
     paths, where = verification_images(
         images=images,
         dataset=dataset,
         root=root,
         config=(source.checkpoint or {}).get("config"),
     )
-    result = export_model(source, out, options, verify_on=paths, tolerance=tolerance)
-    result["verification"]["source"] = where
-    output.render(result, as_json, export_report)
+    built = onnx_export.build_export(source, options, verify_on=paths, tolerance=tolerance)
+    with finishing():  # the verified file and its report go together, interrupt or not
+        result = built.write(out)
+        result["verification"]["source"] = where
+        output.render(result, as_json, export_report)
 
 
 def export_report(r: dict) -> str:
+    if r["up_to_date"]:
+        return f"{r['file']} is up to date (the same weights and options); --force exports it again"
     v = r["verification"]
     shape = f"{r['input_format']} NCHW 3x{r['height']}x{r['width']}"
     sha = r["checkpoint_sha256"][:12] or "random weights"

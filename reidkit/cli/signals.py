@@ -9,14 +9,35 @@ as a crash to report.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
+from collections.abc import Iterator
 
+log = logging.getLogger(__name__)
 _received: list[int] = []  # the stop signals received since the command started
+_finishing: list[bool] = []  # inside finishing(): a stop signal is too late to stop anything
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:
     _received.append(signum)
-    raise KeyboardInterrupt
+    if not _finishing:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def finishing() -> Iterator[None]:
+    """The last steps of a command whose work is done (publishing its output and reporting
+    it): a stop signal that arrives now does not turn a complete output into an "interrupted"
+    exit; the command ends as it succeeded, saying the signal came too late."""
+    before = len(_received)
+    _finishing.append(True)
+    try:
+        yield
+    finally:
+        _finishing.pop()
+    if len(_received) > before:
+        log.warning("a stop signal came after the work was done: finished anyway")
 
 
 def install() -> None:

@@ -155,33 +155,11 @@ def export_onnx(graph, info: DeployInfo, opset: int):
     return proto
 
 
-def export_model(
-    source,
-    out: str | os.PathLike[str],
-    options: ExportOptions,
-    *,
-    verify_on,
-    tolerance: float | None = None,
-) -> dict[str, Any]:
-    """Export ``source`` (a :class:`reidkit.features.source.ModelSource`) to ``out``.
-
-    ``verify_on`` is the list of image paths the export is checked on. The file appears
-    only when the check passes (written atomically).
-
-    Raises:
-        UsageError: bad options.
-        DataError: the export fails, or ONNX Runtime's features differ beyond ``tolerance``.
-    """
-    import onnx
-
+def deploy_info(source, options: ExportOptions) -> DeployInfo:
+    """What the file made from ``source`` with ``options`` will say about itself."""
     from reidkit import __version__
-    from reidkit.deploy.verify import verify_export
-    from reidkit.fileio import atomic_path
 
-    options.check()
-    start = time.perf_counter()
-    model = source.model.eval()
-    info = DeployInfo(
+    return DeployInfo(
         height=options.height or source.data["height"],
         width=options.width or source.data["width"],
         mean=[float(v) for v in source.data["mean"]],
@@ -190,13 +168,99 @@ def export_model(
         flip=options.flip,
         half=options.half,
         batch=options.batch,
-        feature_dim=int(model.feature_dim),
+        feature_dim=int(source.model.feature_dim),
         model=source.attrs["model"],
         model_options=json.loads(source.attrs["model_options"]),
         distance=source.attrs.get("distance", "euclidean"),
         checkpoint_sha256=source.attrs.get("checkpoint_sha256", ""),
         reidkit_version=__version__,
     )
+
+
+def exported_as(path: str | os.PathLike[str]) -> tuple[DeployInfo, int] | None:
+    """The metadata and opset of a reidkit export at ``path``; None for any other file."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in proto.metadata_props}
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        return DeployInfo.from_props(props, str(path)), opset
+    except Exception:  # not ONNX, not reidkit's, damaged: not an export of ours
+        return None
+
+
+def is_current(
+    path: str | os.PathLike[str], info: DeployInfo, opset: int, *, force: bool = False
+) -> bool:
+    """Whether ``path`` already is the export that ``info`` and ``opset`` describe: the one
+    rule for an unchanged rerun of ``reidkit export`` (nothing to do). A reidkit export made
+    with other weights or options is exported again.
+
+    Raises:
+        UsageError: ``path`` exists and is not a reidkit export (unless ``force``).
+    """
+    path = Path(path)
+    if force or not path.exists():
+        return False
+    made = exported_as(path)
+    if made is None:
+        raise UsageError(
+            f"--out {path}: the file exists and is not a reidkit export",
+            hint="--force replaces it",
+        )
+    if made != (info, opset):
+        log.info("%s was exported with other weights or options: exporting it again", path)
+    return made == (info, opset)
+
+
+@dataclass
+class Export:
+    """A verified export, not yet written: :meth:`write` publishes it."""
+
+    serialized: bytes
+    info: DeployInfo
+    opset: int
+    verification: dict[str, Any]
+    started: float
+
+    def write(self, out: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write the file atomically; the result that ``reidkit export --json`` prints."""
+        from reidkit.fileio import atomic_path
+
+        out = Path(out)
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(self.serialized)
+        return {
+            "file": str(out),
+            "up_to_date": False,
+            "bytes": len(self.serialized),
+            "sha256": hashlib.sha256(self.serialized).hexdigest(),  # the bytes just written
+            "opset": self.opset,
+            **asdict(self.info),
+            "verification": self.verification,
+            "seconds": round(time.perf_counter() - self.started, 2),
+        }
+
+
+def build_export(
+    source, options: ExportOptions, *, verify_on, tolerance: float | None = None
+) -> Export:
+    """Export ``source`` (a :class:`reidkit.features.source.ModelSource`) to ONNX in memory
+    and verify it on the images ``verify_on`` with ONNX Runtime against PyTorch.
+
+    Raises:
+        UsageError: bad options.
+        DataError: the export fails, or ONNX Runtime's features differ beyond ``tolerance``.
+    """
+    import onnx
+
+    from reidkit.deploy.verify import verify_export
+
+    options.check()
+    start = time.perf_counter()
+    model = source.model.eval()
+    info = deploy_info(source, options)
     exported = copy.deepcopy(model).half() if options.half else model
     proto = export_onnx(deploy_graph(exported, info), info, options.opset)
     try:
@@ -206,15 +270,18 @@ def export_model(
     serialized = proto.SerializeToString()
     tolerance = tolerance if tolerance is not None else (1e-2 if options.half else 1e-4)
     verification = verify_export(serialized, model, info, verify_on, tolerance)
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(serialized)
-    return {
-        "file": str(out),
-        "bytes": len(serialized),
-        "sha256": hashlib.sha256(serialized).hexdigest(),  # the bytes just written
-        "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-        **asdict(info),
-        "verification": verification,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return Export(serialized, info, opset, verification, start)
+
+
+def export_model(
+    source,
+    out: str | os.PathLike[str],
+    options: ExportOptions,
+    *,
+    verify_on,
+    tolerance: float | None = None,
+) -> dict[str, Any]:
+    """Export ``source`` to ``out``: :func:`build_export`, then the file appears only when
+    the check passed (written atomically)."""
+    return build_export(source, options, verify_on=verify_on, tolerance=tolerance).write(out)
