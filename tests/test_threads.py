@@ -92,10 +92,17 @@ def test_a_long_command_gives_cores_back_and_takes_them_again(monkeypatch, tmp_p
 
 
 def test_the_cli_option_and_variable(market_tree, tmp_path, cli, monkeypatch):
+    # the automatic default is pinned to 4 (alone on 4 cores, no OMP_NUM_THREADS), so
+    # neither count asked for below is what the command would choose by itself and each
+    # check fails without its option (unpinned, the default is 2 on this project's 2-core
+    # machines, 1 on one core)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # a count the suite was run with
+    assert threads.configure() == 4
     args = ["extract", "--model", "osnet_x0_25", "--dataset", "market1501", "--root",
             market_tree.root, "--out", tmp_path / "f", "--height", "64"]  # fmt: skip
     assert cli(*args, "--threads", "1")[0] == 0
-    assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("REIDKIT_THREADS", "2")
     assert cli(*args, "--force")[0] == 0
-    assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"

@@ -54,7 +54,13 @@ def providers_for(device: str) -> list[str]:
 def open_session(path: str | Path | bytes, device: str = "cpu", threads: int | None = None):
     """An InferenceSession for the file ``path`` (or a serialized model), with a one-line
     error for what ONNX Runtime cannot load or run (not ONNX, an opset or an operator it
-    does not have)."""
+    does not have).
+
+    Args:
+        threads: ONNX Runtime's intra-op threads, with one inter-op thread: the command's
+            count (reidkit.threads, the one torch gets), so ``--threads N`` means N for both
+            runtimes. None leaves ONNX Runtime's own default, one per physical core.
+    """
     ort = import_onnxruntime()
     if isinstance(path, bytes):
         model, path = path, "the exported graph"
