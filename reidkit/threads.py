@@ -78,14 +78,24 @@ def configure(threads: int | None = None) -> int:
     """Decide this command's thread count and apply it; returns it.
 
     Args:
-        threads: the user's ``--threads`` (None: ``OMP_NUM_THREADS`` if set, else this
-            machine's cores shared among the running reidkit commands).
+        threads: the user's ``--threads``, at most the usable cores (None:
+            ``OMP_NUM_THREADS`` if set, else this machine's cores shared among the running
+            reidkit commands).
 
     Raises:
         UsageError: a count below 1.
     """
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
+    if threads is not None and threads > usable_cores():
+        # more threads (and worker processes) than cores only adds memory and waiting
+        log.warning(
+            "--threads %d: this process may use %d cores; using %d",
+            threads,
+            usable_cores(),
+            usable_cores(),
+        )
+        threads = usable_cores()
     users = os.environ.get("OMP_NUM_THREADS", "")
     if threads is None and users.isdigit() and users != _state["set"]:  # not ours, earlier
         threads = max(1, int(users))

@@ -34,6 +34,25 @@ def test_below_one_is_a_usage_error():
         threads.configure(0)
 
 
+def test_more_threads_than_cores_are_capped_and_said_once(monkeypatch, caplog):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 3)
+    assert threads.configure(1000) == 3 and torch.get_num_threads() == 3
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert [r.getMessage() for r in caplog.records] == [
+        "--threads 1000: this process may use 3 cores; using 3"
+    ]
+
+
+def test_synth_with_a_thousand_threads_forks_no_more_workers_than_cores(cli, tmp_path):
+    code, _, err = cli("datasets", "synth", "--root", tmp_path, "--preset", "tiny",
+                       "--threads", "1000", "--json")  # fmt: skip
+    cores = threads.usable_cores()
+    assert code == 0 and f"--threads 1000: this process may use {cores} cores" in err
+    from reidkit.parallel import worker_count
+
+    assert threads.thread_count() == cores and worker_count(0) == cores
+
+
 REGISTER_AND_WAIT = (
     "import sys, time; from reidkit import threads; threads._register(); "
     "print('registered', flush=True); time.sleep(60)"

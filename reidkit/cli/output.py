@@ -110,11 +110,14 @@ def result_console():
 
 
 def log_interval() -> float:
-    """Seconds between plain progress lines; REIDKIT_PROGRESS_INTERVAL overrides."""
-    try:
-        return max(0.0, float(os.environ.get("REIDKIT_PROGRESS_INTERVAL", "10")))
-    except ValueError:
-        return 10.0
+    """Seconds between plain progress lines (10); REIDKIT_PROGRESS_INTERVAL overrides.
+
+    Raises:
+        UsageError: a value that is not a non-negative number.
+    """
+    from reidkit.envvars import env_number
+
+    return env_number("REIDKIT_PROGRESS_INTERVAL", 10.0)
 
 
 @contextmanager

@@ -30,7 +30,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from reidkit.errors import DataError, ReidkitError, UsageError
+from reidkit.envvars import env_number
+from reidkit.errors import DataError, ReidkitError
 from reidkit.progress import ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -62,21 +63,10 @@ def retry_settings() -> tuple[int, float, float]:
     Defaults 5, 1 and 60; REIDKIT_RETRIES, REIDKIT_RETRY_BACKOFF and REIDKIT_TIMEOUT
     override them (a bad value is a UsageError naming the variable).
     """
-    values = []
-    for var, default, kind in (
-        ("REIDKIT_RETRIES", "5", int),
-        ("REIDKIT_RETRY_BACKOFF", "1", float),
-        ("REIDKIT_TIMEOUT", "60", float),
-    ):
-        text = os.environ.get(var, default)
-        try:
-            value = kind(text)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise UsageError(f"{var}={text!r} must be a non-negative number")
-        values.append(value)
-    return values[0], values[1], max(0.01, values[2])
+    retries = int(env_number("REIDKIT_RETRIES", 5, int))
+    backoff = env_number("REIDKIT_RETRY_BACKOFF", 1.0)
+    timeout = env_number("REIDKIT_TIMEOUT", 60.0)
+    return retries, backoff, max(0.01, timeout)
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

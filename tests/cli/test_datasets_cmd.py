@@ -5,6 +5,7 @@ import os
 import pty
 import subprocess
 
+import pytest
 from helpers import MARKET_SPEC, REPO, reidkit_argv, reidkit_env, run_reidkit
 
 
@@ -92,6 +93,17 @@ def test_progress_is_plain_log_lines_without_a_terminal(tmp_path):
     lines = [line for line in done.stderr.splitlines() if " INFO synthreid: " in line]
     assert len(lines) >= 2 and "352/352 (100%)" in lines[-1]
     assert "\x1b[" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_a_progress_interval_that_is_no_number_is_a_usage_error(tmp_path, value):
+    done = run_reidkit(
+        "datasets", "synth", "--root", tmp_path, "--preset", "tiny",
+        env={"REIDKIT_PROGRESS_INTERVAL": value},
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        f"error: REIDKIT_PROGRESS_INTERVAL='{value}' must be a non-negative number"
+    )
 
 
 def test_progress_is_a_bar_on_a_terminal(tmp_path):
