@@ -40,17 +40,29 @@ def load_training_data(config: Config) -> tuple[Dataset, list[Dataset]]:
     from reidkit.data.combine import combined_dataset
 
     d = config.data
-    names = d.sources or [d.dataset]
-    sources = [load_dataset(name, d.root) for name in names]
+    if not d.sources:
+        sources = [load_dataset(d.dataset, d.root)]
+    else:
+        sources = [load_named(name, d.root, "data.sources") for name in d.sources]
     if len(sources) == 1:
         return sources[0], sources
     return combined_dataset(sources), sources
 
 
+def load_named(name: str, root, key: str):
+    """``load_dataset(name, root)`` for a dataset named by config key ``key``: an unknown or
+    missing one is an error that names the key."""
+    from reidkit.data import load_dataset
+
+    try:
+        return load_dataset(name, root)
+    except UsageError as exc:
+        raise type(exc)(f"{key}: {exc.message}", hint=exc.hint) from None
+
+
 def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[Dataset, list]:
     """The training set (without held-out identities) and what to evaluate, in order:
     the validation split first when there is one, then the targets."""
-    from reidkit.data import load_dataset
     from reidkit.data.holdout import hold_out
 
     c = config
@@ -61,7 +73,7 @@ def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[D
     given = dict(zip(c.data.sources or [c.data.dataset], sources, strict=True))
     seen = {s.name: "the validation split" for s in sets}
     for target in c.eval.targets or list(given):
-        ds = given.get(target) or load_dataset(target, c.data.root)
+        ds = given.get(target) or load_named(target, c.data.root, "eval.targets")
         if ds.name in seen:
             raise UsageError(
                 f"eval.targets: {seen[ds.name]} and {target} are both called {ds.name!r}",

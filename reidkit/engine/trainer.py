@@ -491,9 +491,15 @@ def check_batch_fits(config: Config, identities: int) -> None:
     instances = -(-d.batch_size // identities)
     while d.batch_size % instances:
         instances += 1
+    held = (
+        f" ({identities + d.val_ids} less the {d.val_ids} that data.val_ids holds out)"
+        if d.val_ids
+        else ""
+    )
     raise UsageError(
         f"data.batch_size={d.batch_size} with data.num_instances={d.num_instances} needs "
         f"{d.batch_size // d.num_instances} training identities per batch, but "
-        f"{d.dataset} has {identities}",
-        hint=f"use --batch-size {fits} (or less), or data.num_instances={instances}",
+        f"{d.dataset} has {identities}{held}",
+        hint=f"use --batch-size {fits} (or less), or data.num_instances={instances}"
+        + (", or hold out fewer identities" if d.val_ids else ""),
     )

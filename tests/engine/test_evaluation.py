@@ -128,3 +128,29 @@ def test_two_targets_of_one_name_are_refused(two_sets, tmp_path, cli):
         assert f"error: eval.targets: {message}" in err
         assert "hint: metrics are named after the dataset" in err
         assert not run.exists()
+
+
+def test_an_unknown_target_or_source_names_its_config_key(two_sets, tmp_path, cli):
+    root, _ = two_sets
+    for extra, message in [
+        (["eval.targets=[synthreid,nope]"], "error: eval.targets: unknown dataset 'nope'"),
+        (["data.sources=[synthreid,synthreidd]"],
+         "error: data.sources: unknown dataset 'synthreidd'; did you mean 'synthreid'?"),
+    ]:  # fmt: skip
+        code, out, err, run = _train(cli, tmp_path, root, *extra)
+        assert (code, out) == (2, "") and err.strip().splitlines()[-2] == message
+        assert not run.exists()
+
+
+def test_a_batch_too_big_after_the_validation_split_says_what_was_held_out(
+    two_sets, tmp_path, cli
+):
+    root, _ = two_sets
+    code, _, err, run = _train(cli, tmp_path, root, "data.val_ids=9", "data.batch_size=64")
+    assert code == 2 and err.strip().splitlines()[-2:] == [
+        "error: data.batch_size=64 with data.num_instances=4 needs 16 training identities per "
+        "batch, but synthreid has 7 (16 less the 9 that data.val_ids holds out)",
+        "hint: use --batch-size 28 (or less), or data.num_instances=16, or hold out fewer "
+        "identities",
+    ]
+    assert not run.exists()
