@@ -53,6 +53,7 @@ def load_model_source(
     """
     import torch
 
+    from reidkit.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from reidkit.engine.checkpoint import (
         data_config,
         file_sha256,
@@ -61,7 +62,7 @@ def load_model_source(
     )
     from reidkit.models import create_model, load_weights, model_cfg, model_distance
     from reidkit.models import model_options as options_with_defaults  # a parameter's name
-    from reidkit.models.weights import count_by_module, summary
+    from reidkit.models.weights import count_by_module, read_weights, summary
 
     if (checkpoint is None) == (model_name is None):
         raise UsageError("give either a CHECKPOINT or --model NAME")
@@ -96,15 +97,27 @@ def load_model_source(
         data = data_config(ckpt)
     else:
         cfg = model_cfg(model_name)
-        size = (height or cfg.input_size[0], width or cfg.input_size[1])
+        data = {"height": cfg.input_size[0], "width": cfg.input_size[1]}
+        data |= {"mean": cfg.mean, "std": cfg.std}
+        state = None
+        if weights is not None:
+            state, extra = read_weights(weights)
+            if extra.get("format") == CHECKPOINT_FORMAT:
+                # a reidkit checkpoint's weights came with the images they were trained on
+                data = data_config(extra)
+                log.info(
+                    "%s is a reidkit checkpoint: its data settings apply (%dx%d, mean %s, "
+                    "std %s)", weights, data["height"], data["width"], data["mean"], data["std"],
+                )  # fmt: skip
+        size = (height or data["height"], width or data["width"])
+        data |= {"height": size[0], "width": size[1]}
         seed = 0 if seed is None else seed
         torch.manual_seed(seed)
         model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
         built_with = options_with_defaults(model_name, given_options)
-        data = {"height": size[0], "width": size[1], "mean": cfg.mean, "std": cfg.std}
-        if weights is not None:
+        if state is not None:
             # features are the whole model's: only the classifier may stay as initialised
-            report = load_weights(model, weights, allow_partial=allow_partial)
+            report = load_weights(model, state, source=str(weights), allow_partial=allow_partial)
             weights_report = {
                 **summary(report),
                 "missing_by_module": count_by_module(report["missing"]),

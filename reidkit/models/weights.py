@@ -37,9 +37,10 @@ def is_counter(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in COUNTERS
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The tensors of a weights file: containers unwrapped, ``module.`` prefixes removed,
-    torchreid's OSNet names translated (the names that do not depend on the model).
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tensors of a weights file (containers unwrapped, ``module.`` prefixes removed,
+    torchreid's OSNet names translated: the names that do not depend on the model), and the
+    file's other entries (a reidkit checkpoint's format and config, an epoch...).
 
     Raises:
         MissingInputError: no such file.
@@ -50,9 +51,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     from reidkit.engine.checkpoint import load_torch_file
 
     obj = load_torch_file(path, "weights file", hint="initial weights come only from a local file")
+    extra: dict[str, Any] = {}
     if isinstance(obj, dict):
         for key in STATE_KEYS:
             if isinstance(obj.get(key), dict):
+                extra = {k: v for k, v in obj.items() if k != key}
                 obj = obj[key]
                 break
     if (
@@ -66,7 +69,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     if is_torchreid_osnet(state):
         state = from_torchreid_osnet(state)
-    return state
+    return state, extra
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tensors of a weights file; see :func:`read_weights`."""
+    return read_weights(path)[0]
 
 
 def in_model_names(state: Mapping[str, Any], model) -> dict[str, Any]:

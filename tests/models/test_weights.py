@@ -175,3 +175,32 @@ def test_extract_reports_what_it_loaded_and_refuses_partial_loads(cli, tmp_path,
     weights = json.loads(out)["weights"]
     assert code == 0 and weights["used"] + weights["missing"] == 486 and weights["missing"] > 300
     assert weights["missing_by_module"].startswith("conv")
+
+
+def test_a_reidkit_checkpoint_given_as_weights_brings_its_data_settings(
+    cli, tmp_path, synth_tiny
+):
+    """extract --model NAME --weights last.pt extracts at the size the checkpoint was
+    trained at, as extract CHECKPOINT does, not at the model's default 256x128."""
+    from reidkit.engine.checkpoint import model_spec, save_checkpoint
+    from reidkit.features.store import feature_file_info
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=16, bnneck=False)
+    data = {"height": 64, "width": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    save_checkpoint(tmp_path / "last.pt", model.eval(), model_spec("resnet18", model, 16),
+                    config={"data": data})  # fmt: skip
+    common = ["--dataset", "synthreid", "--root", synth_tiny, "--subsets", "query", "--json"]
+    code, out, err = cli("extract", "--model", "resnet18", "--no-bnneck", "--weights",
+                         tmp_path / "last.pt", *common, "--out", tmp_path / "a")  # fmt: skip
+    assert code == 0, err
+    assert f"{tmp_path / 'last.pt'} is a reidkit checkpoint: its data settings apply" in err
+    attrs = feature_file_info(tmp_path / "a" / "synthreid-query.h5")["attrs"]
+    assert list(attrs["image_size"]) == [64, 32] and list(attrs["mean"]) == [0.5, 0.5, 0.5]
+    assert json.loads(out)["weights"]["missing"] == 2  # the 1-output classifier, nothing else
+    # an explicit size still wins
+    code, out, err = cli("extract", "--model", "resnet18", "--no-bnneck", "--weights",
+                         tmp_path / "last.pt", *common, "--height", "32", "--width", "16",
+                         "--out", tmp_path / "b")  # fmt: skip
+    attrs = feature_file_info(tmp_path / "b" / "synthreid-query.h5")["attrs"]
+    assert code == 0 and list(attrs["image_size"]) == [32, 16]
