@@ -477,11 +477,24 @@ def check_same_origin(query: FeatureSet, gallery: FeatureSet) -> None:
     mine, theirs = provenance_of(query), provenance_of(gallery)
     for key, what in PROVENANCE_FIELDS.items():
         if key in mine and key in theirs and not _same_value(mine[key], theirs[key]):
+            shown = [_show(key, mine[key]), _show(key, theirs[key])]
+            if key == "checkpoint_sha256":  # which files the weights came from, when known
+                shown = [
+                    f"{v}{_weights_file(f.attrs)}"
+                    for v, f in zip(shown, (query, gallery), strict=True)
+                ]
             raise UsageError(
                 f"{query.path} and {gallery.path} do not belong together: {what} "
-                f"{_show(key, mine[key])} against {_show(key, theirs[key])}",
+                f"{shown[0]} against {shown[1]}",
                 hint="extract both with the same model and options, or pass --allow-mismatch",
             )
+
+
+def _weights_file(attrs: dict[str, Any]) -> str:
+    """' (from FILE)': the checkpoint, or the ONNX file, a feature file was extracted with."""
+    if attrs.get("onnx"):
+        return f" (from {attrs['onnx']}, an ONNX export)"
+    return f" (from {attrs['checkpoint']})" if attrs.get("checkpoint") else ""
 
 
 def _same_value(a: Any, b: Any) -> bool:

@@ -255,3 +255,16 @@ def test_metric_and_protocol_come_from_the_files(tmp_path, cli):
     assert (json.loads(out)["metric"], json.loads(out)["protocol"]) == ("euclidean", "none")
     code, out, _ = cli("evaluate", q, g)
     assert "cosine distance (as recommended for resnet50), protocol cuhk03 (as for " in out
+
+
+def test_a_checkpoint_mismatch_names_the_weights_files(tmp_path, cli):
+    """The README's case: a query exported from best.pt and run by ONNX Runtime, a gallery
+    extracted from last.pt."""
+    query = {**MADE_BY, "onnx": "resnet18.onnx"}
+    gallery = {**MADE_BY, "checkpoint_sha256": "cd" * 32, "checkpoint": "runs/r/weights/last.pt"}
+    q, g = write_pair(tmp_path, query, gallery)
+    code, _, err = cli("evaluate", q, g)
+    assert code == 2 and err.splitlines()[0] == (
+        f"error: {q} and {g} do not belong together: checkpoint sha256 {'ab' * 6} (from "
+        f"resnet18.onnx, an ONNX export) against sha256 {'cd' * 6} (from runs/r/weights/last.pt)"
+    )
