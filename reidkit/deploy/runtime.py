@@ -107,6 +107,7 @@ class OnnxRunner:
                 f"{path}: the graph has {len(inputs)} inputs and {len(outputs)} outputs; "
                 "extraction needs one image input and an embedding output"
             )
+        _check_input(inputs[0], info, path)
         self.session, self.info, self.path = session, info, path
         self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_name = inputs[0].name
@@ -147,6 +148,33 @@ class OnnxRunner:
             x = normalize_nchw(pixels, self.info.mean, self.info.std)
         (features, *_) = self.session.run(None, {self.input_name: x})
         return np.asarray(features, dtype=np.float32)
+
+
+def _check_input(first, info: DeployInfo, path: str) -> None:
+    """The graph's input must be a batch of 3-channel images of the size extraction feeds
+    (its fixed dimensions checked now, before a batch fails inside ONNX Runtime).
+
+    Raises:
+        UsageError: another rank, element type, channel count or image size.
+    """
+    shape = list(first.shape)
+    if len(shape) != 4 or first.type not in ("tensor(uint8)", "tensor(float)"):
+        raise UsageError(
+            f"{path}: its input {first.name!r} is {first.type} of shape {shape}, not a batch "
+            "of images (uint8 or float32, N x 3 x height x width)"
+        )
+    if isinstance(shape[1], int) and shape[1] != 3:
+        raise UsageError(f"{path}: its input takes {shape[1]} channels, not 3 (RGB)")
+    fixed = [(name, dim, want) for name, dim, want in
+             (("height", shape[2], info.height), ("width", shape[3], info.width))
+             if isinstance(dim, int) and dim != want]  # fmt: skip
+    if fixed:
+        given = " ".join(f"--{name} {want}" for name, _, want in fixed)
+        right = " ".join(f"--{name} {dim}" for name, dim, _ in fixed)
+        raise UsageError(
+            f"{path}: the graph takes {shape[2]}x{shape[3]} images, not the {given} asked for",
+            hint=f"give {right}",
+        )
 
 
 def _output_dim(output, path: str) -> int:

@@ -82,6 +82,17 @@ def train(
         return _fit(trainer)
 
 
+def is_finished(state: dict[str, Any], config: Config) -> bool:
+    """True when a run whose last checkpoint is at ``state`` (the checkpoint, or its note
+    beside it) has nothing left to do under ``config``: every epoch trained, none of it
+    part-way, no evaluation pending."""
+    return (
+        state["epoch"] >= config.train.epochs
+        and not state["batch_in_epoch"]
+        and not state.get("pending")
+    )
+
+
 def resume(
     run: str | os.PathLike[str],
     overrides: dict[str, Any] | None = None,
@@ -116,11 +127,7 @@ def resume(
         config = saved_config()
         # a finished run is recognised from the note beside last.pt, without loading torch
         checkpoint = read_progress_note(last) or load_checkpoint(last)
-        if (
-            checkpoint["epoch"] >= config.train.epochs
-            and not checkpoint["batch_in_epoch"]
-            and not checkpoint.get("pending")
-        ):
+        if is_finished(checkpoint, config):
             return {
                 "run": str(run),
                 "epochs": checkpoint["epoch"],

@@ -105,8 +105,25 @@ def samples_sha256(samples: list[Sample | Tracklet], root: Path) -> str:
     return digest.hexdigest()
 
 
+def file_provenance(
+    attrs: dict[str, Any], samples: list[Sample | Tracklet], root: Path, options: ExtractOptions
+) -> dict[str, Any]:
+    """What a feature file records as having made it: the model's part (``attrs``'
+    "provenance"), the images (or tracklets) with their labels, and every option."""
+    return {
+        **attrs.get("provenance", {}),
+        "images": samples_sha256(samples, root),
+        "options": options.provenance(),
+    }
+
+
 def is_up_to_date(path: Path, provenance: dict) -> bool:
-    """True when ``path`` is a complete feature file made from the same inputs and options."""
+    """True when ``path`` is a complete feature file made from the same inputs and options.
+
+    The one rule for "is this file current?": the file's whole provenance against this
+    run's (:func:`file_provenance`, its options fully resolved), whether the run goes
+    through PyTorch or ONNX Runtime, and also when a rerun is decided without torch.
+    """
     try:
         attrs = feature_file_info(path)["attrs"]
     except Exception:  # a missing, unreadable or foreign file is simply redone
@@ -233,11 +250,7 @@ def extract_subset(
     options.check()
     if not samples:
         raise UsageError(f"nothing to extract for {out.name}: the subset has no images")
-    provenance = {
-        **attrs.get("provenance", {}),
-        "images": samples_sha256(samples, root),
-        "options": options.provenance(),
-    }
+    provenance = file_provenance(attrs, samples, root, options)
     tracklets = kind_of(samples) == "tracklet"
     if tracklets and options.sample is None:
         raise UsageError("tracklets need the options' sample, seq_len and temporal")
@@ -251,15 +264,7 @@ def extract_subset(
         up_to_date = not force and is_up_to_date(out, provenance)
         barrier()  # every process has decided before any of them writes
         if up_to_date:
-            return {
-                "file": str(out),
-                "rows": feature_file_info(out)["rows"],
-                "up_to_date": True,
-                "skipped": [],
-                "resumed": 0,
-                "seconds": 0.0,
-                "images_per_second": 0.0,
-            }
+            return up_to_date_result(out)
         lo, hi = shard(len(samples), batch_size, rank, world)
         file_attrs = {
             **attrs,
@@ -306,6 +311,19 @@ def extract_subset(
         frames = json.loads(info["attrs"].get("skipped_frames") or "[]")
         result["skipped_frames"] = [os.path.join(root, p) for p in frames]
     return result
+
+
+def up_to_date_result(out: Path) -> dict[str, Any]:
+    """What :func:`extract_subset` returns for a file it leaves as it is."""
+    return {
+        "file": str(out),
+        "rows": feature_file_info(out)["rows"],
+        "up_to_date": True,
+        "skipped": [],
+        "resumed": 0,
+        "seconds": 0.0,
+        "images_per_second": 0.0,
+    }
 
 
 def _extract_rows(

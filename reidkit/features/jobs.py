@@ -20,13 +20,21 @@ from reidkit.features.extractor import (
     ExtractOptions,
     TorchRunner,
     extract_subset,
-    samples_sha256,
+    file_provenance,
+    is_up_to_date,
+    up_to_date_result,
 )
 from reidkit.features.store import feature_file_info
 from reidkit.progress import no_progress
 from reidkit.threads import thread_count
 
 log = logging.getLogger(__name__)
+OPTION_KEYS = ("flip", "storage", "amp", "channels_last")
+VIDEO_KEYS = ("sample", "seq_len", "temporal")
+# what makes the features is not provenance: the config's text (its data and video defaults
+# are resolved into the options), the advice on distances, where the checkpoint or the ONNX
+# file lies (their sha256 say which they are)
+NOT_PROVENANCE = ("config", "distance", "checkpoint", "onnx")
 
 
 def output_path(out_dir: Path, dataset: str, subset: str) -> Path:
@@ -70,11 +78,11 @@ def extract_dataset(
     its ``model.temporal``).
     """
     sources = {"CHECKPOINT": checkpoint, "--model": model_name, "--onnx": onnx}
-    given = [name for name, value in sources.items() if value is not None]
-    if len(given) != 1:
+    named = [name for name, value in sources.items() if value is not None]
+    if len(named) != 1:
         raise UsageError(
             "give one of CHECKPOINT, --model NAME or --onnx FILE"
-            + (f", not {' and '.join(given)}" if given else "")
+            + (f", not {' and '.join(named)}" if named else "")
         )
     if (dataset is None) == (images is None):
         raise UsageError("give either --dataset or --images")
@@ -83,16 +91,14 @@ def extract_dataset(
             f"--{'mean' if mean is not None else 'std'} is for --onnx files without reidkit "
             "metadata: a checkpoint or a model says how it was trained"
         )
-    if checkpoint is not None and Path(checkpoint).is_file() and dataset is not None:
-        unchanged = _unchanged_outputs(
-            checkpoint, dataset, root, subsets, Path(out_dir), height, width, kwargs
-        )
+    given = {k: kwargs.pop(k) for k in (*OPTION_KEYS, *VIDEO_KEYS) if k in kwargs}
+    given |= {"height": height, "width": width}
+    run_kwargs = kwargs  # the rest: how extract_subset runs, not what it makes
+    quick = checkpoint is not None and dataset is not None and not run_kwargs.get("force")
+    if quick and Path(checkpoint).is_file():
+        unchanged = _unchanged_outputs(checkpoint, dataset, root, subsets, Path(out_dir), given)
         if unchanged is not None:
             return {**unchanged, "device": device}
-    option_keys = {"flip", "storage", "amp", "channels_last"}
-    given = {k: kwargs.pop(k, None) for k in ("sample", "seq_len", "temporal")}
-    video = {k: v for k, v in given.items() if v is not None}
-    run_kwargs = {k: v for k, v in kwargs.items() if k not in option_keys}
     if onnx is not None:
         # the dataset first: an ONNX graph cannot pool tracklets, whatever the file holds
         jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
@@ -102,7 +108,7 @@ def extract_dataset(
             onnx, device, height, width, mean, std, model_options,
             {"--weights": weights is not None, "--seed": seed is not None,
              "--allow-partial": allow_partial},
-            kwargs,
+            {**run_kwargs, **given},
         )  # fmt: skip
         device = runner.device
         run_kwargs["workers"] = 0
@@ -113,40 +119,18 @@ def extract_dataset(
             checkpoint, model_name, weights=weights, seed=seed, height=height, width=width,
             model_options=model_options, allow_partial=allow_partial,
         )  # fmt: skip
-        model_attrs, data, weights_report = source.attrs, source.data, source.weights_report
+        model_attrs, weights_report = source.attrs, source.weights_report
         jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))  # after the model
-    kind = kind_of(jobs[0][2])
-    if kind == "image" and video:
-        option = next(iter(video)).replace("_", "-")
-        raise UsageError(f"--{option} is for video datasets, and {jobs[0][0]} holds images")
+    _refuse_video_options(jobs, given)
     if onnx is None:
-        if kind == "tracklet":
-            video = video_options(video, source.checkpoint)
-        options = ExtractOptions(
-            height=height or data["height"],
-            width=width or data["width"],
-            mean=list(data["mean"]),
-            std=list(data["std"]),
-            **{k: v for k, v in kwargs.items() if k in option_keys},
-            **video,
-        )
-        options.check()  # before anything is locked or written
+        options = resolve_options(kind_of(jobs[0][2]), source.data, source.checkpoint, given)
         device = init_distributed(resolve_device(device))
         if run_kwargs.get("workers", 0) < 0:
             run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
         runner = TorchRunner(source.model, options, device)
     results = []
     for name, subset, samples, base, path, camera_base in jobs:
-        attrs = {
-            **model_attrs,
-            "dataset": name,
-            "subset": subset,
-            "camera_base": camera_base,
-            # what makes the features: not the config's text, not the advice on distances
-            "provenance": {
-                k: v for k, v in model_attrs.items() if k not in ("config", "distance", "onnx")
-            },
-        }
+        attrs = file_attrs(model_attrs, name, subset, camera_base)
         progress = progress_factory(f"{name}-{subset}") if progress_factory else None
         result = extract_subset(
             runner,
@@ -165,6 +149,51 @@ def extract_dataset(
         "device": device,
         "options": asdict(options),
     }
+
+
+def file_attrs(
+    model_attrs: dict[str, Any], dataset: str, subset: str, camera_base: int
+) -> dict[str, Any]:
+    """The attrs of one feature file: the model's, the dataset's, and the model's part of
+    the provenance (:func:`reidkit.features.extractor.file_provenance` adds the rest)."""
+    return {
+        **model_attrs,
+        "dataset": dataset,
+        "subset": subset,
+        "camera_base": camera_base,
+        "provenance": {k: v for k, v in model_attrs.items() if k not in NOT_PROVENANCE},
+    }
+
+
+def resolve_options(
+    kind: str, data: dict[str, Any], checkpoint: dict[str, Any] | None, given: dict[str, Any]
+) -> ExtractOptions:
+    """The options of a PyTorch extraction, every default filled in: what is ``given``, else
+    ``data`` (the image size and normalisation a checkpoint was trained with, see
+    :func:`reidkit.engine.checkpoint.data_config`, or those a model declares) and, for
+    tracklets, the checkpoint's pooling (:func:`video_options`).
+
+    The one resolution both the rerun check without torch and the extraction itself use,
+    so that both compare a file with the same options.
+    """
+    video = {k: given[k] for k in VIDEO_KEYS if given.get(k) is not None}
+    options = ExtractOptions(
+        height=given.get("height") or data["height"],
+        width=given.get("width") or data["width"],
+        mean=list(data["mean"]),
+        std=list(data["std"]),
+        **{k: given[k] for k in OPTION_KEYS if k in given},
+        **(video_options(video, checkpoint) if kind == "tracklet" else {}),
+    )
+    options.check()  # before anything is locked or written
+    return options
+
+
+def _refuse_video_options(jobs, given: dict[str, Any]) -> None:
+    video = [k for k in VIDEO_KEYS if given.get(k) is not None]
+    if video and kind_of(jobs[0][2]) == "image":
+        option = video[0].replace("_", "-")
+        raise UsageError(f"--{option} is for video datasets, and {jobs[0][0]} holds images")
 
 
 def _refuse_tracklets(jobs) -> None:
@@ -224,55 +253,65 @@ def _onnx_runner(path, device, height, width, mean, std, model_options, refused,
     return runner, attrs, options
 
 
-def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, height, width, kwargs):
+def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, given):
     """The result of a rerun with nothing to do, decided without torch or the model (a cron
-    job's rerun costs a fraction of a second); None when any file needs work.
+    job's rerun costs a fraction of a second); None when any file needs work, or when this
+    cannot tell (the extraction then decides, by the same rule).
 
-    A file is unchanged when it is complete and was made from a checkpoint with the same
-    sha256, from the same images, with the options asked for now.
+    A file made from a checkpoint with the same sha256 holds that checkpoint's config and
+    model attrs, so this run's options are resolved from them as the extraction resolves
+    them, and the file is current when its provenance equals this run's
+    (:func:`reidkit.features.extractor.is_up_to_date`).
     """
-    from reidkit.engine.checkpoint import file_sha256
+    from reidkit.engine.checkpoint import data_config, file_sha256
 
-    if kwargs.get("force") or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
-    asked = {"height": height, "width": width}
-    asked.update({k: kwargs[k] for k in ("flip", "storage", "amp", "channels_last") if k in kwargs})
-    asked.update({k: kwargs.get(k) for k in ("sample", "seq_len", "temporal")})
+    sha, files, options = None, [], None
     try:
         jobs = image_jobs(dataset, root, subsets, None, out_dir)
-    except ReidkitError:  # the full path reports it, in its usual order
+        _refuse_video_options(jobs, given)
+        for name, subset, samples, base, path, camera_base in jobs:
+            try:
+                attrs = feature_file_info(path)["attrs"]
+            except Exception:  # missing, unreadable or foreign: it needs work
+                return None
+            sha = sha or file_sha256(checkpoint)
+            recorded = _recorded_checkpoint(attrs, checkpoint, sha)
+            if recorded is None:
+                return None
+            model_attrs, ckpt = recorded
+            options = resolve_options(kind_of(samples), data_config(ckpt), ckpt, given)
+            attrs = file_attrs(model_attrs, name, subset, camera_base)
+            if not is_up_to_date(path, file_provenance(attrs, samples, base, options)):
+                return None
+            files.append({"subset": subset, **up_to_date_result(path)})
+    except ReidkitError:  # the extraction reports it, in its usual order
         return None
-    sha, files, options = None, [], {}
-    for _, subset, samples, base, path, _ in jobs:
-        try:
-            info = feature_file_info(path)
-            attrs = info["attrs"]
-            provenance = json.loads(attrs["provenance"])
-        except Exception:  # missing, unreadable or foreign: it needs work
-            return None
-        sha = sha or file_sha256(checkpoint)
-        options = provenance.get("options", {})
-        if (
-            attrs.get("complete") is not True
-            or "onnx_sha256" in provenance  # made by ONNX Runtime: not this checkpoint's run
-            or provenance.get("checkpoint_sha256") != sha
-            or provenance.get("images") != samples_sha256(samples, base)
-            or any(v is not None and options.get(k) != v for k, v in asked.items())
-        ):
-            return None
-        files.append(
-            {
-                "subset": subset,
-                "file": str(path),
-                "rows": info["rows"],
-                "up_to_date": True,
-                "skipped": [],
-                "resumed": 0,
-                "seconds": 0.0,
-                "images_per_second": 0.0,
-            }
-        )
-    return {"files": files, "weights": None, "options": options}
+    return {"files": files, "weights": None, "options": asdict(options)}
+
+
+def _recorded_checkpoint(attrs: dict[str, Any], checkpoint, sha: str):
+    """(model attrs, checkpoint with its config) as
+    :func:`reidkit.features.source.load_model_source` gives them for ``checkpoint``, read
+    from the attrs of a file made from it; None when the file was not made from a
+    checkpoint with this sha256 (the config in the file is then not this checkpoint's)."""
+    try:
+        provenance = json.loads(attrs["provenance"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    config = attrs.get("config")
+    if provenance.get("checkpoint_sha256") != sha or not isinstance(config, dict):
+        return None
+    model_attrs = {
+        "model": attrs.get("model"),
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha,
+        "config": config,
+        "model_options": attrs.get("model_options"),
+        "distance": attrs.get("distance"),
+    }
+    return model_attrs, {"config": config}
 
 
 def image_jobs(dataset, root, subsets, images, out_dir: Path):
@@ -299,6 +338,8 @@ def image_jobs(dataset, root, subsets, images, out_dir: Path):
                 0,
             )
         ]
+    if not subsets:
+        raise UsageError("--subsets: name at least one of train, query, gallery")
     ds = load_dataset(dataset, root)
     jobs = []
     for subset in subsets:

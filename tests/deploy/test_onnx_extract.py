@@ -110,6 +110,36 @@ def test_flip_at_extraction_time_equals_pytorch_flip(
     assert_same_rows(from_onnx, read_features(tmp_path / "pt" / "synthreid-query.h5"))
 
 
+def test_onnx_and_pytorch_reruns_are_current_by_one_rule(
+    checkpoint, exported, synth_tiny, tmp_path, cli
+):
+    """An ONNX run's options come from the file's metadata, a PyTorch run's from the
+    checkpoint; a file is current only for a run with the same provenance, runtime
+    included, and an identical rerun leaves it as it is."""
+    weights = checkpoint / "weights" / "last.pt"
+    data = ["--dataset", "synthreid", "--root", synth_tiny, "--subsets", "query"]
+    data += ["--out", tmp_path / "f"]
+    out = tmp_path / "f" / "synthreid-query.h5"
+
+    def run(*args):
+        code, result, err = extract(cli, *args, *data)
+        assert code == 0, err
+        return result["files"][0]["up_to_date"], read_features(out).attrs
+
+    assert run("--onnx", exported, "--flip")[1]["flip"] is True
+    up_to_date, attrs = run("--onnx", exported)
+    assert not up_to_date and attrs["flip"] is False and "onnx_sha256" in attrs
+    written = out.stat().st_ino, out.stat().st_mtime_ns
+    assert run("--onnx", exported)[0] is True
+    assert (out.stat().st_ino, out.stat().st_mtime_ns) == written
+    # the same checkpoint, options and images, another runtime: not each other's file
+    up_to_date, attrs = run(weights)
+    assert not up_to_date and "onnx_sha256" not in attrs and attrs["image_size"] == [64, 32]
+    assert run(weights)[0] is True
+    up_to_date, attrs = run("--onnx", exported)
+    assert not up_to_date and json.loads(attrs["provenance"])["runtime"].startswith("onnxruntime")
+
+
 def test_resume_and_skip_bad_with_onnx(exported, synth_tiny, tmp_path, cli, monkeypatch):
     crops = tmp_path / "crops"
     shutil.copytree(synth_tiny / "synthreid" / "bounding_box_test", crops)
@@ -140,6 +170,29 @@ def test_resume_and_skip_bad_with_onnx(exported, synth_tiny, tmp_path, cli, monk
     resumed = read_features(tmp_path / "resumed" / "crops-images.h5")
     assert resumed.paths == whole.paths
     np.testing.assert_array_equal(resumed.features, whole.features)
+
+
+def test_threads_reach_onnx_runtime(exported, synth_tiny, tmp_path, cli, monkeypatch):
+    """``--threads N`` and REIDKIT_THREADS set ONNX Runtime's threads as they set torch's:
+    N intra-op threads and one inter-op thread. Left unset (0), ONNX Runtime would take
+    every physical core whatever the command was told."""
+    sessions = []
+    init = OnnxRunner.__init__
+
+    def recording(self, session, *args):
+        sessions.append(session)
+        init(self, session, *args)
+
+    monkeypatch.setattr(OnnxRunner, "__init__", recording)
+    args = ["--onnx", exported, "--dataset", "synthreid", "--root", synth_tiny]
+    args += ["--out", tmp_path / "f"]
+    code, _, err = extract(cli, *args, "--threads", "1")
+    assert code == 0, err
+    monkeypatch.setenv("REIDKIT_THREADS", "2")
+    code, _, err = extract(cli, *args, "--force")
+    assert code == 0, err
+    options = [session.get_session_options() for session in sessions]
+    assert [(o.intra_op_num_threads, o.inter_op_num_threads) for o in options] == [(1, 1), (2, 1)]
 
 
 def test_a_file_without_metadata_needs_size_and_normalisation(exported, synth_tiny, tmp_path, cli):
@@ -231,3 +284,35 @@ def test_a_float16_graphs_files_are_not_mixed_with_float32_ones(tmp_path):
     check_same_origin(torch_file, onnx_fp32)  # the same model, the same precision
     with pytest.raises(UsageError, match="float16 ONNX graph"):
         check_same_origin(torch_file, feature_file("fp16.h5", onnx_half=True))
+
+
+def test_a_graph_input_that_extraction_cannot_feed_is_refused_up_front(
+    exported, synth_tiny, tmp_path, cli
+):
+    helper = onnx.helper
+    vector = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 4])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g", [vector],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 4])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
+              str(tmp_path / "vector.onnx"))  # fmt: skip
+    bare = onnx.load(str(exported))  # built for 64x32, its metadata gone
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    norm = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"]
+    data = ["--dataset", "synthreid", "--root", synth_tiny, "--out", tmp_path / "feats"]
+    cases = [
+        (tmp_path / "vector.onnx", ["--height", "64", "--width", "32"],
+         "vector.onnx: its input 'x' is tensor(float) of shape [None, 4], not a batch of "
+         "images (uint8 or float32, N x 3 x height x width)", None),
+        (tmp_path / "bare.onnx", ["--height", "128", "--width", "64"],
+         "bare.onnx: the graph takes 64x32 images, not the --height 128 --width 64 asked for",
+         "hint: give --height 64 --width 32"),
+    ]  # fmt: skip
+    for path, size, message, hint in cases:
+        code, _, err = extract(cli, "--onnx", path, *size, *norm, *data)
+        lines = err.strip().splitlines()
+        assert code == 2 and lines[0] == f"error: {path.parent}/{message}", err
+        assert lines[1:] == ([hint] if hint else [])
+        assert not (tmp_path / "feats").exists()

@@ -172,6 +172,13 @@ def test_usage_errors(market_tree, tmp_path, cli):
     assert code == 2 and "--amp must be one of off, bf16, fp16" in err
     code, _, err = extract(cli, tmp_path / "missing.pt", "--dataset", "market1501")
     assert code == 2 and "checkpoint not found" in err
+    model = create_model("resnet18", num_classes=2)
+    ckpt = save_checkpoint(tmp_path / "best.pt", model, model_spec("resnet18", model, 2))
+    for source in (["--model", "osnet_x0_25"], [ckpt]):
+        code, _, err = extract(
+            cli, *source, "--dataset", "market1501", "--root", market_tree.root, "--subsets", ","
+        )
+        assert code == 2 and "--subsets: name at least one of train, query, gallery" in err
 
 
 def test_locked_output_exits_75(market_tree, tmp_path, cli):
