@@ -142,9 +142,7 @@ def test_an_unknown_target_or_source_names_its_config_key(two_sets, tmp_path, cl
         assert not run.exists()
 
 
-def test_a_batch_too_big_after_the_validation_split_says_what_was_held_out(
-    two_sets, tmp_path, cli
-):
+def test_a_batch_too_big_after_the_validation_split_says_what_was_held_out(two_sets, tmp_path, cli):
     root, _ = two_sets
     code, _, err, run = _train(cli, tmp_path, root, "data.val_ids=9", "data.batch_size=64")
     assert code == 2 and err.strip().splitlines()[-2:] == [
