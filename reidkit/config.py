@@ -237,6 +237,22 @@ def _merge(config: Config, data: dict[str, Any], prefix: str = "") -> None:
             set_value(config, dotted, value)
 
 
+def changed_keys(config: Config, recorded: dict[str, Any]) -> list[str]:
+    """The dotted keys whose value in ``config`` differs from the ``recorded`` config (a
+    checkpoint's ``config``, as :meth:`Config.to_dict` wrote it), in the config's order."""
+    known = {}
+    for section, values in recorded.items():
+        for name, value in (values or {}).items() if isinstance(values, dict) else ():
+            known[f"{section}.{name}"] = value
+    then = Config()
+    for key, value in list(known.items()):
+        try:
+            set_value(then, key, value)
+        except UsageError:  # a key an older reidkit wrote: nothing to compare it with
+            known.pop(key)
+    return [k for k in _keys(config) if k in known and _get(config, k) != _get(then, k)]
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
 ) -> Config:

@@ -93,6 +93,40 @@ def is_finished(state: dict[str, Any], config: Config) -> bool:
     )
 
 
+# what a resumed run may change of the settings its checkpoint was trained with: resume's own
+# options, and where the data lies
+RESUMABLE = (
+    "train.epochs", "train.device", "data.workers", "data.batch_size", "data.skip_bad",
+    "data.root",
+)  # fmt: skip
+
+
+def check_unedited(config: Config, checkpoint: dict[str, Any], run: Path) -> None:
+    """Refuse a run whose config.yaml was edited after weights/last.pt was saved (another
+    model, dataset, validation split...), before anything is loaded or written.
+
+    Raises:
+        UsageError: naming config.yaml and the first key that no longer agrees.
+    """
+    from reidkit.config import changed_keys
+    from reidkit.errors import UsageError
+
+    recorded = checkpoint.get("config")
+    if not isinstance(recorded, dict):
+        return
+    changed = [k for k in changed_keys(config, recorded) if k not in RESUMABLE]
+    if changed:
+        key, (section, name) = changed[0], changed[0].split(".")
+        then = recorded.get(section, {}).get(name)
+        more = f" (and {len(changed) - 1} more: {', '.join(changed[1:4])})" if changed[1:] else ""
+        raise UsageError(
+            f"{run / 'config.yaml'}: {key} is {getattr(getattr(config, section), name)!r} but "
+            f"weights/last.pt was trained with {then!r}{more}",
+            hint="resume continues a run as it was trained: undo the edit, or start a new "
+            f"run with reidkit train --config {run / 'config.yaml'} --run NEW_RUN",
+        )
+
+
 def resume(
     run: str | os.PathLike[str],
     overrides: dict[str, Any] | None = None,
@@ -138,6 +172,7 @@ def resume(
             }
         if "state_dict" not in checkpoint:
             checkpoint = load_checkpoint(last)
+        check_unedited(config, checkpoint, run)
         trainer = Trainer(config, run, progress=progress, pretrained=checkpoint.get("pretrained"))
         trainer.load(checkpoint)
         if trainer.rank == 0:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,6 +94,43 @@ def test_resume_after_two_epochs_equals_four_straight(tiny, tmp_path, cli):
         assert torch.equal(tensor, b["state_dict"][key]), key
     code, out, _ = cli("resume", tmp_path / "split", "--json")
     assert code == 0 and json.loads(out)["finished"] is True
+
+
+@pytest.mark.parametrize(
+    "edit, key, was, now",
+    [
+        (("model:\n  name: osnet_x0_25", "model:\n  name: osnet_x0_5"), "model.name",
+         "'osnet_x0_25'", "'osnet_x0_5'"),
+        (("val_ids: 0", "val_ids: 4"), "data.val_ids", "0", "4"),
+    ],
+)  # fmt: skip
+def test_resume_refuses_a_config_edited_against_its_checkpoint(tiny, tmp_path, cli, edit, key,
+                                                                was, now):  # fmt: skip
+    run = tmp_path / "run"
+    assert cli(*train_args(tiny, run, "--epochs", "1"))[0] == 0
+    config = run / "config.yaml"
+    text = config.read_text()
+    assert edit[0] in text
+    config.write_text(text.replace(edit[0], edit[1]))
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    code, out, err = cli("resume", run, "--max-epoch", "2")
+    lines = err.strip().splitlines()
+    assert (code, out) == (2, "") and lines[-2] == (
+        f"error: {config}: {key} is {now} but weights/last.pt was trained with {was}"
+    )
+    assert lines[-1] == (
+        "hint: resume continues a run as it was trained: undo the edit, or start a new run "
+        f"with reidkit train --config {config} --run NEW_RUN"
+    )
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    # resume's own options and a moved data folder are no edits
+    shutil.copytree(tiny, tmp_path / "moved")
+    text = text.replace("\n  epochs: 1\n", "\n  epochs: 2\n").replace(
+        str(tiny), str(tmp_path / "moved")
+    )
+    config.write_text(text)
+    code, out, err = cli("resume", run, "--json")
+    assert code == 0 and json.loads(out)["epochs"] == 2, err
 
 
 def test_config_errors_exit_2(tiny, tmp_path, cli):
