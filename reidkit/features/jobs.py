@@ -124,6 +124,7 @@ def extract_dataset(
     _refuse_video_options(jobs, given)
     if onnx is None:
         options = resolve_options(kind_of(jobs[0][2]), source.data, source.checkpoint, given)
+        _warn_long_clips(jobs, options)
         device = init_distributed(resolve_device(device))
         if run_kwargs.get("workers", 0) < 0:
             run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
@@ -189,6 +190,22 @@ def resolve_options(
     return options
 
 
+def _warn_long_clips(jobs, options: ExtractOptions) -> None:
+    """--sample evenly with a seq_len above a tracklet's frames repeats its frames: say so
+    when that makes the work larger than pooling every frame would."""
+    if options.sample != "evenly":
+        return
+    lengths = [len(t.paths) for job in jobs for t in job[2]]
+    short = sum(n < options.seq_len for n in lengths)
+    if short and options.seq_len * len(lengths) > sum(lengths):
+        log.warning(
+            "--seq-len %d is more than the frames of %d of %d tracklets (the longest has %d): "
+            "their frames are repeated, %.1fx the frames of --sample all",
+            options.seq_len, short, len(lengths), max(lengths),
+            options.seq_len * len(lengths) / sum(lengths),
+        )  # fmt: skip
+
+
 def _refuse_video_options(jobs, given: dict[str, Any]) -> None:
     video = [k for k in VIDEO_KEYS if given.get(k) is not None]
     if video and kind_of(jobs[0][2]) == "image":
@@ -222,6 +239,14 @@ def video_options(given: dict[str, Any], checkpoint: dict[str, Any] | None) -> d
     return {"sample": sample, "seq_len": seq_len if sample != "all" else None, "temporal": temporal}
 
 
+_ONNX_HINTS = {  # what to do instead of a PyTorch option given with --onnx
+    "--amp": "reidkit export --half makes a float16 graph",
+    "--channels-last": "ONNX Runtime picks its own memory layout: leave it out",
+    "model": "the graph's weights and options are fixed when it is exported: give them to "
+    "reidkit export (--model NAME --weights FILE ...), then extract --onnx that file",
+}
+
+
 def _onnx_runner(path, device, height, width, mean, std, model_options, refused, kwargs):
     """The ONNX Runtime side of :func:`extract_dataset`: what PyTorch alone does is refused."""
     from reidkit.deploy.runtime import onnx_extraction
@@ -230,13 +255,16 @@ def _onnx_runner(path, device, height, width, mean, std, model_options, refused,
         **refused,
         "--amp": kwargs.get("amp", "off") != "off",
         "--channels-last": kwargs.get("channels_last", False),
-        **{f"--{k.replace('_', '-')}": v is not None for k, v in (model_options or {}).items()},
+        **{
+            f"--{'no-' if v is False else ''}{k.replace('_', '-')}": v is not None
+            for k, v in (model_options or {}).items()
+        },
     }
     for option, given in torch_only.items():
         if given:
             raise UsageError(
                 f"{option} is for PyTorch models: an ONNX graph is run as exported",
-                hint="export with --half for float16",
+                hint=_ONNX_HINTS.get(option, _ONNX_HINTS["model"]),
             )
     if kwargs.get("workers", 0) > 0:
         raise UsageError(

@@ -316,3 +316,27 @@ def test_a_graph_input_that_extraction_cannot_feed_is_refused_up_front(
         assert code == 2 and lines[0] == f"error: {path.parent}/{message}", err
         assert lines[1:] == ([hint] if hint else [])
         assert not (tmp_path / "feats").exists()
+
+
+@pytest.mark.parametrize(
+    "option, hint",
+    [
+        (["--weights", "w.pth"], "hint: the graph's weights and options are fixed when it is "
+         "exported: give them to reidkit export (--model NAME --weights FILE ...), then extract "
+         "--onnx that file"),
+        (["--no-bnneck"], "hint: the graph's weights and options are fixed when it is "
+         "exported: give them to reidkit export (--model NAME --weights FILE ...), then extract "
+         "--onnx that file"),
+        (["--amp", "bf16"], "hint: reidkit export --half makes a float16 graph"),
+        (["--channels-last"], "hint: ONNX Runtime picks its own memory layout: leave it out"),
+    ],
+)  # fmt: skip
+def test_pytorch_options_with_onnx_say_what_to_do_instead(
+    exported, synth_tiny, tmp_path, cli, option, hint
+):
+    (tmp_path / "w.pth").write_bytes(b"")
+    code, _, err = extract(cli, "--onnx", exported, "--dataset", "synthreid", "--root",
+                           synth_tiny, *option, "--out", tmp_path / "feats")  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 2 and lines[-2].startswith(f"error: {option[0]} is for PyTorch models")
+    assert lines[-1] == hint and not (tmp_path / "feats").exists()

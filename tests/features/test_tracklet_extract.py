@@ -93,6 +93,23 @@ def test_evenly_sampled_frames(video, tmp_path, cli):
     assert np.abs(got.features[:4] - every).max() > 1e-3  # not every frame
 
 
+def test_a_seq_len_beyond_the_tracklets_says_it_repeats_frames(video, tmp_path, cli):
+    ds = load_dataset("synthreid-video", video)
+    lengths = [len(t.paths) for t in ds.query]
+    extra = ["--sample", "evenly", "--seq-len", "1000", "--subsets", "query"]
+    code, _, err = cli(*extract_args(video, tmp_path, *extra))
+    assert code == 0, err
+    ratio = 1000 * len(lengths) / sum(lengths)
+    assert (
+        f"--seq-len 1000 is more than the frames of {len(lengths)} of {len(lengths)} "
+        f"tracklets (the longest has {max(lengths)}): their frames are repeated, {ratio:.1f}x "
+        "the frames of --sample all"
+    ) in err
+    code, _, err = cli(*extract_args(video, tmp_path / "b", "--sample", "evenly", "--seq-len",
+                                     str(min(lengths)), "--subsets", "query"))  # fmt: skip
+    assert code == 0 and "are repeated" not in err
+
+
 def test_interrupted_extraction_resumes_to_the_same_file(video, tmp_path, monkeypatch):
     from reidkit.features import tracklets
     from reidkit.features.jobs import extract_dataset
