@@ -3,6 +3,7 @@ error naming the variable, never a silent default."""
 
 from __future__ import annotations
 
+import math
 import os
 
 from reidkit.errors import UsageError
@@ -21,6 +22,6 @@ def env_number(name: str, default: float, kind: type = float) -> float:
         value = kind(text)
     except ValueError:
         value = -1
-    if value < 0:
+    if value < 0 or not math.isfinite(value):
         raise UsageError(f"{name}={text!r} must be a non-negative number")
     return value

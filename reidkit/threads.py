@@ -87,18 +87,15 @@ def configure(threads: int | None = None) -> int:
     """
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
-    if threads is not None and threads > usable_cores():
-        # more threads (and worker processes) than cores only adds memory and waiting
-        log.warning(
-            "--threads %d: this process may use %d cores; using %d",
-            threads,
-            usable_cores(),
-            usable_cores(),
-        )
-        threads = usable_cores()
+    asked = f"--threads {threads}"
     users = os.environ.get("OMP_NUM_THREADS", "")
     if threads is None and users.isdigit() and users != _state["set"]:  # not ours, earlier
-        threads = max(1, int(users))
+        threads, asked = max(1, int(users)), f"OMP_NUM_THREADS={users}"
+    cores = usable_cores()
+    if threads is not None and threads > cores:
+        # more threads (and worker processes) than cores only adds memory and waiting
+        log.warning("%s: this process may use %d cores; using %d", asked, cores, cores)
+        threads = cores
     _state["auto"] = threads is None
     if threads is None:
         threads = _share()

@@ -22,9 +22,15 @@ def test_an_explicit_count_reaches_torch_blas_and_the_workers(monkeypatch):
     assert worker_count(0) == 1 and worker_count(3) == 3
 
 
-def test_a_users_omp_num_threads_is_honoured(monkeypatch):
+def test_a_users_omp_num_threads_is_honoured(monkeypatch, caplog):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads.configure() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1000")  # up to the cores, as --threads
+    assert threads.configure() == 4
+    assert caplog.records[-1].getMessage() == (
+        "OMP_NUM_THREADS=1000: this process may use 4 cores; using 4"
+    )
 
 
 def test_below_one_is_a_usage_error():

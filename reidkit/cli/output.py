@@ -80,6 +80,7 @@ def setup(quiet: bool = False, verbose: bool = False) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT, "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(handler)
+    log_interval()  # a bad REIDKIT_PROGRESS_INTERVAL stops the command before any work
 
 
 def emit_json(document: Any) -> None:

@@ -195,13 +195,16 @@ def is_current(
 ) -> bool:
     """Whether ``path`` already is the export that ``info`` and ``opset`` describe: the one
     rule for an unchanged rerun of ``reidkit export`` (nothing to do). A reidkit export made
-    with other weights or options is exported again.
+    with other weights or options is exported again, and so is one of random weights
+    (``--model`` without ``--weights``), whose seed the metadata does not record.
 
     Raises:
         UsageError: ``path`` exists and is not a reidkit export (unless ``force``).
     """
     path = Path(path)
     if force or not path.exists():
+        return False
+    if not info.checkpoint_sha256:  # random weights: the seed is not in the metadata
         return False
     made = exported_as(path)
     if made is None:

@@ -117,7 +117,9 @@ def load_model_source(
         built_with = options_with_defaults(model_name, given_options)
         if state is not None:
             # features are the whole model's: only the classifier may stay as initialised
-            report = load_weights(model, state, source=str(weights), allow_partial=allow_partial)
+            report = load_weights(
+                model, state, source=str(weights), extra=extra, allow_partial=allow_partial
+            )
             weights_report = {
                 **summary(report),
                 "missing_by_module": count_by_module(report["missing"]),

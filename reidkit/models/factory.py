@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reidkit.models.spec import MODELS, ModelCfg
+from reidkit.models.spec import MODELS, TIMM_PREFIX, ModelCfg
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -31,7 +31,9 @@ def match_models(pattern: str | None = None) -> list[str]:
         try:
             return [MODELS.get(pattern).name]
         except UnknownNameError:
-            pass
+            if pattern.startswith(TIMM_PREFIX):
+                raise  # timm's own "models like it" is the better hint
+
     known = MODELS.names()
     plain = pattern.strip("*?").lower()
     close = [n for n in known if plain and plain in n] or difflib.get_close_matches(

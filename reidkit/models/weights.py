@@ -90,6 +90,7 @@ def load_weights(
     weights: str | os.PathLike[str] | Mapping[str, Any],
     *,
     source: str | None = None,
+    extra: Mapping[str, Any] | None = None,
     may_miss: Iterable[str] = ("classifier",),
     allow_partial: bool = False,
 ) -> dict[str, list[str]]:
@@ -99,6 +100,8 @@ def load_weights(
     Args:
         weights: a file (any form the module's text lists) or a state dict.
         source: what the tensors came from, for messages (default: the file's name).
+        extra: the file's other entries, when ``weights`` is a state dict read already
+            (:func:`read_weights`), for the hints of a refusal.
         may_miss: module names that may stay as initialised (the head).
         allow_partial: load what fits and only warn about the trunk tensors left out.
 
@@ -112,9 +115,9 @@ def load_weights(
             ``allow_partial``; the message counts them per module.
     """
     if isinstance(weights, Mapping):
-        state, source = dict(weights), source or "the weights"
+        state, source, extra = dict(weights), source or "the weights", extra or {}
     else:
-        state, source = read_state_dict(weights), source or str(weights)
+        (state, extra), source = read_weights(weights), source or str(weights)
     state = in_model_names(state, model)
     own = model.state_dict()
     fits = {k for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -125,7 +128,7 @@ def load_weights(
     }
     if not report["used"]:
         raise DataError(
-            f"{source}: none of its {len(state)} tensors fit this model",
+            f"{source}: none of its {sum(not is_counter(k) for k in state)} tensors fit this model",
             hint="are they the weights of another architecture?",
         )
     head = tuple(f"{name}." for name in may_miss)
@@ -137,7 +140,7 @@ def load_weights(
             f"unloaded ({count_by_module(trunk_missing)})"
         )
         if not allow_partial:
-            raise DataError(message, hint=_partial_hint(trunk_missing, state))
+            raise DataError(message, hint=_partial_hint(trunk_missing, state, extra))
         log.warning("%s; loaded anyway (--allow-partial)", message)
     # counters the file lacks keep the model's own, as torch's BatchNorm does on load
     model.load_state_dict({k: state[k] for k in fits}, strict=False)  # a refusal changes nothing
@@ -150,8 +153,15 @@ def count_by_module(keys: Iterable[str]) -> str:
     return ", ".join(f"{module}: {n}" for module, n in counts.most_common())
 
 
-def _partial_hint(missing: list[str], state: Mapping[str, Any]) -> str:
+def _partial_hint(missing: list[str], state: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
+    from reidkit.engine.checkpoint import FORMAT
+
     if all(k.startswith("bnneck.") for k in missing):
+        if extra.get("format") == FORMAT:
+            return (
+                "the checkpoint's model has no BNNeck: give --no-bnneck (model.bnneck=false), "
+                "or give the checkpoint itself as CHECKPOINT, which builds its model as trained"
+            )
         if "classifier.bias" in state:  # torchreid trains without a BNNeck, biased classifier
             return (
                 "they come from a model without a BNNeck: give --no-bnneck "

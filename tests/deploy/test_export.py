@@ -302,3 +302,15 @@ def test_an_interrupt_after_the_file_is_written_is_a_success(
     assert json.loads(stdout)["file"] == str(tmp_path / "m.onnx")
     assert "a stop signal came after the work was done: finished anyway" in err
     assert props(tmp_path / "m.onnx")["model"] == "resnet18"
+
+
+def test_random_weights_are_never_up_to_date(synth_tiny, tmp_path, cli):
+    """--model without --weights: the seed is not in the metadata, so a rerun exports."""
+    out = tmp_path / "r.onnx"
+    common = ["--model", "resnet18", "--height", "64", "--width", "32", "--dataset",
+              "synthreid", "--root", synth_tiny, "--out", out, "--json"]  # fmt: skip
+    assert cli("export", *common, "--seed", "1")[0] == 0
+    first = out.read_bytes()
+    code, stdout, err = cli("export", *common, "--seed", "2")
+    assert code == 0, err
+    assert json.loads(stdout)["up_to_date"] is False and out.read_bytes() != first

@@ -120,6 +120,16 @@ def test_models_list_that_matches_nothing_says_so(cli, pattern, hint):
     assert lines[-1] == f"{hint} (a pattern like 'osnet*' lists a family)"
 
 
+def test_models_list_of_a_timm_name_timm_lacks_gets_timms_suggestions(cli):
+    code, _, err = cli("models", "list", "timm/resnet_18")
+    lines = err.strip().splitlines()
+    assert (
+        code == 2
+        and lines[-2] == "error: unknown model 'timm/resnet_18': timm has no model 'resnet_18'"
+    )
+    assert lines[-1].startswith("hint: timm models like it: ")
+
+
 @pytest.mark.parametrize("name", ["resnet18", "timm/resnet18"])
 def test_models_list_of_a_full_name_lists_that_model(cli, name):
     code, out, err = cli("models", "list", name, "--json")

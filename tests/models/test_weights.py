@@ -189,6 +189,13 @@ def test_a_reidkit_checkpoint_given_as_weights_brings_its_data_settings(cli, tmp
     save_checkpoint(tmp_path / "last.pt", model.eval(), model_spec("resnet18", model, 16),
                     config={"data": data})  # fmt: skip
     common = ["--dataset", "synthreid", "--root", synth_tiny, "--subsets", "query", "--json"]
+    # into the default (BNNeck) resnet18: refused, pointing at the checkpoint itself
+    code, _, err = cli("extract", "--model", "resnet18", "--weights", tmp_path / "last.pt",
+                       *common, "--out", tmp_path / "x")  # fmt: skip
+    assert code == 1 and err.strip().splitlines()[-1] == (
+        "hint: the checkpoint's model has no BNNeck: give --no-bnneck (model.bnneck=false), "
+        "or give the checkpoint itself as CHECKPOINT, which builds its model as trained"
+    )
     code, out, err = cli("extract", "--model", "resnet18", "--no-bnneck", "--weights",
                          tmp_path / "last.pt", *common, "--out", tmp_path / "a")  # fmt: skip
     assert code == 0, err
