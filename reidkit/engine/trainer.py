@@ -16,18 +16,16 @@ finish the current step, save ``last.pt`` and stop with exit code 130.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from reidkit.config import Config
 from reidkit.data.clips import frame_count
 from reidkit.device import barrier
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
+from reidkit.engine.rng import rng_state, set_rng_state
 from reidkit.engine.rundir import (
     LAST,
     write_progress_note,
@@ -52,39 +50,6 @@ def model_kwargs(config: Config) -> dict[str, Any]:
     if model_cfg(m.name).sized:
         kwargs["image_size"] = [config.data.height, config.data.width]
     return kwargs
-
-
-def _numpy_state() -> list[Any]:
-    """numpy's global generator state in types a weights_only checkpoint can hold."""
-    import torch
-
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), cached]
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    version, state, gauss = random.getstate()
-    return {
-        "python": [version, list(state), gauss],
-        "numpy": _numpy_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    version, values, gauss = state["python"]
-    random.setstate((version, tuple(values), gauss))
-    if "numpy" in state:  # checkpoints of reidkit 0.1 have none
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class StopRequest:
@@ -230,7 +195,7 @@ class Trainer:
             "best": self.best,
             "pending": self.pending,
             "pretrained": self.pretrained,
-            "rng": _rng_state(),
+            "rng": rng_state(self.device),
             "loss": self.loss.state_dict(),
             "center_optimizer": self.center_optimizer.state_dict()
             if self.center_optimizer
@@ -262,7 +227,7 @@ class Trainer:
         if self.center_optimizer is not None:
             self.loss.load_state_dict(checkpoint["loss"])
             self.center_optimizer.load_state_dict(checkpoint["center_optimizer"])
-        _set_rng_state(checkpoint["rng"])
+        set_rng_state(checkpoint["rng"], self.device)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:

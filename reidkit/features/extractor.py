@@ -391,7 +391,8 @@ def _merge_parts(out: Path, parts: list[Path], storage: str) -> None:
     """Concatenate the processes' part files, in rank order, into ``out``."""
     from reidkit.features.store import write_features
 
-    sets = [read_features(p) for p in parts]
+    # a process whose share was empty (fewer batches than processes) wrote a part of no rows
+    sets = [read_features(p) for p in parts if feature_file_info(p)["rows"]]
     lists = {
         key: [p for fs in sets for p in json.loads(fs.attrs.get(key) or "[]")]
         for key in ("skipped", "skipped_frames")

@@ -301,3 +301,22 @@ def test_torchrun_two_cpu_processes_write_the_single_process_file(tiny_synth, tm
         "synthreid-gallery.h5",
         "synthreid-query.h5",
     ]
+
+
+def test_torchrun_with_fewer_batches_than_processes(tiny_synth, tmp_path):
+    """One batch for two processes: rank 0's share is empty, and the file is still whole."""
+    args = ["extract", "--model", "osnet_x0_25", "--dataset", "synthreid", "--root", tiny_synth,
+            "--subsets", "query", "--height", "64", "--width", "32", "--batch-size", "1000",
+            "--workers", "0", "--device", "cpu"]  # fmt: skip
+    env = reidkit_env(OMP_NUM_THREADS="1")
+    single = subprocess.run(reidkit_argv(*args, "--out", tmp_path / "one"), env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    two = subprocess.run([*torchrun_argv(2), *map(str, args), "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    name = "synthreid-query.h5"
+    with h5py.File(tmp_path / "one" / name) as a, h5py.File(tmp_path / "two" / name) as b:
+        assert len(b["features"]) == 48
+        for key in ("features", "pids", "camids", "paths"):
+            assert np.array_equal(a[key][()], b[key][()]), key

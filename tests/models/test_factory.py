@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from published import torchvision_imagenet_file
 from torchvision.models import resnet50
 
 from reidkit.errors import DataError, MissingInputError, UnknownNameError, UsageError
@@ -48,16 +49,19 @@ def test_models_list_command(cli):
 
 
 def test_torchvision_weights_load_non_strictly(tmp_path):
-    torch.manual_seed(1)
-    source = resnet50(weights=None)
-    torch.save(source.state_dict(), tmp_path / "resnet50.pth")
+    # torchvision's file as published: no BatchNorm counters, ImageNet's fc
+    source = torchvision_imagenet_file(50, tmp_path / "resnet50-0676ba61.pth", seed=1)
     model = create_model("resnet50", num_classes=5)
     # the BNNeck is new for ImageNet weights, as the classifier is: a start for training
-    report = load_weights(model, tmp_path / "resnet50.pth", may_miss=("bnneck", "classifier"))
+    report = load_weights(
+        model, tmp_path / "resnet50-0676ba61.pth", may_miss=("bnneck", "classifier")
+    )
     assert "conv1.weight" in report["used"] and "layer4.2.bn3.running_mean" in report["used"]
-    assert sorted(report["skipped"]) == ["fc.bias", "fc.weight"]
-    assert {"bnneck.weight", "classifier.weight"} <= set(report["missing"])
-    assert torch.equal(model.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
+    assert len(report["used"]) == 265 and sorted(report["skipped"]) == ["fc.bias", "fc.weight"]
+    assert report["missing"] == ["bnneck.weight", "bnneck.bias", "bnneck.running_mean",
+                                 "bnneck.running_var", "classifier.weight"]  # fmt: skip
+    assert torch.equal(model.layer3[1].conv2.weight, source["layer3.1.conv2.weight"])
+    assert model.layer3[1].bn2.num_batches_tracked.item() == 0  # filled in, as torch does
 
 
 def test_weights_errors(tmp_path):
