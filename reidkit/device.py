@@ -15,13 +15,24 @@ from reidkit.errors import UsageError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# files that say a machine may have a GPU: NVIDIA's driver nodes, WSL2's GPU paravirtual
+# device; without any of them "auto" is the CPU without loading torch
+GPU_MARKERS = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg")
+
+
+def may_have_gpu() -> bool:
+    """Whether this machine may have a GPU (cheap: no torch, no CUDA initialised)."""
+    return any(os.path.exists(marker) for marker in GPU_MARKERS)
+
+
 def resolve_device(device: str) -> str:
-    """ "auto" becomes "cuda" when a usable GPU is present, else "cpu"."""
+    """ "auto" becomes "cuda" when a usable GPU is present, else "cpu". ``cuda`` asks torch
+    whatever the machine's files say (a container may hide the driver's nodes)."""
     if device not in DEVICES:
         raise UsageError(f"unknown device '{device}'", hint=f"devices: {', '.join(DEVICES)}")
     if device == "cpu":
         return "cpu"
-    if os.path.exists("/dev/nvidiactl"):
+    if device == "cuda" or may_have_gpu():
         import torch
 
         if torch.cuda.is_available():

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
 from reidkit.deploy.metadata import INPUT_FORMATS, DeployInfo
+from reidkit.device import may_have_gpu
 from reidkit.errors import DataError, MissingInputError, UsageError
 from reidkit.features.batches import ImageList, batches_in_process, normalize_nchw
 
@@ -39,9 +39,7 @@ def providers_for(device: str) -> list[str]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     # the GPU build lists CUDA even on a machine without a GPU: auto needs the device too
-    has_cuda = "CUDAExecutionProvider" in available and (
-        device == "cuda" or os.path.exists("/dev/nvidiactl")
-    )
+    has_cuda = "CUDAExecutionProvider" in available and (device == "cuda" or may_have_gpu())
     if device == "cuda" and not has_cuda:
         raise UsageError(
             f"--device {device}: this ONNX Runtime has no CUDA provider "
