@@ -45,22 +45,39 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+# how long a process waits at a collective for the others: rank 0 evaluates and writes
+# checkpoints alone while the others wait, and evaluating a large test set (MARS: 0.6 M
+# frames) takes longer than torch's default of 10 minutes
+DIST_TIMEOUT = 6 * 3600.0
+
+
+def dist_timeout() -> float:
+    """Seconds a collective may wait (REIDKIT_DIST_TIMEOUT, else :data:`DIST_TIMEOUT`)."""
+    from reidkit.envvars import env_number
+
+    return env_number("REIDKIT_DIST_TIMEOUT", DIST_TIMEOUT)
+
+
 def init_distributed(device: str) -> str:
     """Join the process group torchrun describes (WORLD_SIZE > 1): NCCL with one GPU per
-    process, gloo on the CPU. Returns the device of this process."""
+    process, gloo on the CPU, waiting up to :func:`dist_timeout` at a collective. Returns
+    the device of this process."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
+    import datetime
+
     import torch
     import torch.distributed as dist
 
     if dist.is_initialized():
         return device
+    timeout = datetime.timedelta(seconds=dist_timeout())
     if device == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
-        dist.init_process_group("nccl")
+        dist.init_process_group("nccl", timeout=timeout)
         return f"cuda:{local}"
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timeout)
     return device
 
 

@@ -34,3 +34,23 @@ def test_auto_without_any_marker_is_the_cpu_without_asking_torch(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", asked)
     assert device.resolve_device("auto") == "cpu"
+
+
+@pytest.mark.parametrize(("variable", "seconds"), [(None, 6 * 3600.0), ("90", 90.0)])
+def test_the_process_group_waits_longer_than_rank_0s_evaluation(monkeypatch, variable, seconds):
+    import torch.distributed as dist
+
+    joined = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    if variable is not None:
+        monkeypatch.setenv("REIDKIT_DIST_TIMEOUT", variable)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: joined.update(kw))
+    assert device.init_distributed("cpu") == "cpu"
+    assert joined["timeout"].total_seconds() == seconds  # torch's default is 600
+
+
+def test_a_bad_timeout_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("REIDKIT_DIST_TIMEOUT", "soon")
+    with pytest.raises(device.UsageError, match="REIDKIT_DIST_TIMEOUT='soon' must be"):
+        device.dist_timeout()
