@@ -369,9 +369,16 @@ def check_config(config: Config) -> Config:
             f"({d.num_instances}) with the pk sampler"
         )
     _resolve_model(config)
-    if config.loss.triplet_warmup is None:
+    loss = config.loss
+    if loss.triplet_warmup is None:  # cross-entropy shapes a new embedding first, if any
         scratch = config.model.pretrained == "none"
-        config.loss.triplet_warmup = config.schedule.warmup_epochs if scratch else 0
+        loss.triplet_warmup = config.schedule.warmup_epochs if scratch and loss.softmax else 0
+    if loss.triplet_warmup and not loss.softmax and not loss.center:
+        raise UsageError(
+            f"loss.triplet_warmup={loss.triplet_warmup} with loss.softmax=0: the triplet term "
+            "is the only loss, and would start at weight 0 (nothing to train)",
+            hint="loss.triplet_warmup=0",
+        )
     if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
         raise UsageError("data.mean and data.std need three values each, std above 0")
     for key in PATH_KEYS:  # a shell expands ~ on the command line, not in a config value

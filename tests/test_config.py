@@ -156,3 +156,11 @@ def test_the_triplet_warmup_follows_the_start():
         load_config(None, ["model.pretrained=none", "loss.triplet_warmup=3"]).loss.triplet_warmup
         == 3
     )
+
+
+def test_without_cross_entropy_the_triplet_term_starts_at_full_weight():
+    config = load_config(None, ["loss.softmax=0", "model.pretrained=none"])
+    assert config.loss.triplet_warmup == 0  # from scratch it would be the lr warmup (10)
+    assert load_config(None, ["model.pretrained=none"]).loss.triplet_warmup == 10
+    with pytest.raises(UsageError, match=r"loss.triplet_warmup=5 with loss.softmax=0: the "):
+        load_config(None, ["loss.softmax=0", "loss.triplet_warmup=5"])

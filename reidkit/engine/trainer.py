@@ -128,6 +128,8 @@ class Trainer:
         self.model.to(self.device)
         if c.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if not c.loss.softmax:  # nothing reaches the classifier, nor the BNNeck's scale
+            self._freeze_unused_head()
         self.loss = ReIDLoss.from_config(c.loss, self.num_classes, self.model.feature_dim)
         self.loss.to(self.device)
         seed_augmentation(c.train.seed, self.rank)  # each process its own augmentations
@@ -382,6 +384,20 @@ class Trainer:
         if frozen:
             for module in self._base_modules():
                 module.training = False
+
+    def _freeze_unused_head(self) -> None:
+        """With loss.softmax=0 the classifier's logits feed no loss: the classifier and the
+        BNNeck before it get no gradient, which DDP refuses (it expects a gradient for every
+        parameter that requires one). They are frozen instead; the BNNeck's statistics still
+        follow the features."""
+        frozen = [
+            name
+            for module in ("classifier", "bnneck")
+            if getattr(self.model, module, None) is not None
+            for name, p in getattr(self.model, module).named_parameters(prefix=module)
+            if p.requires_grad and not p.requires_grad_(False).requires_grad
+        ]
+        log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
 
     def _base_modules(self):
         """The modules outside the new layers that hold no new layer."""

@@ -321,3 +321,33 @@ def test_without_tensorboard_the_run_says_so(tiny, tmp_path, cli, monkeypatch):
     said = "no TensorBoard scalars for this run: tensorboard is not installed"
     assert err.count(said) == 1 and said in (run / "train.log").read_text()
     assert not (run / "tb").exists()
+
+
+def test_torchrun_without_the_softmax_term(tiny, tmp_path):
+    """loss.softmax=0: nothing reaches the classifier or the BNNeck's scale, which DDP
+    refused at the second step ("Expected to have finished reduction")."""
+    run = tmp_path / "ddp"
+    args = [
+        "train",
+        "--dataset",
+        "synthreid",
+        "--root",
+        tiny,
+        "--model",
+        "resnet18",
+        "--run-dir",
+        run,
+        "--epochs",
+        "1",
+        *FAST_TRAIN,
+        "loss.softmax=0",
+        "--json",
+    ]
+    done = subprocess.run(
+        [*torchrun_argv(2), *map(str, args)], env=reidkit_env(OMP_NUM_THREADS="1"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "loss.softmax=0: nothing trains classifier.weight, bnneck.weight; frozen" in done.stderr
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["step"] >= 2
