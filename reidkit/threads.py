@@ -79,8 +79,9 @@ def configure(threads: int | None = None) -> int:
 
     Args:
         threads: the user's ``--threads``, at most the usable cores (None:
-            ``OMP_NUM_THREADS`` if set, else this machine's cores shared among the running
-            reidkit commands).
+            ``OMP_NUM_THREADS`` if set, except torchrun's default of 1, else this machine's
+            cores shared among the running reidkit commands, torchrun's processes
+            included).
 
     Raises:
         UsageError: a count below 1.
@@ -89,6 +90,10 @@ def configure(threads: int | None = None) -> int:
         raise UsageError(f"--threads must be at least 1, got {threads}")
     asked = f"--threads {threads}"
     users = os.environ.get("OMP_NUM_THREADS", "")
+    if users == "1" and "LOCAL_WORLD_SIZE" in os.environ:
+        # torchrun's own default for a user who set nothing: one thread per process would
+        # leave a process's share of the cores idle (the shares are counted below)
+        users = ""
     if threads is None and users.isdigit() and users != _state["set"]:  # not ours, earlier
         threads, asked = max(1, int(users)), f"OMP_NUM_THREADS={users}"
     cores = usable_cores()

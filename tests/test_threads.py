@@ -131,3 +131,18 @@ def test_the_cli_option_and_variable(market_tree, tmp_path, cli, monkeypatch):
     monkeypatch.setenv("REIDKIT_THREADS", "2")
     assert cli(*args, "--force")[0] == 0
     assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+
+
+def test_torchruns_default_of_one_thread_is_not_the_users(monkeypatch, tmp_path):
+    """torchrun sets OMP_NUM_THREADS=1 when the user set nothing: each process then takes
+    its share of the cores (here alone: all 4), not one core."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert threads.configure() == 4
+    assert threads.configure(1) == 1  # asked for: honoured
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads._state["set"] = ""  # a new process: the 1 is a user's
+    assert threads.configure() == 1  # set by a user, not by torchrun
