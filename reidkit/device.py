@@ -102,3 +102,26 @@ def barrier() -> None:
     dist = _process_group()
     if dist:
         dist.barrier()
+
+
+def make_deterministic(device: str) -> None:
+    """torch's deterministic algorithms for ``train.deterministic``. On the CPU every
+    kernel reidkit runs has one; on CUDA, cuBLAS needs a fixed workspace (set here, before
+    its first use) and a few kernels have no deterministic form (AdaptiveAvgPool2d's and
+    NLLLoss's backward, among others): torch then warns where they run instead of stopping
+    the run, and this says once that such a run is close to, not equal to, another."""
+    import logging
+
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        logging.getLogger(__name__).warning(
+            "train.deterministic on CUDA: some kernels (AdaptiveAvgPool2d's and NLLLoss's "
+            "backward) have no deterministic form; torch warns where they run, and two runs "
+            "are close, not bit-identical"
+        )
+    torch.use_deterministic_algorithms(True, warn_only=on_gpu)

@@ -54,3 +54,18 @@ def test_a_bad_timeout_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("REIDKIT_DIST_TIMEOUT", "soon")
     with pytest.raises(device.UsageError, match="REIDKIT_DIST_TIMEOUT='soon' must be"):
         device.dist_timeout()
+
+
+def test_deterministic_on_cuda_fixes_cublas_and_says_what_stays_loose(monkeypatch, caplog):
+    calls = []
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    device.make_deterministic("cpu")
+    assert calls == [{"warn_only": False}] and "CUBLAS_WORKSPACE_CONFIG" not in device.os.environ
+    device.make_deterministic("cuda:1")
+    assert calls[-1] == {"warn_only": True}
+    assert device.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic
+    assert "two runs are close, not bit-identical" in caplog.text

@@ -91,7 +91,12 @@ class Trainer:
         checkpoint."""
         import torch
 
-        from reidkit.device import distributed_rank, init_distributed, resolve_device
+        from reidkit.device import (
+            distributed_rank,
+            init_distributed,
+            make_deterministic,
+            resolve_device,
+        )
         from reidkit.engine.evaluation import eval_sets, load_training_data
         from reidkit.engine.loaders import check_video_keys, seed_augmentation, seed_everything
         from reidkit.engine.optim import build_optimizer, build_scheduler
@@ -104,7 +109,7 @@ class Trainer:
         self.device = init_distributed(resolve_device(c.train.device))
         self.rank, self.world = distributed_rank()
         if c.train.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=self.device != "cpu")
+            make_deterministic(self.device)
         train, sources = load_training_data(c)
         # the training set (less a validation split), and what to evaluate, best.pt's first
         self.dataset, self.eval_sets = eval_sets(c, train, sources)
