@@ -57,6 +57,9 @@ class ExtractOptions:
     sample: str | None = None
     seq_len: int | None = None
     temporal: str | None = None
+    # "cpu" or "cuda": the kernels that ran the model (None: not recorded, as in training's
+    # evaluation); fp32 on CUDA runs without TF32, so its features stay those of fp32
+    device: str | None = None
 
     def check(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -133,6 +136,16 @@ def is_up_to_date(path: Path, provenance: dict) -> bool:
     )
 
 
+def full_precision(device: str, amp: str) -> None:
+    """fp32 on CUDA in fp32: cuDNN's convolutions (and matmuls) default to TF32 on Ampere and
+    later, about 1e-3 relative from the CPU's features; extraction in fp32 turns it off."""
+    if device.startswith("cuda") and amp == "off":
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class TorchRunner:
     """A PyTorch model as extraction runs it: on ``device``, in eval mode, with the
     options' flip, autocast and memory format."""
@@ -141,6 +154,7 @@ class TorchRunner:
         import torch
 
         self.model = model.to(device).eval()
+        full_precision(device, options.amp)
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.options, self.device = options, device

@@ -93,6 +93,8 @@ def extract_dataset(
         )
     given = {k: kwargs.pop(k) for k in (*OPTION_KEYS, *VIDEO_KEYS) if k in kwargs}
     given |= {"height": height, "width": width}
+    if onnx is None:  # what runs the model is part of what makes the features
+        given["device"] = resolve_device(device)
     run_kwargs = kwargs  # the rest: how extract_subset runs, not what it makes
     quick = checkpoint is not None and dataset is not None and not run_kwargs.get("force")
     if quick and Path(checkpoint).is_file():
@@ -110,7 +112,7 @@ def extract_dataset(
              "--allow-partial": allow_partial},
             {**run_kwargs, **given},
         )  # fmt: skip
-        device = runner.device
+        device = options.device = runner.device
         run_kwargs["workers"] = 0
     else:
         from reidkit.features.source import load_model_source
@@ -125,7 +127,7 @@ def extract_dataset(
     if onnx is None:
         options = resolve_options(kind_of(jobs[0][2]), source.data, source.checkpoint, given)
         _warn_long_clips(jobs, options)
-        device = init_distributed(resolve_device(device))
+        device = init_distributed(given["device"])
         if run_kwargs.get("workers", 0) < 0:
             run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
         runner = TorchRunner(source.model, options, device)
@@ -185,6 +187,7 @@ def resolve_options(
         std=list(data["std"]),
         **{k: given[k] for k in OPTION_KEYS if k in given},
         **(video_options(video, checkpoint) if kind == "tracklet" else {}),
+        device=given["device"].split(":")[0] if given.get("device") else None,
     )
     options.check()  # before anything is locked or written
     return options

@@ -143,3 +143,38 @@ def test_a_plain_tracklet_rerun_after_other_pooling_redoes_the_file(duke_video, 
     assert fourth["up_to_date"] is True and stat(out) == written
     (fifth,) = extract(cli, *data, "--sample", "evenly")  # the checkpoint's 4 frames
     assert fifth["up_to_date"] is False and read_features(out).attrs["sample"] == "evenly 4"
+
+
+def test_the_device_that_ran_the_model_is_provenance(market_tree, tmp_path, cli, monkeypatch):
+    """A file made on the CPU is not current for a run on CUDA (other kernels, other
+    rounding), and the reverse; cuda is faked for the decision only."""
+    from reidkit.features import jobs
+
+    ckpt = tiny_checkpoint(tmp_path / "best.pt")
+    data = [ckpt, "--dataset", "market1501", "--root", market_tree.root, "--subsets", "query"]
+    data += ["--out", tmp_path / "f"]
+    extract(cli, *data)
+    options = json.loads(read_features(tmp_path / "f" / "market1501-query.h5").attrs["provenance"])
+    assert options["options"]["device"] == "cpu"
+    monkeypatch.setattr(jobs, "resolve_device", lambda device: "cuda")
+    assert jobs._unchanged_outputs(ckpt, "market1501", market_tree.root, ("query",),
+                                   tmp_path / "f", {"device": "cuda"}) is None  # fmt: skip
+    assert jobs._unchanged_outputs(ckpt, "market1501", market_tree.root, ("query",),
+                                   tmp_path / "f", {"device": "cpu"}) is not None  # fmt: skip
+
+
+def test_fp32_on_cuda_runs_without_tf32():
+    from reidkit.features.extractor import full_precision
+
+    flags = (torch.backends.cudnn, torch.backends.cuda.matmul)
+    saved = [f.allow_tf32 for f in flags]
+    try:
+        for f in flags:
+            f.allow_tf32 = True
+        full_precision("cuda:0", "bf16")  # autocast: TF32 does not matter
+        assert all(f.allow_tf32 for f in flags)
+        full_precision("cuda:0", "off")
+        assert not any(f.allow_tf32 for f in flags)
+    finally:
+        for f, value in zip(flags, saved, strict=True):
+            f.allow_tf32 = value
