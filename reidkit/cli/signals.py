@@ -36,7 +36,9 @@ def finishing() -> Iterator[None]:
         yield
     finally:
         _finishing.pop()
-    if len(_received) > before:
+        late = len(_received) > before
+        del _received[before:]  # too late to stop anything: not an interruption either
+    if late:
         log.warning("a stop signal came after the work was done: finished anyway")
 
 
