@@ -159,8 +159,12 @@ def resume(
         return {**train(config, run, exist_ok=True, progress=progress), "finished": False}
     with run_lock(run):
         config = saved_config()
-        # a finished run is recognised from the note beside last.pt, without loading torch
-        checkpoint = read_progress_note(last) or load_checkpoint(last)
+        # a finished run is recognised from the note beside last.pt, without loading torch,
+        # unless config.yaml changed after last.pt was saved (a hand edit, to be checked)
+        edited = (run / "config.yaml").stat().st_mtime_ns > last.stat().st_mtime_ns
+        checkpoint = (not edited and read_progress_note(last)) or load_checkpoint(last)
+        if edited:
+            check_unedited(config, checkpoint, run)
         if is_finished(checkpoint, config):
             return {
                 "run": str(run),

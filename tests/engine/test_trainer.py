@@ -123,6 +123,9 @@ def test_resume_refuses_a_config_edited_against_its_checkpoint(tiny, tmp_path, c
         f"with reidkit train --config {config} --run NEW_RUN"
     )
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    # the run is finished: a plain resume, which reads no checkpoint, sees the edit too
+    code, out, err = cli("resume", run)
+    assert code == 2 and err.strip().splitlines()[-2].startswith(f"error: {config}: {key} is")
     # resume's own options and a moved data folder are no edits
     shutil.copytree(tiny, tmp_path / "moved")
     text = text.replace("\n  epochs: 1\n", "\n  epochs: 2\n").replace(
