@@ -177,6 +177,11 @@ def deploy_info(source, options: ExportOptions) -> DeployInfo:
     )
 
 
+def opset_of(proto) -> int:
+    """The ONNX (default domain) opset a model's graph is written in."""
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def exported_as(path: str | os.PathLike[str]) -> tuple[DeployInfo, int] | None:
     """The metadata and opset of a reidkit export at ``path``; None for any other file."""
     import onnx
@@ -184,7 +189,7 @@ def exported_as(path: str | os.PathLike[str]) -> tuple[DeployInfo, int] | None:
     try:
         proto = onnx.load(str(path), load_external_data=False)
         props = {p.key: p.value for p in proto.metadata_props}
-        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        opset = opset_of(proto)
         return DeployInfo.from_props(props, str(path)), opset
     except Exception:  # not ONNX, not reidkit's, damaged: not an export of ours
         return None
@@ -273,7 +278,7 @@ def build_export(
     serialized = proto.SerializeToString()
     tolerance = tolerance if tolerance is not None else (1e-2 if options.half else 1e-4)
     verification = verify_export(serialized, model, info, verify_on, tolerance)
-    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    opset = opset_of(proto)
     return Export(serialized, info, opset, verification, start)
 
 

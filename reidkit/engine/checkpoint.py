@@ -16,6 +16,7 @@ Files are written atomically (temporary file, fsync, rename).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -164,7 +165,15 @@ def data_config(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MB pieces."""
+    """Hex sha256 of a file, read in 1 MB pieces; a file unchanged since (same size and
+    modification time) is not read again by this process (an extraction's rerun check and
+    the extraction itself both need the checkpoint's)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for piece in iter(lambda: f.read(2**20), b""):
