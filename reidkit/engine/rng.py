@@ -63,3 +63,19 @@ def set_rng_state(state: dict[str, Any], device: str) -> None:
         )  # fmt: skip
     for index, gpu_state in enumerate(saved[:here]):
         torch.cuda.set_rng_state(gpu_state, index)
+
+
+def gather_rng_states(device: str) -> list[dict[str, Any]] | None:
+    """Every process's generator states in rank order, under torchrun (a collective: every
+    process calls it); None for a single process. Each process draws its own augmentations,
+    so a resume must give each its own states back, not rank 0's."""
+    from reidkit.device import distributed_rank
+
+    _, world = distributed_rank()
+    if world == 1:
+        return None
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * world
+    dist.all_gather_object(states, rng_state(device))
+    return states

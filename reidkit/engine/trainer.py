@@ -25,7 +25,7 @@ from reidkit.config import Config
 from reidkit.data.clips import frame_count
 from reidkit.device import barrier
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
-from reidkit.engine.rng import rng_state, set_rng_state
+from reidkit.engine.rng import gather_rng_states, rng_state, set_rng_state
 from reidkit.engine.rundir import (
     LAST,
     write_progress_note,
@@ -150,6 +150,7 @@ class Trainer:
         self.best = -1.0
         # the row of an epoch whose weights are saved but whose evaluation has not finished
         self.pending: dict[str, Any] | None = None
+        self.rng_ranks: list[dict[str, Any]] | None = None  # every process's, under torchrun
         per_set = tuple(f for s in self.eval_sets for f in s.fields())
         self.metrics = MetricsLog(self.run, TRAIN_FIELDS + EVAL_FIELDS + per_set)
 
@@ -203,6 +204,7 @@ class Trainer:
             "pending": self.pending,
             "pretrained": self.pretrained,
             "rng": rng_state(self.device),
+            "rng_ranks": self.rng_ranks,  # every process's, when saved at an epoch's end
             "loss": self.loss.state_dict(),
             "center_optimizer": self.center_optimizer.state_dict()
             if self.center_optimizer
@@ -234,7 +236,20 @@ class Trainer:
         if self.center_optimizer is not None:
             self.loss.load_state_dict(checkpoint["loss"])
             self.center_optimizer.load_state_dict(checkpoint["center_optimizer"])
+        ranks = checkpoint.get("rng_ranks")
+        if ranks and len(ranks) == self.world:
+            set_rng_state(ranks[self.rank], self.device)
+            return
         set_rng_state(checkpoint["rng"], self.device)
+        if self.world > 1:  # saved mid-epoch, or by another number of processes
+            from reidkit.engine.loaders import seed_augmentation
+
+            seed_augmentation(self.config.train.seed + 1000 * self.epoch, self.rank)
+            log.warning(
+                "the checkpoint does not hold the generator states of %d processes: each "
+                "process draws new augmentations of its own from here",
+                self.world,
+            )
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -274,6 +289,7 @@ class Trainer:
                     note = f"epoch {self.epoch + 1}/{c.train.epochs} loss {sums['loss'] / seen:.3f}"
                     self.progress(self.epoch * total + b + 1, c.train.epochs * total, note)
                     if stop.signal is not None:
+                        self.rng_ranks = None  # the others' states now: not gathered
                         if self.rank == 0:
                             self.save(LAST)
                         raise Interrupted(
@@ -353,6 +369,7 @@ class Trainer:
         ``resume`` evaluates the epoch before it goes on."""
         c = self.config
         self._check_replicas()
+        self.rng_ranks = gather_rng_states(self.device)  # for this epoch's checkpoints
         if evaluate:
             self.pending = row
             if self.rank == 0:
