@@ -180,3 +180,13 @@ def _acquire(target: Path, lock_path: Path, wait: bool) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)  # the holder we waited for removed it: take the current one
+
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` starts as an HDF5 file does (a feature file, given where
+    another kind of file was expected)."""
+    with open(path, "rb") as f:
+        return f.read(len(HDF5_MAGIC)) == HDF5_MAGIC

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reidkit.errors import DataError, MissingInputError, UsageError
-from reidkit.fileio import atomic_path, os_errors_named
+from reidkit.fileio import atomic_path, is_hdf5, os_errors_named
 
 FORMAT = "reidkit.checkpoint/1"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -112,16 +112,13 @@ def numpy_scalar_globals() -> list:
     return [scalar, np.dtype, *(type(np.dtype(code)) for code in codes)]
 
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
 def _what_it_is(path: Path, exc: Exception) -> str:
     import pickle
 
+    if is_hdf5(path):
+        return "it is an HDF5 file (a feature file?), not PyTorch weights"
     with open(path, "rb") as f:
         head = f.read(8)
-    if head.startswith(HDF5_MAGIC):
-        return "it is an HDF5 file (a feature file?), not PyTorch weights"
     if not head.startswith((b"PK\x03\x04", b"\x80")):
         return "it is not a PyTorch file"
     if isinstance(exc, pickle.UnpicklingError):

@@ -131,6 +131,11 @@ def is_up_to_date(path: Path, provenance: dict) -> bool:
         attrs = feature_file_info(path)["attrs"]
     except Exception:  # a missing, unreadable or foreign file is simply redone
         return False
+    return is_current(attrs, provenance)
+
+
+def is_current(attrs: dict[str, Any], provenance: dict) -> bool:
+    """:func:`is_up_to_date` on the attributes of a file read already."""
     return attrs.get("complete") is True and attrs.get("provenance") == json.dumps(
         provenance, sort_keys=True
     )
@@ -327,11 +332,12 @@ def extract_subset(
     return result
 
 
-def up_to_date_result(out: Path) -> dict[str, Any]:
-    """What :func:`extract_subset` returns for a file it leaves as it is."""
+def up_to_date_result(out: Path, rows: int | None = None) -> dict[str, Any]:
+    """What :func:`extract_subset` returns for a file it leaves as it is (``rows``: its
+    rows, when the file was read already)."""
     return {
         "file": str(out),
-        "rows": feature_file_info(out)["rows"],
+        "rows": feature_file_info(out)["rows"] if rows is None else rows,
         "up_to_date": True,
         "skipped": [],
         "resumed": 0,

@@ -21,7 +21,7 @@ from reidkit.features.extractor import (
     TorchRunner,
     extract_subset,
     file_provenance,
-    is_up_to_date,
+    is_current,
     up_to_date_result,
 )
 from reidkit.features.store import feature_file_info
@@ -304,19 +304,19 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, given)
         _refuse_video_options(jobs, given)
         for name, subset, samples, base, path, camera_base in jobs:
             try:
-                attrs = feature_file_info(path)["attrs"]
+                info = feature_file_info(path)  # the one read of the file
             except Exception:  # missing, unreadable or foreign: it needs work
                 return None
             sha = sha or file_sha256(checkpoint)
-            recorded = _recorded_checkpoint(attrs, checkpoint, sha)
+            recorded = _recorded_checkpoint(info["attrs"], checkpoint, sha)
             if recorded is None:
                 return None
             model_attrs, ckpt = recorded
             options = resolve_options(kind_of(samples), data_config(ckpt), ckpt, given)
             attrs = file_attrs(model_attrs, name, subset, camera_base)
-            if not is_up_to_date(path, file_provenance(attrs, samples, base, options)):
+            if not is_current(info["attrs"], file_provenance(attrs, samples, base, options)):
                 return None
-            files.append({"subset": subset, **up_to_date_result(path)})
+            files.append({"subset": subset, **up_to_date_result(path, info["rows"])})
     except ReidkitError:  # the extraction reports it, in its usual order
         return None
     return {"files": files, "weights": None, "options": asdict(options)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from reidkit.errors import DataError, MissingInputError, UsageError
-from reidkit.fileio import atomic_path
+from reidkit.fileio import atomic_path, is_hdf5
 
 DPI = 100
 FORMATS = ("png", "pdf", "svg")  # what a plot's file name may end in
@@ -147,10 +147,7 @@ def read_result(path: str | os.PathLike[str]) -> dict:
     except FileNotFoundError:
         raise MissingInputError(f"evaluation file not found: {path}") from None
     except UnicodeDecodeError:
-        from reidkit.engine.checkpoint import HDF5_MAGIC
-
-        with open(path, "rb") as f:
-            kind = "an HDF5 file (a feature file?)" if f.read(8) == HDF5_MAGIC else "not text"
+        kind = "an HDF5 file (a feature file?)" if is_hdf5(path) else "not text"
         raise DataError(
             f"{path}: not an evaluation result: it is {kind}",
             hint="save one with: reidkit evaluate QUERY.h5 GALLERY.h5 --json > result.json",
