@@ -42,6 +42,7 @@ class DataConfig:
     val_ids: int = 0  # training identities held out as a validation split; best.pt follows it
     seq_len: int = 4  # video: frames per training clip (and per tracklet with eval.sample evenly)
     sample: str = "evenly"  # video: a training clip's frames: evenly spread, random, or all
+    max_frames: int | None = None  # video, sample all: most frames a batch holds; None: 512
 
 
 @dataclass
@@ -311,6 +312,7 @@ BOUNDS = {
     "data.color_jitter": (0.0, None),
     "data.val_ids": (0, None),
     "data.seq_len": (1, None),
+    "data.max_frames": (1, None),
     "loss.softmax": (0.0, None),
     "loss.label_smoothing": (0.0, 0.999),
     "loss.triplet": (0.0, None),
@@ -368,6 +370,7 @@ def check_config(config: Config) -> Config:
             f"data.batch_size ({d.batch_size}) must be a multiple of data.num_instances "
             f"({d.num_instances}) with the pk sampler"
         )
+    _check_frame_budget(d)
     _resolve_model(config)
     loss = config.loss
     if loss.triplet_warmup is None:  # cross-entropy shapes a new embedding first, if any
@@ -387,6 +390,32 @@ def check_config(config: Config) -> Config:
         if isinstance(value, str) and value.startswith("~"):
             setattr(getattr(config, section), name, os.path.expanduser(value))
     return config
+
+
+MAX_FRAMES = 512  # data.max_frames with data.sample=all, unless set
+
+
+def _check_frame_budget(d: DataConfig) -> None:
+    """``data.max_frames`` budgets the frames of a ``data.sample=all`` batch (a batch of
+    every frame of its tracklets has no bound otherwise); with another sample it would
+    be ignored, so it is refused."""
+    if d.sample != "all":
+        if d.max_frames is not None:
+            raise UsageError(
+                f"data.max_frames={d.max_frames} budgets the frames of a data.sample=all "
+                f"batch, and data.sample is {d.sample} (a batch holds data.batch_size x "
+                "data.seq_len frames)",
+                hint="remove data.max_frames, or use data.sample=all",
+            )
+        return
+    if d.max_frames is None:
+        d.max_frames = MAX_FRAMES
+    if d.max_frames < d.batch_size:
+        raise UsageError(
+            f"data.max_frames={d.max_frames} is below data.batch_size={d.batch_size}: "
+            "every clip of a batch needs at least one frame",
+            hint=f"data.max_frames={d.batch_size} or more, or a smaller batch",
+        )
 
 
 def _resolve_model(config: Config) -> None:

@@ -7,6 +7,9 @@
   draws what the uninterrupted one would.
 - ``all``: every frame. Clips of different lengths do not stack, so a training batch of
   them is :class:`PackedClips`: the frames one clip after another, and each clip's length.
+  A training batch holds at most ``data.max_frames`` frames (:func:`frame_caps`): every
+  frame of its shorter tracklets, and of the longest as many as fit, drawn as ``random``
+  draws them (a different subset each epoch).
 """
 
 from __future__ import annotations
@@ -44,6 +47,22 @@ def pack_clips(batch) -> tuple[PackedClips, torch.Tensor]:
     clips, labels = zip(*batch, strict=True)
     lengths = torch.tensor([len(c) for c in clips])
     return PackedClips(torch.cat(clips), lengths), torch.tensor(labels)
+
+
+def frame_caps(lengths: list[int], budget: int) -> list[int]:
+    """Frames each clip of a batch keeps so that the batch holds at most ``budget``:
+    every frame of the tracklets shorter than a common cap, and the cap (the largest that
+    fits) of the others. ``budget`` must be at least ``len(lengths)``."""
+    if budget < len(lengths):
+        raise ValueError(f"a budget of {budget} frames cannot hold {len(lengths)} clips")
+    left, cap = budget, max(lengths, default=0)
+    for i, length in enumerate(sorted(lengths)):
+        rest = len(lengths) - i
+        if length * rest > left:  # this one and all longer ones are cut to one length
+            cap = left // rest
+            break
+        left -= length
+    return [min(length, cap) for length in lengths]
 
 
 def pick_frames(frames: int, seq_len: int, how: str) -> list[int]:

@@ -51,7 +51,9 @@ class TrainClips:
     """(clip tensor (S, 3, H, W), label) of training tracklets: ``seq_len`` frames picked by
     ``how`` (:mod:`reidkit.data.clips`), each resized as an image is, then the training
     transform applied to the clip as one video, so every frame gets the same flip, crop and
-    erasing (a torchvision ``Video``)."""
+    erasing (a torchvision ``Video``). An item is a tracklet's index, or with ``how="all"``
+    ``(index, cap)``: a tracklet longer than ``cap`` gives ``cap`` random frames in time
+    order (the batch's frame budget, :func:`reidkit.data.clips.frame_caps`)."""
 
     def __init__(self, tracklets, transform, size: tuple[int, int], seq_len: int, how: str):
         self.tracklets, self.transform = tracklets, transform
@@ -60,17 +62,19 @@ class TrainClips:
     def __len__(self) -> int:
         return len(self.tracklets)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: int | tuple[int, int]):
         import numpy as np
         import torch
         from torchvision import tv_tensors
 
         from reidkit.data.clips import pick_frames
 
+        i, cap = item if isinstance(item, tuple) else (item, None)
         t = self.tracklets[i]
-        frames = [
-            np.asarray(read_rgb(t.paths[j], self.size))
-            for j in pick_frames(t.frames, self.seq_len, self.how)
-        ]
+        if cap is not None and t.frames > cap:
+            picked = pick_frames(t.frames, cap, "random")
+        else:
+            picked = pick_frames(t.frames, self.seq_len, self.how)
+        frames = [np.asarray(read_rgb(t.paths[j], self.size)) for j in picked]
         video = tv_tensors.Video(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2))
         return self.transform(video).as_subclass(torch.Tensor), t.pid

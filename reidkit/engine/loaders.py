@@ -10,6 +10,7 @@ each process.
 
 from __future__ import annotations
 
+import logging
 import random
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from reidkit.config import Config
 from reidkit.errors import UsageError
 
+log = logging.getLogger(__name__)
 SAMPLERS = ("pk", "random")
 
 
@@ -36,7 +38,7 @@ def seed_augmentation(seed: int, rank: int) -> None:
     seed_everything(int(np.random.SeedSequence([seed, rank, 1]).generate_state(1)[0]))
 
 
-VIDEO_KEYS = ("data.seq_len", "data.sample", "model.temporal", "eval.sample")
+VIDEO_KEYS = ("data.seq_len", "data.sample", "data.max_frames", "model.temporal", "eval.sample")
 
 
 def check_video_keys(config: Config, kind: str, name: str) -> None:
@@ -63,6 +65,25 @@ def worker_count(config: Config, device: str) -> int:
     return workers if workers >= 0 else (0 if device == "cpu" else 8)
 
 
+class FrameBudget:
+    """A batch sampler of tracklets whose batches come as ``(index, cap)`` pairs, the caps
+    keeping each batch within ``budget`` frames (``data.sample=all``); ``batches`` is the
+    sampler it draws from."""
+
+    def __init__(self, batches, lengths: list[int], budget: int) -> None:
+        self.batches, self.lengths, self.budget = batches, lengths, budget
+
+    def __iter__(self):
+        from reidkit.data.clips import frame_caps
+
+        for batch in self.batches:
+            caps = frame_caps([self.lengths[i] for i in batch], self.budget)
+            yield list(zip(batch, caps, strict=True))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def train_loader(samples, config: Config, *, rank: int, world: int, device: str):
     """``(sampler, loader)`` of the training samples; the sampler's ``set_epoch`` and
     ``skip`` choose the batches of the next pass."""
@@ -85,13 +106,20 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     else:
         raise UsageError(f"unknown sampler '{d.sampler}'", hint=", ".join(SAMPLERS))
     video = kind_of(samples) == "tracklet"
+    batches = sampler
     if video:  # clips (of seq_len frames, or all), PK over tracklets
         items = TrainClips(samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample)
+        if d.sample == "all":
+            batches = FrameBudget(sampler, [t.frames for t in samples], d.max_frames)
+            log.info(
+                "data.sample=all: at most %d frames a batch (data.max_frames), tracklets of "
+                "up to %d frames", d.max_frames, max(t.frames for t in samples),
+            )  # fmt: skip
     else:
         items = TrainImages(samples, train_transform(d))
     loader = torch.utils.data.DataLoader(
         items,
-        batch_sampler=sampler,
+        batch_sampler=batches,
         collate_fn=pack_clips if video and d.sample == "all" else None,
         num_workers=worker_count(config, device),
         pin_memory=device.startswith("cuda"),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import FAST_TRAIN, reidkit_env, torchrun_argv
 
-from reidkit.config import Config, apply_overrides
+from reidkit.config import Config, apply_overrides, check_config
 from reidkit.data import load_dataset
 from reidkit.data.clips import pick_frames
 from reidkit.engine.checkpoint import load_checkpoint
@@ -224,10 +224,11 @@ def test_sample_all_trains_on_every_frame_of_each_tracklet(video, tmp_path, cli)
     from reidkit.engine.loaders import train_loader
 
     ds = load_dataset("synthreid-video", video)
-    config = apply_overrides(
+    config = check_config(apply_overrides(
         Config(),
         [*VIDEO_TRAIN, "data.sample=all", "data.mean=[0.5,0.5,0.5]", "data.std=[0.25,0.25,0.25]"],
-    )
+    ))  # fmt: skip
+    assert config.data.max_frames == 512 >= 16 * max(t.frames for t in ds.train)  # no cap
     sampler, loader = train_loader(ds.train, config, rank=0, world=1, device="cpu")
     sampler.set_epoch(0)
     clips, labels = next(iter(loader))
@@ -249,3 +250,67 @@ def test_sample_all_trains_on_every_frame_of_each_tracklet(video, tmp_path, cli)
     speed = float(row[header.index("images_per_s")])
     assert speed * seconds == pytest.approx(frames, rel=0.02)  # every frame went through
     assert load_checkpoint(run / "weights" / "last.pt")["config"]["data"]["sample"] == "all"
+
+
+def test_frame_caps_fill_the_budget():
+    from reidkit.data.clips import frame_caps
+
+    assert frame_caps([3, 10, 20], 20) == [3, 8, 8]
+    assert frame_caps([20, 3, 10], 100) == [20, 3, 10]
+    assert frame_caps([4, 4, 4], 3) == [1, 1, 1]
+    with pytest.raises(ValueError, match="3 clips"):
+        frame_caps([4, 4, 4], 2)
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # against the definition: the largest common cap that fits
+        lengths = rng.integers(1, 60, size=rng.integers(1, 12)).tolist()
+        budget = int(rng.integers(len(lengths), 400))
+        cap = max(c for c in range(1, 61) if sum(min(n, c) for n in lengths) <= budget)
+        assert frame_caps(lengths, budget) == [min(n, cap) for n in lengths]
+
+
+def test_sample_all_batches_keep_within_the_frame_budget(video, tmp_path, cli):
+    from reidkit.data.samplers import PKSampler
+    from reidkit.engine.loaders import train_loader
+
+    ds = load_dataset("synthreid-video", video)
+    longest = max(t.frames for t in ds.train)
+    budget = 16 * 2  # 16 clips of 2 frames: less than every frame of most batches
+    overrides = [*VIDEO_TRAIN, "data.sample=all", f"data.max_frames={budget}"]
+    config = check_config(apply_overrides(Config(), overrides))
+    sampler, loader = train_loader(ds.train, config, rank=0, world=1, device="cpu")
+    sampler.set_epoch(0)
+    torch.manual_seed(0)
+    cut = 0
+    for (clips, labels), batch in zip(loader, list(sampler), strict=True):
+        lengths = clips.lengths.tolist()
+        assert sum(lengths) <= budget and len(clips.frames) == sum(lengths)
+        assert lengths == [min(ds.train[i].frames, 2) for i in batch]
+        assert labels.tolist() == [ds.train[i].pid for i in batch]
+        cut += sum(ds.train[i].frames > 2 for i in batch)
+    assert longest > 2 and cut > 0
+
+    run = tmp_path / "budget"
+    code, _, err = cli(*train_args(video, run, "--epochs", "1", "data.sample=all",
+                                   f"data.max_frames={budget}"))  # fmt: skip
+    assert code == 0, err
+    epoch = PKSampler([t.pid for t in ds.train], 16, 4, seed=0)
+    frames = sum(min(ds.train[i].frames, 2) for batch in epoch for i in batch)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header, row = rows[0].split(","), rows[1].split(",")
+    seen = float(row[header.index("images_per_s")]) * float(row[header.index("seconds")])
+    assert seen == pytest.approx(frames, rel=0.02)
+    assert load_checkpoint(run / "weights" / "last.pt")["config"]["data"]["max_frames"] == budget
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.max_frames=64"], "data.max_frames=64 budgets the frames of a data.sample=all"),
+        (["data.sample=all", "data.max_frames=8"], "data.max_frames=8 is below data.batch_size=16"),
+    ],
+)
+def test_frame_budget_that_cannot_be_honoured_is_refused(video, tmp_path, cli, overrides, message):
+    code, _, err = cli(*train_args(video, tmp_path / "run", "--epochs", "1", *overrides))
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "run").exists()
