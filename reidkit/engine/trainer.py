@@ -16,6 +16,7 @@ finish the current step, save ``last.pt`` and stop with exit code 130.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -318,11 +319,14 @@ class Trainer:
         return last_row
 
     def _step(self, images, labels) -> tuple[float, dict[str, float], float]:
-        """One optimisation step; returns the loss, its parts and the correct predictions."""
+        """One optimisation step; returns the loss, its parts and the correct predictions.
+        The host waits for the device once, after the backward pass, to read them all (and
+        to stop before a non-finite loss reaches the weights)."""
         import torch
 
         c = self.config
-        images, labels = images.to(self.device), labels.to(self.device)
+        images = images.to(self.device, non_blocking=True)  # pinned, on CUDA: asynchronous
+        labels = labels.to(self.device, non_blocking=True)
         if c.train.channels_last and isinstance(images, torch.Tensor) and images.dim() == 4:
             # clips go in flat, inside the model
             images = images.contiguous(memory_format=torch.channels_last)
@@ -330,16 +334,19 @@ class Trainer:
         with torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None):
             logits, features = self.net(images)
             loss, parts = self.loss(logits, features, labels)
-        if not torch.isfinite(loss):
-            raise ReidkitError(
-                f"training diverged at epoch {self.epoch + 1}, step "
-                f"{self.step}: the loss is {float(loss)}",
-                hint="lower optim.lr or try train.amp=off",
-            )
         optimizers = [o for o in (self.optimizer, self.center_optimizer) if o is not None]
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        correct = (logits.detach().argmax(1) == labels).sum()
+        read = [loss.detach(), correct, *parts.values()]
+        values = torch.stack([t.double() for t in read]).tolist()  # the one wait
+        if not math.isfinite(values[0]):
+            raise ReidkitError(
+                f"training diverged at epoch {self.epoch + 1}, step "
+                f"{self.step}: the loss is {values[0]}",
+                hint="lower optim.lr or try train.amp=off",
+            )
         if self.center_optimizer is not None:
             self._center_gradients()
         if c.optim.grad_clip > 0:
@@ -349,8 +356,7 @@ class Trainer:
             self.scaler.step(optimizer)
         self.scaler.update()
         self.step += 1
-        correct = float((logits.argmax(1) == labels).float().sum())
-        return float(loss.detach()), parts, correct
+        return values[0], dict(zip(parts, values[2:], strict=True)), values[1]
 
     def _center_gradients(self) -> None:
         """The centers step as if their loss had weight 1 (BoT), averaged over processes

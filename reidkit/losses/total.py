@@ -17,10 +17,12 @@ class ReIDLoss(nn.Module):
     labels) + center * center(features, labels), where with ``id_loss`` "cosface" or
     "circle" the logits are cosines turned into that loss's logits first.
 
-    ``forward`` returns the total and its parts (detached floats) for logging: the terms,
+    ``forward`` returns the total and its parts (detached 0-d tensors, on the features'
+    device: reading them is the caller's one wait for the device) for logging: the terms,
     and what shows whether the metric term is working: the mean feature norm, the mean
     hardest positive and negative distances (``d_ap``, ``d_an``) and the fraction of
-    anchors whose hinge is active (``active``; 1.0 with every anchor violating the margin).
+    anchors whose hinge is active (``active``; 1.0 with every anchor violating the margin),
+    all over the anchors that have a positive and a negative (0 without any).
     The center loss (``center`` > 0) has parameters: ``self.center``, None without it.
     """
 
@@ -74,23 +76,18 @@ class ReIDLoss(nn.Module):
                 logits = margin_logits(logits, labels, self.id_loss, self.id_scale, self.id_margin)
             ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
             total = total + self.softmax * ce
-            parts["ce"] = float(ce.detach())
+            parts["ce"] = ce.detach()
         pairs = hardest_pairs(features, labels)
         if self.triplet:
-            if pairs is None:
-                tri = features.sum() * 0.0  # keeps the graph; no triplet in this batch
-            else:
-                tri = triplet_from_pairs(*pairs, self.margin, self.soft_margin)
+            tri = triplet_from_pairs(pairs, self.margin, self.soft_margin)
             total = total + self.triplet * tri
-            parts["triplet"] = float(tri.detach())
+            parts["triplet"] = tri.detach()
         if self.center is not None:
             center = self.center(features, labels)
             total = total + self.center_weight * center
-            parts["center"] = float(center.detach())
+            parts["center"] = center.detach()
         with torch.no_grad():
-            parts["feat_norm"] = float(features.float().norm(dim=1).mean())
-            if pairs is not None:
-                d_ap, d_an = pairs
-                parts["d_ap"], parts["d_an"] = float(d_ap.mean()), float(d_an.mean())
-                parts["active"] = float((d_ap - d_an + self.margin > 0).float().mean())
+            parts["feat_norm"] = features.float().norm(dim=1).mean()
+            parts["d_ap"], parts["d_an"] = pairs.mean(pairs.d_ap), pairs.mean(pairs.d_an)
+            parts["active"] = pairs.mean((pairs.d_ap - pairs.d_an + self.margin > 0).float())
         return total, parts

@@ -4,6 +4,8 @@ the batch, with a hinge margin or the soft margin log(1 + exp(d_ap - d_an))."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -18,37 +20,42 @@ def euclidean(x: torch.Tensor) -> torch.Tensor:
     return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist").clamp_min(1e-12)
 
 
-def hardest_pairs(
-    features: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(d_ap, d_an)``: each anchor's farthest positive and nearest negative distance, for
-    the anchors that have both (None when none has), in float32 whatever the autocast."""
+class Pairs(NamedTuple):
+    """Each anchor's farthest positive (``d_ap``) and nearest negative (``d_an``) distance,
+    and whether it has both (``valid``); an anchor without them does not count."""
+
+    d_ap: torch.Tensor
+    d_an: torch.Tensor
+    valid: torch.Tensor
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean of ``values`` (one per anchor) over the valid anchors; 0 without any.
+        Masks instead of selecting, so that no step waits for the GPU to say how many."""
+        kept = torch.where(self.valid, values, torch.zeros_like(values))
+        return kept.sum() / self.valid.sum().clamp_min(1)
+
+
+def hardest_pairs(features: torch.Tensor, labels: torch.Tensor) -> Pairs:
+    """Every anchor's hardest pair of distances, in float32 whatever the autocast."""
     dist = euclidean(features.float())
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     positive = same & ~eye
     valid = positive.any(1) & (~same).any(1)
-    if not valid.any():
-        return None
     hardest_positive = torch.where(positive, dist, torch.zeros_like(dist)).max(1).values
     hardest_negative = torch.where(same, torch.full_like(dist, float("inf")), dist).min(1).values
-    return hardest_positive[valid], hardest_negative[valid]
+    return Pairs(hardest_positive, hardest_negative, valid)
 
 
-def triplet_from_pairs(
-    d_ap: torch.Tensor, d_an: torch.Tensor, margin: float = 0.3, soft_margin: bool = False
-) -> torch.Tensor:
-    """The mean loss of :func:`hardest_pairs`' distances."""
-    if soft_margin:
-        return F.softplus(d_ap - d_an).mean()
-    return F.relu(d_ap - d_an + margin).mean()
+def triplet_from_pairs(pairs: Pairs, margin: float = 0.3, soft_margin: bool = False):
+    """The mean loss of :func:`hardest_pairs`' valid anchors (0, with the features' graph,
+    without any)."""
+    gap = pairs.d_ap - pairs.d_an
+    return pairs.mean(F.softplus(gap) if soft_margin else F.relu(gap + margin))
 
 
 def batch_hard_triplet(
     features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, soft_margin: bool = False
 ) -> torch.Tensor:
     """Mean batch-hard triplet loss over anchors that have a positive and a negative."""
-    pairs = hardest_pairs(features, labels)
-    if pairs is None:
-        return features.sum() * 0.0  # keeps the graph; no triplet in this batch
-    return triplet_from_pairs(*pairs, margin, soft_margin)
+    return triplet_from_pairs(hardest_pairs(features, labels), margin, soft_margin)

@@ -11,6 +11,7 @@ from helpers import FAST_TRAIN
 from reidkit.config import Config, apply_overrides, check_config
 from reidkit.engine.loaders import train_loader
 from reidkit.engine.trainer import Trainer
+from reidkit.errors import ReidkitError
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,87 @@ def test_checkpoint_restores_numpy_python_and_torch_generators(tiny, tmp_path):
     got = (np.random.rand(3), random.random(), torch.rand(3))
     assert np.array_equal(expected[0], got[0]) and expected[1] == got[1]
     assert torch.equal(expected[2], got[2])
+
+
+class HostReads:
+    """The reads of a device value by reidkit's own code (each one a wait for the GPU):
+    scalar reads, boolean-mask indexing, and ``tolist``. torch's own (the optimiser's step
+    counters live on the CPU; the grad scaler's check is its own) are not counted."""
+
+    SCALAR_OPS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select")
+
+    def __init__(self, monkeypatch) -> None:
+        import traceback
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        self.reads: list[str] = []
+        reads = self.reads
+
+        plumbing = ("/torch/_tensor.py", "/torch/_ops.py", "/torch/_compile.py")
+        plumbing_dirs = ("/torch/_dynamo/", "/torch/utils/_python_dispatch")
+
+        def caller() -> str | None:
+            """The code that asked for the value, if it is reidkit's."""
+            for frame in reversed(traceback.extract_stack()[:-2]):
+                name = frame.filename
+                if name.endswith(plumbing) or any(d in name for d in plumbing_dirs):
+                    continue
+                inside = "/reidkit/" in frame.filename and "/tests/" not in frame.filename
+                return f"{frame.filename}:{frame.lineno}" if inside else None
+            return None
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func._schema.name
+                masked = name == "aten::index" and any(
+                    t is not None and t.dtype == torch.bool for t in args[1]
+                )
+                if (name in HostReads.SCALAR_OPS or masked) and (where := caller()):
+                    reads.append(f"{name} at {where}")
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        tolist = torch.Tensor.tolist
+
+        def counted(tensor):
+            if where := caller():
+                reads.append(f"tolist at {where}")
+            return tolist(tensor)
+
+        monkeypatch.setattr(torch.Tensor, "tolist", counted)
+
+
+def test_a_step_reads_from_the_device_once(tiny, tmp_path, monkeypatch):
+    """One wait for the GPU a step (after the backward pass), not one per logged number
+    and one inside the loss; the numbers are those of the loss computed apart."""
+    import copy
+
+    trainer = make_trainer(tiny, tmp_path, "loss.center=0.0005", model="resnet18")
+    trainer._freeze(False)
+    images, labels = first_batch(trainer)
+    model, loss_fn = copy.deepcopy(trainer.model), copy.deepcopy(trainer.loss)
+    state = torch.get_rng_state()
+    logits, features = model(images)
+    expected, parts = loss_fn(logits, features, labels)
+    torch.set_rng_state(state)
+    reads = HostReads(monkeypatch)
+    with reads.mode:
+        loss, got, correct = trainer._step(images, labels)
+    assert reads.reads == [reads.reads[0]] and reads.reads[0].startswith("tolist at ")
+    assert loss == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert set(got) == {"ce", "triplet", "center", "feat_norm", "d_ap", "d_an", "active"}
+    for key, value in parts.items():
+        assert got[key] == pytest.approx(float(value), rel=1e-5, abs=1e-7), key
+    assert correct == float((logits.argmax(1) == labels).sum())
+
+
+def test_a_diverged_step_stops_before_the_weights_change(tiny, tmp_path):
+    trainer = make_trainer(tiny, tmp_path, model="resnet18")
+    trainer._freeze(False)
+    images, labels = first_batch(trainer)
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    images[0] = float("nan")
+    with pytest.raises(ReidkitError, match="training diverged at epoch 1, step 0: the loss is nan"):
+        trainer._step(images, labels)
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.named_parameters())

@@ -21,7 +21,8 @@ GAPS = [2.0, 1.0, 3.0, 2.0]
 
 
 def test_hardest_pairs_by_hand():
-    d_ap, d_an = hardest_pairs(LINE, LINE_LABELS)
+    d_ap, d_an, valid = hardest_pairs(LINE, LINE_LABELS)
+    assert valid.tolist() == [True] * 4
     assert d_ap.tolist() == pytest.approx([3, 3, 4, 4])
     assert d_an.tolist() == pytest.approx([1, 2, 1, 2])
 
@@ -45,10 +46,19 @@ def test_anchors_without_a_positive_are_left_out():
     # identity 2 has one image: it is no anchor, but it is a negative of the others
     points = torch.cat([LINE, torch.tensor([[2.0]])])
     labels = torch.cat([LINE_LABELS, torch.tensor([2])])
-    d_ap, d_an = hardest_pairs(points, labels)
-    assert len(d_ap) == 4
-    assert d_an.tolist() == pytest.approx([1, 1, 1, 2])  # 2.0 is nearer to 3.0 and 1.0
+    d_ap, d_an, valid = hardest_pairs(points, labels)
+    assert valid.tolist() == [True] * 4 + [False]
+    assert d_ap[valid].tolist() == pytest.approx([3, 3, 4, 4])
+    assert d_an[valid].tolist() == pytest.approx([1, 1, 1, 2])  # 2.0 is nearer to 3.0 and 1.0
+    gaps = [3 - 1, 3 - 1, 4 - 1, 4 - 2]  # d_ap - d_an of the four anchors
+    got = batch_hard_triplet(points, labels, margin=0.3)
+    assert float(got) == pytest.approx(sum(g + 0.3 for g in gaps) / 4)
     assert float(batch_hard_triplet(torch.ones(3, 2), torch.tensor([0, 1, 2]))) == 0.0
+    # no anchor has a negative: 0, and a gradient of zeros rather than NaN
+    x = torch.randn(4, 2, requires_grad=True)
+    none = batch_hard_triplet(x, torch.zeros(4, dtype=torch.long), soft_margin=True)
+    none.backward()
+    assert float(none.detach()) == 0.0 and torch.equal(x.grad, torch.zeros(4, 2))
 
 
 def test_triplet_gradient_moves_the_hardest_pair():
