@@ -104,6 +104,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def tune_convolutions(device: str) -> None:
+    """cuDNN's autotuner on CUDA: it times each convolution's algorithms at the first input
+    of a shape and keeps the fastest, which pays where shapes repeat (a training's batches,
+    extraction's batch size). Not for ``train.deterministic`` (its choice may differ from run
+    to run), nor where every batch has another shape (``data.sample=all`` clips)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.backends.cudnn.benchmark = True
+
+
 def make_deterministic(device: str) -> None:
     """torch's deterministic algorithms for ``train.deterministic``. On the CPU every
     kernel reidkit runs has one; on CUDA, cuBLAS needs a fixed workspace (set here, before

@@ -69,3 +69,11 @@ def test_deterministic_on_cuda_fixes_cublas_and_says_what_stays_loose(monkeypatc
     assert device.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic
     assert "two runs are close, not bit-identical" in caplog.text
+
+
+def test_cudnn_autotuning_is_for_cuda(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    device.tune_convolutions("cpu")
+    assert torch.backends.cudnn.benchmark is False
+    device.tune_convolutions("cuda:0")
+    assert torch.backends.cudnn.benchmark is True

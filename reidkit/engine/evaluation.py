@@ -86,7 +86,10 @@ def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[D
 
 
 def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, float]:
-    """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``."""
+    """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``, its
+    images decoded by the training's ``data.workers`` and run with its ``train.amp`` and
+    ``train.channels_last``."""
+    from reidkit.engine.loaders import worker_count
     from reidkit.features.extractor import ExtractOptions, compute_features
     from reidkit.features.jobs import video_options
     from reidkit.features.store import FeatureSet
@@ -100,11 +103,12 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
         video = video_options({"sample": c.eval.sample}, {"config": c.to_dict()})
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
-        flip=c.eval.flip, **video,
+        flip=c.eval.flip, amp=c.train.amp, channels_last=c.train.channels_last, **video,
     )  # fmt: skip
+    workers = worker_count(c, device)
     features = []
     for samples in (s.query, s.gallery):
-        array = compute_features(model, samples, options, device=device)
+        array = compute_features(model, samples, options, device=device, workers=workers)
         attrs = {"distance": model_distance(c.model.name), "dataset": s.dataset}
         pids, camids = (np.array([getattr(x, k) for x in samples]) for k in ("pid", "camid"))
         features.append(FeatureSet(array, pids, camids, attrs=attrs))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,23 +66,60 @@ def worker_count(config: Config, device: str) -> int:
     return workers if workers >= 0 else (0 if device == "cpu" else 8)
 
 
-class FrameBudget:
-    """A batch sampler of tracklets whose batches come as ``(index, cap)`` pairs, the caps
-    keeping each batch within ``budget`` frames (``data.sample=all``); ``batches`` is the
-    sampler it draws from."""
+class Item(NamedTuple):
+    """What a worker is asked for: a sample's index, the epoch (workers reseed at each), and
+    with ``data.sample=all`` the most frames its clip may keep (the batch's frame budget)."""
 
-    def __init__(self, batches, lengths: list[int], budget: int) -> None:
-        self.batches, self.lengths, self.budget = batches, lengths, budget
+    index: int
+    epoch: int
+    cap: int | None = None
+
+
+class EpochBatches:
+    """The sampler's batches as :class:`Item` lists; with ``budget`` (frames) the caps of
+    :func:`reidkit.data.clips.frame_caps` keep each batch of tracklets within it."""
+
+    def __init__(self, sampler, lengths: list[int] | None = None, budget: int | None = None):
+        self.sampler, self.lengths, self.budget = sampler, lengths, budget
 
     def __iter__(self):
         from reidkit.data.clips import frame_caps
 
-        for batch in self.batches:
-            caps = frame_caps([self.lengths[i] for i in batch], self.budget)
-            yield list(zip(batch, caps, strict=True))
+        for batch in self.sampler:
+            if self.budget is None:
+                caps = [None] * len(batch)
+            else:
+                caps = frame_caps([self.lengths[i] for i in batch], self.budget)
+            yield [Item(i, self.sampler.epoch, cap) for i, cap in zip(batch, caps, strict=True)]
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.sampler)
+
+
+class EpochSeeded:
+    """The training samples as the loader's workers see them. The workers live for the
+    whole run (forking them every epoch costs seconds each time on a GPU machine); each
+    reseeds its generators at its first item of an epoch from (seed, rank, epoch, worker),
+    so an epoch's augmentations do not depend on the epochs before it, and an
+    epoch-boundary resume draws what the uninterrupted run drew. In the main process
+    (no workers) the items draw from the process's own generator, which checkpoints hold."""
+
+    def __init__(self, items, seed: int, rank: int) -> None:
+        self.items, self.seed, self.rank = items, seed, rank
+        self.epoch: int | None = None  # the epoch this copy (in one worker) last drew for
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, item: Item):
+        import torch
+
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and item.epoch != self.epoch:
+            self.epoch = item.epoch
+            entropy = [self.seed, self.rank, item.epoch, worker.id, 2]
+            seed_everything(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        return self.items[item.index if item.cap is None else (item.index, item.cap)]
 
 
 def train_loader(samples, config: Config, *, rank: int, world: int, device: str):
@@ -106,22 +144,27 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     else:
         raise UsageError(f"unknown sampler '{d.sampler}'", hint=", ".join(SAMPLERS))
     video = kind_of(samples) == "tracklet"
-    batches = sampler
+    batches = EpochBatches(sampler)
     if video:  # clips (of seq_len frames, or all), PK over tracklets
         items = TrainClips(samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample)
         if d.sample == "all":
-            batches = FrameBudget(sampler, [t.frames for t in samples], d.max_frames)
+            batches = EpochBatches(sampler, [t.frames for t in samples], d.max_frames)
             log.info(
                 "data.sample=all: at most %d frames a batch (data.max_frames), tracklets of "
                 "up to %d frames", d.max_frames, max(t.frames for t in samples),
             )  # fmt: skip
     else:
         items = TrainImages(samples, train_transform(d))
+    workers = worker_count(config, device)
     loader = torch.utils.data.DataLoader(
-        items,
+        EpochSeeded(items, seed, rank),
         batch_sampler=batches,
         collate_fn=pack_clips if video and d.sample == "all" else None,
-        num_workers=worker_count(config, device),
+        num_workers=workers,
         pin_memory=device.startswith("cuda"),
+        persistent_workers=workers > 0,
+        # the seed torch draws for starting workers: from a generator of their own, so
+        # that starting them (once, or again after a resume) leaves the process's alone
+        generator=torch.Generator().manual_seed(seed) if workers else None,
     )
     return sampler, loader

@@ -97,6 +97,7 @@ class Trainer:
             init_distributed,
             make_deterministic,
             resolve_device,
+            tune_convolutions,
         )
         from reidkit.engine.evaluation import eval_sets, load_training_data
         from reidkit.engine.loaders import check_video_keys, seed_augmentation, seed_everything
@@ -117,6 +118,9 @@ class Trainer:
         if not self.dataset.train:
             raise UsageError(f"dataset {self.dataset.name} has no training images")
         check_video_keys(c, self.dataset.kind, self.dataset.name)
+        packed = self.dataset.kind == "tracklet" and c.data.sample == "all"
+        if not c.train.deterministic and not packed:  # batches of one shape
+            tune_convolutions(self.device)
         check_batch_fits(c, self.dataset.num_train_pids)
         self.left_out: list[str] = []  # unreadable images data.skip_bad leaves out
         self._check_images()

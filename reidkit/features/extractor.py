@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.data.sample import Sample, Tracklet, kind_of
-from reidkit.device import barrier, distributed_rank
+from reidkit.device import barrier, distributed_rank, tune_convolutions
 from reidkit.errors import DataError, UsageError
 from reidkit.features.batches import ImageList, batches_in_process
 from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
@@ -153,13 +153,16 @@ def full_precision(device: str, amp: str) -> None:
 
 class TorchRunner:
     """A PyTorch model as extraction runs it: on ``device``, in eval mode, with the
-    options' flip, autocast and memory format."""
+    options' flip, autocast and memory format. ``exact``: fp32 without TF32 (a feature
+    file's numbers); evaluation during training leaves the training's settings."""
 
-    def __init__(self, model, options: ExtractOptions, device: str) -> None:
+    def __init__(self, model, options: ExtractOptions, device: str, exact: bool = True) -> None:
         import torch
 
         self.model = model.to(device).eval()
-        full_precision(device, options.amp)
+        if exact:
+            full_precision(device, options.amp)
+            tune_convolutions(device)  # batches of --batch-size, one shape
         if options.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.options, self.device = options, device
@@ -178,18 +181,23 @@ class TorchRunner:
             pin_memory=self.device.startswith("cuda"),
         )
 
-    def forward(self, batch, ok: np.ndarray) -> np.ndarray:
+    def _readable(self, batch, ok: np.ndarray):
+        """The batch's readable images, on the device: the batch goes over as the loader
+        pinned it (an asynchronous copy), and unreadable rows are dropped there."""
         import torch
 
-        pixels = torch.as_tensor(batch)[torch.from_numpy(ok)]
-        return _forward(self.model, pixels, self.options, self.device)
+        pixels = torch.as_tensor(batch).to(self.device, non_blocking=True)
+        if ok.all():
+            return pixels
+        return pixels[torch.from_numpy(np.flatnonzero(ok)).to(self.device)]
+
+    def forward(self, batch, ok: np.ndarray) -> np.ndarray:
+        return _forward(self.model, self._readable(batch, ok), self.options, self.device)
 
     def frame_features(self, batch, ok: np.ndarray) -> list[np.ndarray]:
         """The trunk's features of the readable frames, and of their mirror images with
         the options' flip (the views a tracklet is pooled over)."""
-        import torch
-
-        pixels = torch.as_tensor(batch)[torch.from_numpy(ok)]
+        pixels = self._readable(batch, ok)
         return _forward(self.model.features, pixels, self.options, self.device, views=True)
 
     def head(self, pooled: np.ndarray) -> np.ndarray:
@@ -446,20 +454,24 @@ def compute_features(
     *,
     device: str = "cpu",
     batch_size: int = 128,
+    workers: int = 0,
 ) -> np.ndarray:
     """Features of ``samples`` in memory, as ``extract`` computes them (for evaluation
-    during training). An unreadable image is a DataError naming it. Tracklets get a row
-    each, pooled as the options say."""
-    import torch
-
+    during training: TF32 as the training has it), decoded by ``workers`` processes (0:
+    in this one). An unreadable image is a DataError naming it. Tracklets get a row each,
+    pooled as the options say."""
+    runner = TorchRunner(model, options, device, exact=False)
     if kind_of(samples) == "tracklet":
-        runner = TorchRunner(model, options, device)
-        return compute_tracklet_features(runner, samples, options, batch_size=batch_size)
+        return compute_tracklet_features(
+            runner, samples, options, batch_size=batch_size, workers=workers
+        )
     images = ImageList([s.path for s in samples], 0, options.height, options.width)
     parts = []
-    for batch, index, errors in batches_in_process(images, batch_size):
-        for i, error in zip(index.tolist(), errors, strict=True):
-            if error:
-                raise DataError(f"cannot read image {samples[i].path}: {error}")
-        parts.append(_forward(model, torch.from_numpy(batch), options, device))
+    for batch, index, errors in runner.batches(images, batch_size, workers):
+        ok = np.array([not e for e in errors])
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            path = samples[int(np.asarray(index)[bad])].path
+            raise DataError(f"cannot read image {path}: {errors[bad]}")
+        parts.append(runner.forward(batch, ok))
     return np.concatenate(parts) if parts else np.zeros((0, model.feature_dim), np.float32)

@@ -186,7 +186,7 @@ def extract_tracklet_rows(
 
 
 def compute_tracklet_features(
-    runner, tracklets: list[Tracklet], options, *, batch_size: int = 128
+    runner, tracklets: list[Tracklet], options, *, batch_size: int = 128, workers: int = 0
 ) -> np.ndarray:
     """Tracklet features in memory, as ``extract`` computes them (for evaluation during
     training). An unreadable frame is a DataError naming it."""
@@ -198,7 +198,7 @@ def compute_tracklet_features(
     clips = [clip_frames(t, options.sample, options.seq_len) for t in tracklets]
     for kept, embeddings in pooled_rows(
         runner, clips, first=0, how=options.temporal, height=options.height,
-        width=options.width, batch_size=batch_size, on_bad=on_bad,
+        width=options.width, batch_size=batch_size, workers=workers, on_bad=on_bad,
     ):  # fmt: skip
         out[kept] = embeddings
     return out

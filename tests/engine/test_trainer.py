@@ -96,6 +96,37 @@ def test_resume_after_two_epochs_equals_four_straight(tiny, tmp_path, cli):
     assert code == 0 and json.loads(out)["finished"] is True
 
 
+def test_loader_workers_live_for_the_run_and_resume_exactly(tiny, tmp_path, cli, monkeypatch):
+    """With workers, each is forked once for the run (not every epoch) and reseeds at
+    each epoch, so a resume at an epoch boundary draws what the straight run drew."""
+    import os
+
+    from reidkit.engine.loaders import EpochSeeded
+
+    log = tmp_path / "items.log"
+    get = EpochSeeded.__getitem__
+
+    def logged(self, item):
+        with open(log, "a") as f:  # workers are forked: they inherit this patch
+            f.write(f"{os.getpid()} {item.epoch}\n")
+        return get(self, item)
+
+    monkeypatch.setattr(EpochSeeded, "__getitem__", logged)
+    args = ["train.deterministic=true", "data.workers=2"]
+    assert cli(*train_args(tiny, tmp_path / "straight", "--epochs", "2", *args))[0] == 0
+    seen = [line.split() for line in log.read_text().splitlines()]
+    by_epoch = {e: {pid for pid, epoch in seen if epoch == e} for e in ("0", "1")}
+    assert len(by_epoch["0"]) == 2 and by_epoch["0"] == by_epoch["1"]
+    assert str(os.getpid()) not in by_epoch["0"]
+    assert cli(*train_args(tiny, tmp_path / "split", "--epochs", "1", *args))[0] == 0
+    code, _, err = cli("resume", tmp_path / "split", "--max-epoch", "2")
+    assert code == 0, err
+    a = load_checkpoint(tmp_path / "straight" / "weights" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+
+
 @pytest.mark.parametrize(
     "edit, key, was, now",
     [

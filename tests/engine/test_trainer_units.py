@@ -188,3 +188,48 @@ def test_a_diverged_step_stops_before_the_weights_change(tiny, tmp_path):
     with pytest.raises(ReidkitError, match="training diverged at epoch 1, step 0: the loss is nan"):
         trainer._step(images, labels)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.named_parameters())
+
+
+def test_convolutions_are_tuned_unless_the_run_is_deterministic(tiny, tmp_path, monkeypatch):
+    tuned = []
+    monkeypatch.setattr("reidkit.device.tune_convolutions", tuned.append)
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: None)
+    make_trainer(tiny, tmp_path)
+    assert tuned == ["cpu"]  # (a no-op on the CPU; cuDNN's autotuner on CUDA)
+    make_trainer(tiny, tmp_path, "train.deterministic=true")
+    assert tuned == ["cpu"]
+
+
+def test_evaluation_during_training_runs_as_the_training_does(tiny, tmp_path, monkeypatch):
+    """The training's workers decode the evaluation's images, and its autocast and memory
+    format run the model; with workers the numbers are those decoded in process."""
+    import os
+
+    from reidkit.features.batches import ImageList
+
+    log = tmp_path / "decoded.log"
+    get = ImageList.__getitem__
+
+    def logged(self, i):
+        with open(log, "a") as f:  # workers are forked: they inherit this patch
+            f.write(f"{os.getpid()}\n")
+        return get(self, i)
+
+    monkeypatch.setattr(ImageList, "__getitem__", logged)
+    mixed = ("train.amp=bf16", "train.channels_last=true", "data.workers=2")
+    trainer = make_trainer(tiny, tmp_path, *mixed, model="resnet18")
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    seen = set()
+    conv.register_forward_hook(
+        lambda m, i, o: seen.add((i[0].is_contiguous(memory_format=torch.channels_last), o.dtype))
+    )
+    assert trainer.evaluate()["mAP"] > 0
+    assert seen == {(True, torch.bfloat16)}
+    pids = log.read_text().split()
+    assert str(os.getpid()) not in pids, pids
+    assert len(set(pids)) >= 2
+    rows = []
+    for workers in (2, 0):
+        plain = make_trainer(tiny, tmp_path, f"data.workers={workers}", model="resnet18")
+        rows.append(plain.evaluate())
+    assert rows[0] == rows[1]

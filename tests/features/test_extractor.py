@@ -320,3 +320,18 @@ def test_torchrun_with_fewer_batches_than_processes(tiny_synth, tmp_path):
         assert len(b["features"]) == 48
         for key in ("features", "pids", "camids", "paths"):
             assert np.array_equal(a[key][()], b[key][()]), key
+
+
+def test_a_batch_reaches_the_model_as_the_loader_made_it():
+    """No copy out of the loader's (pinned, on CUDA) buffer before the transfer; rows of
+    unreadable images are dropped after it."""
+    from reidkit.features.extractor import ExtractOptions, TorchRunner
+
+    model = create_model("osnet_x0_25", 10)
+    runner = TorchRunner(model, ExtractOptions(height=32, width=16), "cpu")
+    batch = torch.arange(3 * 32 * 16 * 3, dtype=torch.int32).to(torch.uint8).view(3, 32, 16, 3)
+    assert runner._readable(batch, np.ones(3, dtype=bool)).data_ptr() == batch.data_ptr()
+    kept = runner._readable(batch, np.array([True, False, True]))
+    assert torch.equal(kept, batch[[0, 2]])
+    features = runner.forward(batch, np.array([True, False, True]))
+    assert np.allclose(features, runner.forward(batch[[0, 2]], np.ones(2, dtype=bool)))
