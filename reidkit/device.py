@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from reidkit.errors import UsageError
 
@@ -102,6 +103,17 @@ def barrier() -> None:
     dist = _process_group()
     if dist:
         dist.barrier()
+
+
+def gather(value: Any) -> list[Any]:
+    """Every process's ``value`` (picklable) in rank order; ``[value]`` without a group.
+    A collective: every process of the group calls it."""
+    dist = _process_group()
+    if not dist:
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
 
 
 def tune_convolutions(device: str) -> None:

@@ -69,13 +69,7 @@ def gather_rng_states(device: str) -> list[dict[str, Any]] | None:
     """Every process's generator states in rank order, under torchrun (a collective: every
     process calls it); None for a single process. Each process draws its own augmentations,
     so a resume must give each its own states back, not rank 0's."""
-    from reidkit.device import distributed_rank
+    from reidkit.device import gather
 
-    _, world = distributed_rank()
-    if world == 1:
-        return None
-    import torch.distributed as dist
-
-    states: list[Any] = [None] * world
-    dist.all_gather_object(states, rng_state(device))
-    return states
+    states = gather(rng_state(device))
+    return states if len(states) > 1 else None

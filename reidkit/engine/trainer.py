@@ -163,18 +163,22 @@ class Trainer:
     def _check_images(self) -> None:
         """Decode every image the run will read, once, before training: a bad one stops
         the run now (naming it) instead of in some epoch or at its evaluation, or with
-        data.skip_bad is left out of every subset."""
+        data.skip_bad is left out of every subset. Under torchrun each process decodes
+        its share and all learn every finding, so that they leave out the same images."""
         import dataclasses
 
         from reidkit.data.images import find_unreadable
         from reidkit.data.sample import frame_paths, without_paths
+        from reidkit.device import gather
 
         ds, c = self.dataset, self.config
         evaluated = [(s.query, s.gallery) for s in self.eval_sets] if c.eval.every else []
         paths = frame_paths(ds.train) + [
             p for pair in evaluated for y in pair for p in frame_paths(y)
         ]
-        bad = find_unreadable(list(dict.fromkeys(paths)))
+        share = list(dict.fromkeys(paths))[self.rank :: self.world]
+        found = gather(find_unreadable(share))
+        bad = sorted((exc for part in found for exc in part), key=lambda e: (e.path, e.reason))
         if not bad:
             return
         if not c.data.skip_bad:

@@ -9,6 +9,7 @@ import torch
 from helpers import FAST_TRAIN
 
 from reidkit.config import Config, apply_overrides, check_config
+from reidkit.data import load_dataset
 from reidkit.engine.loaders import train_loader
 from reidkit.engine.trainer import Trainer
 from reidkit.errors import ReidkitError
@@ -233,3 +234,31 @@ def test_evaluation_during_training_runs_as_the_training_does(tiny, tmp_path, mo
         plain = make_trainer(tiny, tmp_path, f"data.workers={workers}", model="resnet18")
         rows.append(plain.evaluate())
     assert rows[0] == rows[1]
+
+
+def test_each_process_checks_its_share_of_the_images_and_learns_all_findings(
+    tiny, tmp_path, monkeypatch
+):
+    """Process 1 of 2 decodes every other image; a bad image process 0 found stops it too
+    (with data.skip_bad both would leave it out: one dataset for every process)."""
+    from reidkit.data import images
+    from reidkit.errors import DataError
+
+    checked = []
+
+    def find(paths, workers=None):
+        checked.extend(paths)
+        return []
+
+    def gather(mine):  # what process 0 found, then this process's own
+        return [[images.UnreadableImage("/elsewhere/0001_c1s1_000001_00.jpg", "truncated")], mine]
+
+    monkeypatch.setattr(images, "find_unreadable", find)
+    monkeypatch.setattr("reidkit.device.distributed_rank", lambda: (1, 2))
+    monkeypatch.setattr("reidkit.device.gather", gather)
+    found = "cannot read image /elsewhere/0001_c1s1_000001_00.jpg: truncated"
+    with pytest.raises(DataError) as caught:
+        make_trainer(tiny, tmp_path)
+    assert caught.value.message == f"1 image(s) of synthreid cannot be read; the first: {found}"
+    every = [s.path for s in load_dataset("synthreid", tiny).train]
+    assert checked == every[1::2]
