@@ -54,7 +54,7 @@ NOISE = {"good": 2.55, "medium": 3.0, "poor": 4.1}  # per dimension: the feature
 
 def make_features(folder: Path, scale: str, quality: str, seed: int = 0) -> tuple[Path, Path]:
     """Write query and gallery feature files for a scale and quality (cached in ``folder``)."""
-    from reidkit.features.store import write_features
+    from reidkit.features.writer import write_features
 
     spec = SCALES[scale]
     noise = NOISE[quality]

@@ -34,8 +34,11 @@ from reidkit.features.extractor import (
     normalize,
 )
 from reidkit.models import create_model
+from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 BATCH = 64
+
+IMAGENET = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
 def model_only(model, tensors: torch.Tensor, options: ExtractOptions) -> float:
@@ -85,7 +88,7 @@ def main() -> None:
                 ("fp32", {}),
                 ("bf16 + channels_last", {"amp": "bf16", "channels_last": True}),
             ):
-                options = ExtractOptions(**extra)
+                options = ExtractOptions(height=256, width=128, **IMAGENET, **extra)
                 m = model.to(memory_format=torch.channels_last) if extra else model
                 images = ImageList([s.path for s in samples], 0, options.height, options.width)
                 pixels = [torch.from_numpy(images[i][0]) for i in range(len(images))]

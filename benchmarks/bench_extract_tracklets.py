@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,8 +28,11 @@ from reidkit.data.sample import Sample
 from reidkit.data.synth import generate
 from reidkit.features.extractor import ExtractOptions, TorchRunner, extract_subset
 from reidkit.models import create_model
+from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 BATCH = 64
+
+IMAGENET = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
 def rate(runner, items, root: Path, out: Path, options: ExtractOptions) -> float:
@@ -62,8 +66,8 @@ def main() -> None:
         for name in args.models.split(","):
             torch.manual_seed(0)
             model = create_model(name, num_classes=1, image_size=(height, width)).eval()
-            image_options = ExtractOptions(height=height, width=width)
-            clip_options = ExtractOptions(height=height, width=width, sample="all", temporal="avg")
+            image_options = ExtractOptions(height=height, width=width, **IMAGENET)
+            clip_options = replace(image_options, sample="all", temporal="avg")
             runner = TorchRunner(model, image_options, "cpu")
             rate(runner, frames[:BATCH], ds.root, root / "warm.h5", image_options)  # warm-up
             images, clips = [], []

@@ -22,7 +22,7 @@ import numpy as np
 from machine import describe
 from PIL import Image
 
-from reidkit.data.synth_render import (
+from reidkit.data.synth.render import (
     IMAGE_SIZE,
     random_camera,
     random_identity,

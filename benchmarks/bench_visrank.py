@@ -35,7 +35,7 @@ DIM = 512
 def make_files(data: Path) -> tuple[Path, Path]:
     from reidkit.data.catalog import load_dataset
     from reidkit.data.synth import generate
-    from reidkit.features.store import write_features
+    from reidkit.features.writer import write_features
 
     generate(data, "market", seed=0)
     dataset = load_dataset("synthreid", data)

@@ -164,13 +164,14 @@ def stage_video_all_frames(ctx: dict) -> dict:
 
 
 def _extract(ctx: dict, model: str, amp: str, device: str, subset: str) -> tuple[dict, Path]:
-    from reidkit import extract_dataset
+    from reidkit import ExtractOptions, extract_dataset
 
     out = ctx["work"] / f"feats-{model}-{amp}-{device}"
     size = {"height": 64, "width": 32} if ctx["dry_run"] else {}
     result = extract_dataset(
         model_name=model, dataset="synthreid", root=ctx["extract_root"], subsets=(subset,),
-        out_dir=out, device=device, amp=amp, force=True, batch_size=64, workers=-1, **size,
+        out_dir=out, options=ExtractOptions(amp=amp, **size), device=device, force=True,
+        batch_size=64, workers=-1,
     )  # fmt: skip
     return result["files"][0], out / f"synthreid-{subset}.h5"
 

@@ -8,7 +8,8 @@ with a leading underscore) is internal and may change between versions::
     config = reidkit.load_config(None, ["data.dataset=market1501", "model.name=resnet50"])
     reidkit.train(config, "runs/r50")
     reidkit.extract_dataset(checkpoint="runs/r50/weights/best.pt", dataset="market1501",
-                            root="data", out_dir="feats")
+                            root="data", out_dir="feats",
+                            options=reidkit.ExtractOptions(flip=True))
     ranking = reidkit.Ranking(rerank=reidkit.Rerank())
     result = reidkit.evaluate_files("feats/market1501-query.h5",
                                     "feats/market1501-gallery.h5", ranking)
@@ -48,9 +49,10 @@ _LAZY = {
     "train": "reidkit.engine.run",
     "resume": "reidkit.engine.run",
     "extract_dataset": "reidkit.features.jobs",
+    "ExtractOptions": "reidkit.features.extractor",
     "FeatureSet": "reidkit.features.store",
     "read_features": "reidkit.features.store",
-    "write_features": "reidkit.features.store",
+    "write_features": "reidkit.features.writer",
     "Ranking": "reidkit.metrics.ranking",
     "Rerank": "reidkit.metrics.ranking",
     "evaluate_files": "reidkit.metrics.evaluate",
@@ -62,6 +64,7 @@ __all__ = [  # the errors and _LAZY's names (a test checks they agree)
     "Config",
     "DataError",
     "Dataset",
+    "ExtractOptions",
     "FeatureSet",
     "Interrupted",
     "LockedError",
@@ -105,8 +108,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from reidkit.config import Config, load_config
     from reidkit.data import Dataset, Sample, list_datasets, load_dataset
     from reidkit.engine.run import resume, train
+    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
-    from reidkit.features.store import FeatureSet, read_features, write_features
+    from reidkit.features.store import FeatureSet, read_features
+    from reidkit.features.writer import write_features
     from reidkit.metrics.evaluate import evaluate_files
     from reidkit.metrics.rank import evaluate_distances
     from reidkit.metrics.ranking import Ranking, Rerank

@@ -32,7 +32,7 @@ from helpers import FAST_TRAIN, market_name, run_reidkit, write_image
 from PIL import Image
 
 from reidkit.config import Config, dump_config
-from reidkit.features.store import write_features
+from reidkit.features.writer import write_features
 from reidkit.models import create_model
 
 IS_ROOT = os.geteuid() == 0

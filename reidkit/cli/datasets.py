@@ -137,7 +137,7 @@ def download(
     verbose: VerboseOpt = False,
 ) -> None:
     """Download (or take --archive), verify, extract safely and install a dataset."""
-    from reidkit.data.install import install_dataset
+    from reidkit.data.fetch.install import install_dataset
 
     output.setup(quiet, verbose)
     with output.progress(f"download {name}") as progress:

@@ -225,10 +225,16 @@ def extract(
     verbose: VerboseOpt = False,
 ) -> None:
     """Extract features of a dataset's subsets into OUT/<dataset>-<subset>.h5."""
+    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
 
     output.setup(quiet or not output.is_main_process(), verbose)
     configure_threads(threads)
+    options = ExtractOptions(
+        height=height, width=width, mean=channels("--mean", mean), std=channels("--std", std),
+        flip=flip, storage=storage, amp=amp, channels_last=channels_last, sample=sample,
+        seq_len=seq_len, temporal=temporal,
+    )  # fmt: skip
     with output.progress_factory() as progress_factory:
         result = extract_dataset(
             checkpoint=checkpoint,
@@ -240,27 +246,17 @@ def extract(
             images=images,
             subsets=tuple(s.strip() for s in subsets.split(",") if s.strip()),
             out_dir=out,
-            height=height,
-            width=width,
+            options=options,
             device=device,
             model_options={"bnneck": bnneck, "last_stride": last_stride},
             allow_partial=allow_partial,
             onnx=onnx,
-            mean=channels("--mean", mean),
-            std=channels("--std", std),
-            progress_factory=progress_factory,
             batch_size=batch_size,
             workers=workers,
             skip_bad=skip_bad,
             force=force,
             wait_for_lock=wait_for_lock,
-            flip=flip,
-            storage=storage,
-            amp=amp,
-            channels_last=channels_last,
-            sample=sample,
-            seq_len=seq_len,
-            temporal=temporal,
+            progress_factory=progress_factory,
         )
     if output.is_main_process():
         output.render(result, as_json, extract_report)

@@ -1,4 +1,9 @@
-"""Datasets: samples, parsers for known layouts, manifests, combining, synthetic data."""
+"""Datasets. The core types live here: samples and tracklets (``sample``, ``tracklets``),
+the registry that turns a name or a path into a Dataset (``catalog``), manifests,
+combining and holding out, and what training reads them with (``samplers``,
+``transforms``, ``clips``, ``images``). Three sub-packages hold the rest: ``layouts``
+(the parsers of the published datasets' folders), ``synth`` (the synthetic data) and
+``fetch`` (download and install)."""
 
 from __future__ import annotations
 

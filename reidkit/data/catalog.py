@@ -5,24 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reidkit.data import (
+from reidkit.data.layouts import (
     cuhk03,
-    dukemtmcreid,
     dukemtmcvidreid,
     ilidsvid,
-    market1501,
+    market,
     mars,
     msmt17,
     prid2011,
-    synth,
-    synth_video,
 )
 from reidkit.data.sample import Dataset, DatasetSpec
+from reidkit.data.synth import images as synth_images
+from reidkit.data.synth import video as synth_video
 from reidkit.errors import MissingInputError, UnknownNameError, UsageError
 from reidkit.registry import Registry
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-_IMAGE = (market1501.SPEC, dukemtmcreid.SPEC, msmt17.SPEC, *cuhk03.SPECS, synth.SPEC)
+_IMAGE = (market.MARKET1501, market.DUKEMTMC_REID, msmt17.SPEC, *cuhk03.SPECS, synth_images.SPEC)
 _VIDEO = (mars.SPEC, dukemtmcvidreid.SPEC, ilidsvid.SPEC, prid2011.SPEC, synth_video.SPEC)
 for _spec in (*_IMAGE, *_VIDEO):
     DATASETS.add(_spec.name, _spec)
@@ -91,7 +90,7 @@ def load_dataset(name_or_path: str, root: str | os.PathLike[str] = "data") -> Da
 
         return read_manifest(path)
     if path.is_dir():
-        from reidkit.data.folder import parse_folder
+        from reidkit.data.layouts.folder import parse_folder
 
         return parse_folder(path)
     if _looks_like_path(name_or_path):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from reidkit.data.market_style import IMAGE_SUFFIXES, NamingRule
+from reidkit.data.layouts.market import IMAGE_SUFFIXES, NamingRule
 from reidkit.data.sample import Tracklet
 from reidkit.errors import DataError, ReidkitError
 from reidkit.fileio import write_text_atomic

@@ -91,15 +91,15 @@ def deploy_graph(model, info: DeployInfo):
     """The module that is exported: preprocessing, model, flip averaging, float32 out."""
     import torch
 
+    from reidkit.features.batches import pixel_scale_shift
+
     class DeployGraph(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
-            std = torch.tensor(info.std, dtype=torch.float32).view(1, 3, 1, 1)
-            mean = torch.tensor(info.mean, dtype=torch.float32).view(1, 3, 1, 1)
-            # the arithmetic of extract's normalize: one scale and one shift
-            self.register_buffer("scale", 1.0 / (255.0 * std))
-            self.register_buffer("shift", mean / std)
+            scale, shift = pixel_scale_shift(info.mean, info.std)  # as extraction does
+            self.register_buffer("scale", torch.from_numpy(scale))
+            self.register_buffer("shift", torch.from_numpy(shift))
 
         def forward(self, images):
             x = images.float()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -221,32 +222,23 @@ def onnx_runner(
     return OnnxRunner(session, info, str(path))
 
 
-def onnx_extraction(
-    path: str | Path,
-    *,
-    device: str,
-    height: int | None,
-    width: int | None,
-    mean: list[float] | None,
-    std: list[float] | None,
-    flip: bool,
-    storage: str,
-):
-    """(runner, feature-file attrs, ExtractOptions) of an extraction with ONNX Runtime.
-
-    ``flip`` is honoured by the graph when it was exported with --flip, else here."""
-    from reidkit.engine.checkpoint import file_sha256
-    from reidkit.features.extractor import ExtractOptions
+def onnx_extraction(path: str | Path, *, device: str, options):
+    """(runner, feature-file attrs, resolved ExtractOptions) of an extraction with ONNX
+    Runtime: ``options``' image size, mean and std apply to a file without reidkit's
+    metadata (one with it states its own), and its ``flip`` is honoured by the graph when
+    it was exported with --flip, else here."""
+    from reidkit.fileio import file_sha256
     from reidkit.threads import thread_count
 
     runner = onnx_runner(
-        path, device=device, threads=thread_count(), height=height, width=width, mean=mean, std=std
-    )
+        path, device=device, threads=thread_count(), height=options.height,
+        width=options.width, mean=options.mean, std=options.std,
+    )  # fmt: skip
     info = runner.info
-    runner.flip_here = flip and not info.flip
-    options = ExtractOptions(
-        height=info.height, width=info.width, mean=list(info.mean), std=list(info.std),
-        flip=flip or info.flip, storage=storage,
+    runner.flip_here = options.flip and not info.flip
+    resolved = replace(
+        options, height=info.height, width=info.width, mean=list(info.mean),
+        std=list(info.std), flip=options.flip or info.flip,
     )  # fmt: skip
     attrs = {
         "model": info.model or Path(path).stem,
@@ -258,4 +250,4 @@ def onnx_extraction(
         "onnx_half": info.half,
         "runtime": f"onnxruntime {import_onnxruntime().__version__}",
     }
-    return runner, attrs, options
+    return runner, attrs, resolved

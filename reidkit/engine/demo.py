@@ -96,6 +96,7 @@ def run_demo(
     ``video``: runs/demo-video/, feats/video/...)."""
     from reidkit.data.synth import generate
     from reidkit.engine.run import resume, train
+    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
     from reidkit.metrics.evaluate import evaluate_files
     from reidkit.metrics.ranking import Ranking
@@ -116,8 +117,7 @@ def run_demo(
     common = {
         "dataset": kind.dataset,
         "root": root,
-        "height": config.data.height,
-        "width": config.data.width,
+        "options": ExtractOptions(height=config.data.height, width=config.data.width),
         "device": config.train.device,
         "workers": -1,
         "progress_factory": progress_factory,

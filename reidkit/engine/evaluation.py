@@ -100,7 +100,7 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
     c = config
     video = {}
     if kind_of(s.query) == "tracklet":  # eval.sample, and the run's seq_len and pooling
-        video = video_options({"sample": c.eval.sample}, {"config": c.to_dict()})
+        video = video_options(ExtractOptions(sample=c.eval.sample), {"config": c.to_dict()})
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
         flip=c.eval.flip, amp=c.train.amp, channels_last=c.train.channels_last, **video,

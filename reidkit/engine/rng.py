@@ -73,3 +73,27 @@ def gather_rng_states(device: str) -> list[dict[str, Any]] | None:
 
     states = gather(rng_state(device))
     return states if len(states) > 1 else None
+
+
+def restore_rng_states(checkpoint: dict[str, Any], device: str, seed: int) -> None:
+    """Give this process its generator states back from a checkpoint: its own, where the
+    checkpoint holds every process's (saved at an epoch's end by as many processes); else
+    the saved ones, and under torchrun each process reseeds its augmentations from
+    (``seed``, rank), so that the processes do not all draw rank 0's."""
+    from reidkit.device import distributed_rank
+
+    rank, world = distributed_rank()
+    ranks = checkpoint.get("rng_ranks")
+    if ranks and len(ranks) == world:
+        set_rng_state(ranks[rank], device)
+        return
+    set_rng_state(checkpoint["rng"], device)
+    if world > 1:  # saved mid-epoch, or by another number of processes
+        from reidkit.engine.loaders import seed_augmentation
+
+        seed_augmentation(seed, rank)
+        log.warning(
+            "the checkpoint does not hold the generator states of %d processes: each "
+            "process draws new augmentations of its own from here",
+            world,
+        )

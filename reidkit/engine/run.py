@@ -137,8 +137,8 @@ def resume(
     ``overrides``: train.device, data.workers, data.batch_size, data.skip_bad,
     train.epochs)."""
     from reidkit.config import check_config, load_config, set_value
-    from reidkit.engine.checkpoint import load_checkpoint
     from reidkit.errors import MissingInputError
+    from reidkit.models.checkpoint import load_checkpoint
 
     run = Path(run)
     if not (run / "config.yaml").is_file():

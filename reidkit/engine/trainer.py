@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -25,55 +24,19 @@ from typing import Any
 from reidkit.config import Config
 from reidkit.data.clips import frame_count
 from reidkit.device import barrier
+from reidkit.engine.prechecks import check_batch_fits, check_images
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
-from reidkit.engine.rng import gather_rng_states, rng_state, set_rng_state
-from reidkit.engine.rundir import (
-    LAST,
-    write_progress_note,
-)
-from reidkit.errors import DataError, Interrupted, ReidkitError, UsageError
+from reidkit.engine.replicas import check_replicas, freeze_unused_head
+from reidkit.engine.rng import gather_rng_states, restore_rng_states, rng_state
+from reidkit.engine.rundir import LAST, write_progress_note
+from reidkit.engine.stop import StopRequest
+from reidkit.errors import Interrupted, ReidkitError, UsageError
 from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
 
 log = logging.getLogger(__name__)
 EVAL_FIELDS = ("mAP", "rank1")
 LOSS_PARTS = ("ce", "triplet", "center", "feat_norm", "d_ap", "d_an", "active")
-
-
-def model_kwargs(config: Config) -> dict[str, Any]:
-    """What builds the config's model: its options, and the input size of a model built
-    for one size."""
-    from reidkit.models import model_cfg, model_options
-
-    m = config.model
-    given = {"last_stride": m.last_stride, "bnneck": m.bnneck, "classifier": m.classifier}
-    kwargs = model_options(m.name, given)
-    if model_cfg(m.name).sized:
-        kwargs["image_size"] = [config.data.height, config.data.width]
-    return kwargs
-
-
-class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.signal = signum
-        log.warning("stopping after this step (signal %d); send it again to stop at once", signum)
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -104,6 +67,7 @@ class Trainer:
         from reidkit.engine.optim import build_optimizer, build_scheduler
         from reidkit.losses import ReIDLoss
         from reidkit.models import create_model, model_cfg
+        from reidkit.models.factory import run_model_kwargs
         from reidkit.models.pretrained import load_pretrained
 
         self.config, self.run, self.progress = config, Path(run), progress
@@ -122,11 +86,13 @@ class Trainer:
         if not c.train.deterministic and not packed:  # batches of one shape
             tune_convolutions(self.device)
         check_batch_fits(c, self.dataset.num_train_pids)
-        self.left_out: list[str] = []  # unreadable images data.skip_bad leaves out
-        self._check_images()
+        # unreadable images data.skip_bad leaves out, logged once train.log is open
+        self.dataset, self.eval_sets, self.left_out = check_images(
+            self.dataset, self.eval_sets, c, self.rank, self.world
+        )
         self.num_classes = self.dataset.num_train_pids
         seed_everything(c.train.seed)  # the same initial weights on every process
-        self.model = create_model(c.model.name, self.num_classes, **model_kwargs(c))
+        self.model = create_model(c.model.name, self.num_classes, **run_model_kwargs(c))
         self.model.temporal = c.model.temporal  # how clips pool over time (video datasets)
         # trained from scratch even when the rest is pretrained; everything else is "base"
         self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
@@ -139,7 +105,7 @@ class Trainer:
         if c.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if not c.loss.softmax:  # nothing reaches the classifier, nor the BNNeck's scale
-            self._freeze_unused_head()
+            freeze_unused_head(self.model)
         self.loss = ReIDLoss.from_config(c.loss, self.num_classes, self.model.feature_dim)
         self.loss.to(self.device)
         seed_augmentation(c.train.seed, self.rank)  # each process its own augmentations
@@ -160,46 +126,6 @@ class Trainer:
         self.metrics = MetricsLog(self.run, TRAIN_FIELDS + EVAL_FIELDS + per_set)
 
     # -- set-up -------------------------------------------------------------------------
-    def _check_images(self) -> None:
-        """Decode every image the run will read, once, before training: a bad one stops
-        the run now (naming it) instead of in some epoch or at its evaluation, or with
-        data.skip_bad is left out of every subset. Under torchrun each process decodes
-        its share and all learn every finding, so that they leave out the same images."""
-        import dataclasses
-
-        from reidkit.data.images import find_unreadable
-        from reidkit.data.sample import frame_paths, without_paths
-        from reidkit.device import gather
-
-        ds, c = self.dataset, self.config
-        evaluated = [(s.query, s.gallery) for s in self.eval_sets] if c.eval.every else []
-        paths = frame_paths(ds.train) + [
-            p for pair in evaluated for y in pair for p in frame_paths(y)
-        ]
-        share = list(dict.fromkeys(paths))[self.rank :: self.world]
-        found = gather(find_unreadable(share))
-        bad = sorted((exc for part in found for exc in part), key=lambda e: (e.path, e.reason))
-        if not bad:
-            return
-        if not c.data.skip_bad:
-            raise DataError(
-                f"{len(bad)} image(s) of {ds.name} cannot be read; the first: {bad[0].message}",
-                hint="--skip-bad leaves them out (and lists them in train.log)",
-            )
-        self.left_out = [exc.message for exc in bad]  # logged once train.log is open
-        unreadable = {exc.path for exc in bad}
-
-        def readable(items):
-            return without_paths(items, unreadable)
-
-        self.dataset = dataclasses.replace(ds, train=readable(ds.train))
-        self.eval_sets = [
-            dataclasses.replace(s, query=readable(s.query), gallery=readable(s.gallery))
-            for s in self.eval_sets
-        ]
-        if not self.dataset.train:
-            raise DataError(f"no training image of {ds.name} can be read")
-
     # -- state --------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
@@ -221,10 +147,11 @@ class Trainer:
         }
 
     def save(self, name: str) -> Path:
-        from reidkit.engine.checkpoint import model_spec, save_checkpoint
+        from reidkit.models.checkpoint import model_spec, save_checkpoint
+        from reidkit.models.factory import run_model_kwargs
 
         c = self.config
-        spec = model_spec(c.model.name, self.model, self.num_classes, **model_kwargs(c))
+        spec = model_spec(c.model.name, self.model, self.num_classes, **run_model_kwargs(c))
         path = save_checkpoint(
             self.run / "weights" / name, self.model, spec, config=c.to_dict(), **self.state()
         )
@@ -245,20 +172,7 @@ class Trainer:
         if self.center_optimizer is not None:
             self.loss.load_state_dict(checkpoint["loss"])
             self.center_optimizer.load_state_dict(checkpoint["center_optimizer"])
-        ranks = checkpoint.get("rng_ranks")
-        if ranks and len(ranks) == self.world:
-            set_rng_state(ranks[self.rank], self.device)
-            return
-        set_rng_state(checkpoint["rng"], self.device)
-        if self.world > 1:  # saved mid-epoch, or by another number of processes
-            from reidkit.engine.loaders import seed_augmentation
-
-            seed_augmentation(self.config.train.seed + 1000 * self.epoch, self.rank)
-            log.warning(
-                "the checkpoint does not hold the generator states of %d processes: each "
-                "process draws new augmentations of its own from here",
-                self.world,
-            )
+        restore_rng_states(checkpoint, self.device, seed=self.config.train.seed + 1000 * self.epoch)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -382,7 +296,7 @@ class Trainer:
         before the evaluation starts: an evaluation that fails costs no training, and
         ``resume`` evaluates the epoch before it goes on."""
         c = self.config
-        self._check_replicas()
+        check_replicas(self.model, self.epoch, self.world, self.device)
         self.rng_ranks = gather_rng_states(self.device)  # for this epoch's checkpoints
         if evaluate:
             self.pending = row
@@ -421,20 +335,6 @@ class Trainer:
             for module in self._base_modules():
                 module.training = False
 
-    def _freeze_unused_head(self) -> None:
-        """With loss.softmax=0 the classifier's logits feed no loss: the classifier and the
-        BNNeck before it get no gradient, which DDP refuses (it expects a gradient for every
-        parameter that requires one). They are frozen instead; the BNNeck's statistics still
-        follow the features."""
-        frozen = [
-            name
-            for module in ("classifier", "bnneck")
-            if getattr(self.model, module, None) is not None
-            for name, p in getattr(self.model, module).named_parameters(prefix=module)
-            if p.requires_grad and not p.requires_grad_(False).requires_grad
-        ]
-        log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
-
     def _base_modules(self):
         """The modules outside the new layers that hold no new layer."""
         for name, module in self.model.named_modules():
@@ -442,24 +342,6 @@ class Trainer:
             holds_new = any(new.startswith(prefix) for new in self.new_layers)
             if name and not prefix.startswith(self.new_layers) and not holds_new:
                 yield module
-
-    def _check_replicas(self) -> None:
-        """Under DDP every process must hold the same weights after each epoch (its
-        gradients are averaged); a difference is a bug, never a result to save."""
-        import torch
-
-        if self.world == 1:
-            return
-        sums = torch.stack([p.detach().double().sum() for p in self.model.parameters()])
-        sums = sums.to(self.device)
-        every = [torch.zeros_like(sums) for _ in range(self.world)]
-        torch.distributed.all_gather(every, sums)
-        differ = [r for r in range(1, self.world) if not torch.equal(every[0], every[r])]
-        if differ:
-            raise ReidkitError(
-                f"after epoch {self.epoch} the weights of process {differ[0]} differ from "
-                "process 0's: the processes are not training one model"
-            )
 
     def evaluate(self) -> dict[str, float]:
         """mAP and rank-1 on each evaluation set (see :mod:`reidkit.engine.evaluation`),
@@ -496,27 +378,3 @@ class Trainer:
             row["lr"],
             row["images_per_s"],
         )
-
-
-def check_batch_fits(config: Config, identities: int) -> None:
-    """A PK batch takes batch_size / num_instances identities: refuse, before anything is
-    written, a batch that needs more than the training set has, saying what would fit."""
-    d = config.data
-    if d.sampler != "pk" or d.batch_size // d.num_instances <= identities:
-        return
-    fits = identities * d.num_instances
-    instances = -(-d.batch_size // identities)
-    while d.batch_size % instances:
-        instances += 1
-    held = (
-        f" ({identities + d.val_ids} less the {d.val_ids} that data.val_ids holds out)"
-        if d.val_ids
-        else ""
-    )
-    raise UsageError(
-        f"data.batch_size={d.batch_size} with data.num_instances={d.num_instances} needs "
-        f"{d.batch_size // d.num_instances} training identities per batch, but "
-        f"{d.dataset} has {identities}{held}",
-        hint=f"use --batch-size {fits} (or less), or data.num_instances={instances}"
-        + (", or hold out fewer identities" if d.val_ids else ""),
-    )

@@ -53,12 +53,18 @@ def batches_in_process(
         )
 
 
-def normalize_nchw(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """uint8 (N, H, W, 3) to float32 (N, 3, H, W): (x / 255 - mean) / std as one scale and one
-    shift, the same arithmetic as the PyTorch path."""
+def pixel_scale_shift(mean: list[float], std: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The one pixel normalisation of reidkit's inference paths, (x / 255 - mean) / std,
+    as one scale and one shift: ``x * scale - shift``, float32 (1, 3, 1, 1). PyTorch
+    extraction, ONNX Runtime extraction and the exported graph all use these numbers."""
     std_ = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
     mean_ = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
     scale = (np.float32(1.0) / (np.float32(255.0) * std_)).astype(np.float32)
-    shift = (mean_ / std_).astype(np.float32)
+    return scale, (mean_ / std_).astype(np.float32)
+
+
+def normalize_nchw(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """uint8 (N, H, W, 3) to float32 (N, 3, H, W), normalised (:func:`pixel_scale_shift`)."""
+    scale, shift = pixel_scale_shift(mean, std)
     x = pixels.transpose(0, 3, 1, 2).astype(np.float32)
     return x * scale - shift

@@ -6,7 +6,7 @@ locking and file format.
 
 Images are decoded in a fixed order (in the main process on the CPU, by DataLoader workers
 with a GPU), and rows are flushed in chunks by a
-:class:`~reidkit.features.store.FeatureWriter`, so a killed extraction continues from the
+:class:`~reidkit.features.writer.FeatureWriter`, so a killed extraction continues from the
 rows already flushed and finishes with the same file an uninterrupted run writes. A
 complete file whose provenance (checkpoint hash, the exact list of images and labels, the
 options) matches is left alone.
@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,10 @@ import numpy as np
 from reidkit.data.sample import Sample, Tracklet, kind_of
 from reidkit.device import barrier, distributed_rank, tune_convolutions
 from reidkit.errors import DataError, UsageError
-from reidkit.features.batches import ImageList, batches_in_process
-from reidkit.features.store import STORAGE_DTYPES, FeatureWriter, feature_file_info, read_features
+from reidkit.features.batches import ImageList, batches_in_process, pixel_scale_shift
+from reidkit.features.store import STORAGE_DTYPES, feature_file_info, read_features
 from reidkit.features.tracklets import compute_tracklet_features, extract_tracklet_rows
+from reidkit.features.writer import FeatureWriter
 from reidkit.fileio import file_lock
 from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
@@ -43,12 +44,18 @@ FLUSH_BATCHES = 16  # batches per flushed chunk: at most this much work is lost 
 
 @dataclass
 class ExtractOptions:
-    """How images become features (all of it is part of the file's provenance)."""
+    """How images become features (all of it is part of the file's provenance). Built once
+    by the CLI or the caller of :func:`reidkit.features.jobs.extract_dataset` and passed
+    down, as :class:`reidkit.metrics.ranking.Ranking` is; a field left None is filled in
+    from the model (:func:`reidkit.features.jobs.resolve_options`: a checkpoint's image
+    size, normalisation and pooling, or what the model or ONNX file declares), and the
+    runners take only options so resolved. ``mean`` and ``std`` are given only for an ONNX
+    file without reidkit's metadata."""
 
-    height: int = 256
-    width: int = 128
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    height: int | None = None
+    width: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
     flip: bool = False
     storage: str = "float32"
     amp: str = "off"
@@ -62,7 +69,9 @@ class ExtractOptions:
     device: str | None = None
 
     def check(self) -> None:
-        if self.height < 1 or self.width < 1:
+        if (self.height is not None and self.height < 1) or (
+            self.width is not None and self.width < 1
+        ):
             raise UsageError(f"image size must be positive, got {self.height}x{self.width}")
         if self.amp not in AMP_MODES:
             raise UsageError(f"--amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}")
@@ -85,12 +94,12 @@ class ExtractOptions:
 
 def normalize(images, options: ExtractOptions):
     """uint8 (N, H, W, 3) pixels to float32 (N, 3, H, W), scaled to [0, 1] and standardised
-    per channel: (x / 255 - mean) / std, as one scale and one shift."""
+    per channel (:func:`reidkit.features.batches.pixel_scale_shift`)."""
     import torch
 
-    std = torch.tensor(options.std, dtype=torch.float32, device=images.device)
-    mean = torch.tensor(options.mean, dtype=torch.float32, device=images.device)
-    scale, shift = (1.0 / (255.0 * std)).view(1, 3, 1, 1), (mean / std).view(1, 3, 1, 1)
+    scale, shift = (
+        torch.from_numpy(v).to(images.device) for v in pixel_scale_shift(options.mean, options.std)
+    )
     # NHWC pixels permuted are already channels_last: keep that layout when it is asked for
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
     x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=layout)
@@ -417,7 +426,7 @@ def shard(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
 
 def _merge_parts(out: Path, parts: list[Path], storage: str) -> None:
     """Concatenate the processes' part files, in rank order, into ``out``."""
-    from reidkit.features.store import write_features
+    from reidkit.features.writer import write_features
 
     # a process whose share was empty (fewer batches than processes) wrote a part of no rows
     sets = [read_features(p) for p in parts if feature_file_info(p)["rows"]]

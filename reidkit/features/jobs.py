@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from reidkit.progress import no_progress
 from reidkit.threads import thread_count
 
 log = logging.getLogger(__name__)
-OPTION_KEYS = ("flip", "storage", "amp", "channels_last")
 VIDEO_KEYS = ("sample", "seq_len", "temporal")
 # what makes the features is not provenance: the config's text (its data and video defaults
 # are resolved into the options), the advice on distances, where the checkpoint or the ONNX
@@ -53,30 +52,32 @@ def extract_dataset(
     subsets: tuple[str, ...] = ("query", "gallery"),
     images: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str],
-    height: int | None = None,
-    width: int | None = None,
+    options: ExtractOptions | None = None,
     device: str = "auto",
     model_options: dict[str, Any] | None = None,
     allow_partial: bool = False,
     onnx: str | os.PathLike[str] | None = None,
-    mean: list[float] | None = None,
-    std: list[float] | None = None,
+    batch_size: int = 128,
+    workers: int = 0,
+    skip_bad: bool = False,
+    force: bool = False,
+    wait_for_lock: bool = False,
     progress_factory=None,
-    **kwargs: Any,
 ) -> dict[str, Any]:
     """Extract features of a dataset's subsets (or a plain image folder) to feature files.
 
     The model comes from a checkpoint, or from ``model_name`` built with ``model_options``
     (random initialisation seeded by ``seed``, or ``weights``, which must load the whole
     model but its classifier unless ``allow_partial``), or is an exported ``onnx`` file run
-    by ONNX Runtime (torch is not imported then). Image size and normalisation default to
-    the checkpoint's, or to what the model or the ONNX file declares; ``mean`` and ``std``
-    are for an ONNX file without reidkit's metadata.
-    ``kwargs`` go to :func:`extract_subset` (batch_size, workers, skip_bad, force) and to
-    :class:`ExtractOptions` (flip, storage, amp, channels_last; for a video dataset sample,
-    seq_len and temporal, which default to ``all``, the checkpoint's ``data.seq_len`` and
-    its ``model.temporal``).
+    by ONNX Runtime (torch is not imported then). ``options`` say what the features are
+    made with (:class:`ExtractOptions`; what they leave unset comes from the model: image
+    size and normalisation from the checkpoint, or what the model or the ONNX file
+    declares; for a video dataset ``all`` frames, the checkpoint's ``data.seq_len`` and
+    ``model.temporal``). ``batch_size``, ``workers`` (-1: none on the CPU, up to 8 with a
+    GPU), ``skip_bad``, ``force`` and ``wait_for_lock`` say how it runs
+    (:func:`extract_subset`).
     """
+    options = options or ExtractOptions()
     sources = {"CHECKPOINT": checkpoint, "--model": model_name, "--onnx": onnx}
     named = [name for name, value in sources.items() if value is not None]
     if len(named) != 1:
@@ -86,19 +87,21 @@ def extract_dataset(
         )
     if (dataset is None) == (images is None):
         raise UsageError("give either --dataset or --images")
-    if onnx is None and (mean is not None or std is not None):
+    if onnx is None and (options.mean is not None or options.std is not None):
         raise UsageError(
-            f"--{'mean' if mean is not None else 'std'} is for --onnx files without reidkit "
-            "metadata: a checkpoint or a model says how it was trained"
+            f"--{'mean' if options.mean is not None else 'std'} is for --onnx files without "
+            "reidkit metadata: a checkpoint or a model says how it was trained"
         )
-    given = {k: kwargs.pop(k) for k in (*OPTION_KEYS, *VIDEO_KEYS) if k in kwargs}
-    given |= {"height": height, "width": width}
+    options.check()
     if onnx is None:  # what runs the model is part of what makes the features
-        given["device"] = resolve_device(device)
-    run_kwargs = kwargs  # the rest: how extract_subset runs, not what it makes
-    quick = checkpoint is not None and dataset is not None and not run_kwargs.get("force")
+        device = resolve_device(device)
+    run = {"batch_size": batch_size, "workers": workers, "skip_bad": skip_bad,
+           "force": force, "wait_for_lock": wait_for_lock}  # fmt: skip
+    quick = checkpoint is not None and dataset is not None and not force
     if quick and Path(checkpoint).is_file():
-        unchanged = _unchanged_outputs(checkpoint, dataset, root, subsets, Path(out_dir), given)
+        unchanged = _unchanged_outputs(
+            checkpoint, dataset, root, subsets, Path(out_dir), options, device
+        )
         if unchanged is not None:
             return {**unchanged, "device": device}
     if onnx is not None:
@@ -106,31 +109,31 @@ def extract_dataset(
         jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))
         _refuse_tracklets(jobs)
         weights_report = None
-        runner, model_attrs, options = _onnx_runner(
-            onnx, device, height, width, mean, std, model_options,
+        runner, model_attrs, resolved = _onnx_runner(
+            onnx, device, options, model_options, workers,
             {"--weights": weights is not None, "--seed": seed is not None,
              "--allow-partial": allow_partial},
-            {**run_kwargs, **given},
         )  # fmt: skip
-        device = options.device = runner.device
-        run_kwargs["workers"] = 0
+        device = resolved.device = runner.device
+        run["workers"] = 0
     else:
         from reidkit.features.source import load_model_source
 
         source = load_model_source(
-            checkpoint, model_name, weights=weights, seed=seed, height=height, width=width,
-            model_options=model_options, allow_partial=allow_partial,
+            checkpoint, model_name, weights=weights, seed=seed, height=options.height,
+            width=options.width, model_options=model_options, allow_partial=allow_partial,
         )  # fmt: skip
         model_attrs, weights_report = source.attrs, source.weights_report
         jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))  # after the model
-    _refuse_video_options(jobs, given)
+    _refuse_video_options(jobs, options)
     if onnx is None:
-        options = resolve_options(kind_of(jobs[0][2]), source.data, source.checkpoint, given)
-        _warn_long_clips(jobs, options)
-        device = init_distributed(given["device"])
-        if run_kwargs.get("workers", 0) < 0:
-            run_kwargs["workers"] = 0 if device == "cpu" else min(8, thread_count())
-        runner = TorchRunner(source.model, options, device)
+        kind = kind_of(jobs[0][2])
+        resolved = resolve_options(kind, source.data, source.checkpoint, options, device)
+        _warn_long_clips(jobs, resolved)
+        device = init_distributed(device)
+        if workers < 0:
+            run["workers"] = 0 if device == "cpu" else min(8, thread_count())
+        runner = TorchRunner(source.model, resolved, device)
     results = []
     for name, subset, samples, base, path, camera_base in jobs:
         attrs = file_attrs(model_attrs, name, subset, camera_base)
@@ -141,16 +144,16 @@ def extract_dataset(
             path,
             root=base,
             attrs=attrs,
-            options=options,
+            options=resolved,
             progress=progress or no_progress,
-            **run_kwargs,
+            **run,
         )
         results.append({"subset": subset, **result})
     return {
         "files": results,
         "weights": weights_report,
         "device": device,
-        "options": asdict(options),
+        "options": asdict(resolved),
     }
 
 
@@ -169,28 +172,32 @@ def file_attrs(
 
 
 def resolve_options(
-    kind: str, data: dict[str, Any], checkpoint: dict[str, Any] | None, given: dict[str, Any]
+    kind: str,
+    data: dict[str, Any],
+    checkpoint: dict[str, Any] | None,
+    options: ExtractOptions,
+    device: str | None,
 ) -> ExtractOptions:
-    """The options of a PyTorch extraction, every default filled in: what is ``given``, else
-    ``data`` (the image size and normalisation a checkpoint was trained with, see
-    :func:`reidkit.engine.checkpoint.data_config`, or those a model declares) and, for
-    tracklets, the checkpoint's pooling (:func:`video_options`).
+    """The ``options`` of a PyTorch extraction with every unset field filled in: ``data``
+    (the image size and normalisation a checkpoint was trained with, see
+    :func:`reidkit.models.checkpoint.data_config`, or those a model declares), for
+    tracklets the checkpoint's pooling (:func:`video_options`), and the kind of ``device``
+    that runs the model.
 
     The one resolution both the rerun check without torch and the extraction itself use,
     so that both compare a file with the same options.
     """
-    video = {k: given[k] for k in VIDEO_KEYS if given.get(k) is not None}
-    options = ExtractOptions(
-        height=given.get("height") or data["height"],
-        width=given.get("width") or data["width"],
+    resolved = replace(
+        options,
+        height=options.height or data["height"],
+        width=options.width or data["width"],
         mean=list(data["mean"]),
         std=list(data["std"]),
-        **{k: given[k] for k in OPTION_KEYS if k in given},
-        **(video_options(video, checkpoint) if kind == "tracklet" else {}),
-        device=given["device"].split(":")[0] if given.get("device") else None,
+        **(video_options(options, checkpoint) if kind == "tracklet" else {}),
+        device=device.split(":")[0] if device else None,
     )
-    options.check()  # before anything is locked or written
-    return options
+    resolved.check()  # before anything is locked or written
+    return resolved
 
 
 def _warn_long_clips(jobs, options: ExtractOptions) -> None:
@@ -209,8 +216,8 @@ def _warn_long_clips(jobs, options: ExtractOptions) -> None:
         )  # fmt: skip
 
 
-def _refuse_video_options(jobs, given: dict[str, Any]) -> None:
-    video = [k for k in VIDEO_KEYS if given.get(k) is not None]
+def _refuse_video_options(jobs, options: ExtractOptions) -> None:
+    video = [k for k in VIDEO_KEYS if getattr(options, k) is not None]
     if video and kind_of(jobs[0][2]) == "image":
         option = video[0].replace("_", "-")
         raise UsageError(f"--{option} is for video datasets, and {jobs[0][0]} holds images")
@@ -225,19 +232,18 @@ def _refuse_tracklets(jobs) -> None:
         )
 
 
-def video_options(given: dict[str, Any], checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    """sample, seq_len and temporal of a tracklet extraction: as given, else ``all`` frames
-    and the checkpoint's config (or the defaults of a new run); seq_len only with evenly."""
+def video_options(options: ExtractOptions, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """sample, seq_len and temporal of a tracklet extraction: as the options give them,
+    else ``all`` frames and the checkpoint's config (or the defaults of a new run); seq_len
+    only with evenly."""
     from reidkit.config import Config
 
     config = (checkpoint or {}).get("config") or {}
     default = Config()
-    sample = given.get("sample", "all")
-    temporal = given.get(
-        "temporal", config.get("model", {}).get("temporal", default.model.temporal)
-    )
-    seq_len = given.get("seq_len", config.get("data", {}).get("seq_len", default.data.seq_len))
-    if sample == "all" and "seq_len" in given:
+    sample = options.sample or "all"
+    temporal = options.temporal or config.get("model", {}).get("temporal", default.model.temporal)
+    seq_len = options.seq_len or config.get("data", {}).get("seq_len", default.data.seq_len)
+    if sample == "all" and options.seq_len is not None:
         raise UsageError("--seq-len is for --sample evenly: --sample all pools every frame")
     return {"sample": sample, "seq_len": seq_len if sample != "all" else None, "temporal": temporal}
 
@@ -250,14 +256,14 @@ _ONNX_HINTS = {  # what to do instead of a PyTorch option given with --onnx
 }
 
 
-def _onnx_runner(path, device, height, width, mean, std, model_options, refused, kwargs):
+def _onnx_runner(path, device, options: ExtractOptions, model_options, workers: int, refused):
     """The ONNX Runtime side of :func:`extract_dataset`: what PyTorch alone does is refused."""
     from reidkit.deploy.runtime import onnx_extraction
 
     torch_only = {
         **refused,
-        "--amp": kwargs.get("amp", "off") != "off",
-        "--channels-last": kwargs.get("channels_last", False),
+        "--amp": options.amp != "off",
+        "--channels-last": options.channels_last,
         **{
             f"--{'no-' if v is False else ''}{k.replace('_', '-')}": v is not None
             for k, v in (model_options or {}).items()
@@ -269,22 +275,21 @@ def _onnx_runner(path, device, height, width, mean, std, model_options, refused,
                 f"{option} is for PyTorch models: an ONNX graph is run as exported",
                 hint=_ONNX_HINTS.get(option, _ONNX_HINTS["model"]),
             )
-    if kwargs.get("workers", 0) > 0:
+    if workers > 0:
         raise UsageError(
             "--workers: with --onnx images are decoded in this process, between forward "
             "passes (torch's DataLoader is not used); leave --workers out"
         )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--onnx runs in one process: start it without torchrun")
-    runner, attrs, options = onnx_extraction(
-        path, device=device, height=height, width=width, mean=mean, std=std,
-        flip=kwargs.get("flip", False), storage=kwargs.get("storage", "float32"),
-    )  # fmt: skip
-    options.check()
-    return runner, attrs, options
+    runner, attrs, resolved = onnx_extraction(path, device=device, options=options)
+    resolved.check()
+    return runner, attrs, resolved
 
 
-def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, given):
+def _unchanged_outputs(
+    checkpoint, dataset, root, subsets, out_dir: Path, options: ExtractOptions, device: str
+):
     """The result of a rerun with nothing to do, decided without torch or the model (a cron
     job's rerun costs a fraction of a second); None when any file needs work, or when this
     cannot tell (the extraction then decides, by the same rule).
@@ -294,14 +299,15 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, given)
     them, and the file is current when its provenance equals this run's
     (:func:`reidkit.features.extractor.is_up_to_date`).
     """
-    from reidkit.engine.checkpoint import data_config, file_sha256
+    from reidkit.fileio import file_sha256
+    from reidkit.models.checkpoint import data_config
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
-    sha, files, options = None, [], None
+    sha, files, resolved = None, [], None
     try:
         jobs = image_jobs(dataset, root, subsets, None, out_dir)
-        _refuse_video_options(jobs, given)
+        _refuse_video_options(jobs, options)
         for name, subset, samples, base, path, camera_base in jobs:
             try:
                 info = feature_file_info(path)  # the one read of the file
@@ -312,14 +318,14 @@ def _unchanged_outputs(checkpoint, dataset, root, subsets, out_dir: Path, given)
             if recorded is None:
                 return None
             model_attrs, ckpt = recorded
-            options = resolve_options(kind_of(samples), data_config(ckpt), ckpt, given)
+            resolved = resolve_options(kind_of(samples), data_config(ckpt), ckpt, options, device)
             attrs = file_attrs(model_attrs, name, subset, camera_base)
-            if not is_current(info["attrs"], file_provenance(attrs, samples, base, options)):
+            if not is_current(info["attrs"], file_provenance(attrs, samples, base, resolved)):
                 return None
             files.append({"subset": subset, **up_to_date_result(path, info["rows"])})
     except ReidkitError:  # the extraction reports it, in its usual order
         return None
-    return {"files": files, "weights": None, "options": asdict(options)}
+    return {"files": files, "weights": None, "options": asdict(resolved)}
 
 
 def _recorded_checkpoint(attrs: dict[str, Any], checkpoint, sha: str):
@@ -349,7 +355,7 @@ def image_jobs(dataset, root, subsets, images, out_dir: Path):
     """(dataset name, subset, samples, root of the paths, output file, camera base) per file
     to write."""
     from reidkit.data import load_dataset
-    from reidkit.data.market_style import IMAGE_SUFFIXES
+    from reidkit.data.layouts.market import IMAGE_SUFFIXES
 
     if images is not None:
         folder = Path(images)

@@ -53,15 +53,11 @@ def load_model_source(
     """
     import torch
 
-    from reidkit.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
-    from reidkit.engine.checkpoint import (
-        data_config,
-        file_sha256,
-        load_checkpoint,
-        model_from_checkpoint,
-    )
+    from reidkit.fileio import file_sha256
     from reidkit.models import create_model, load_weights, model_cfg, model_distance
     from reidkit.models import model_options as options_with_defaults  # a parameter's name
+    from reidkit.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
+    from reidkit.models.checkpoint import data_config, load_checkpoint, model_from_checkpoint
     from reidkit.models.weights import count_by_module, read_weights, summary
 
     if (checkpoint is None) == (model_name is None):

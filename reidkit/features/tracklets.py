@@ -30,7 +30,7 @@ from reidkit.data.clips import pick_frames
 from reidkit.data.sample import Tracklet
 from reidkit.errors import DataError
 from reidkit.features.batches import ImageList
-from reidkit.features.store import FeatureWriter
+from reidkit.features.writer import FeatureWriter
 from reidkit.progress import ProgressFn, no_progress
 from reidkit.threads import rebalance as rebalance_threads
 

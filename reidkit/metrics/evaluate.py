@@ -27,7 +27,8 @@ def read_pair(
         UsageError: feature dimensions that differ, or (unless ``allow_mismatch``) files
             made by another model, checkpoint, image size, flip or normalisation.
     """
-    from reidkit.features.store import check_same_origin, read_features
+    from reidkit.features.origin import check_same_origin
+    from reidkit.features.store import read_features
 
     query, gallery = read_features(query_path), read_features(gallery_path)
     if query.dim != gallery.dim or not allow_mismatch:

@@ -8,9 +8,9 @@ from reidkit.models.factory import (
     list_models,
     model_cfg,
     model_distance,
-    model_info,
     model_options,
 )
+from reidkit.models.info import model_info
 from reidkit.models.spec import MODELS, ModelCfg, Pretrained, register_model
 from reidkit.models.weights import load_weights, read_state_dict
 

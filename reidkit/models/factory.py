@@ -86,30 +86,12 @@ def create_model(
     return entry.builder(num_classes, **kwargs)
 
 
-def model_info(name: str, height: int = 256, width: int = 128) -> dict[str, Any]:
-    """Parameters (without the classifier), feature dimension, GFLOPs of one image, the
-    model's declaration and whether its ImageNet weights are cached.
-
-    GFLOPs count both the multiply and the add of each multiply-accumulate (torch's flop
-    counter); papers that quote "FLOPs" for re-ID models usually count multiply-adds, half
-    of this.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from reidkit.models.pretrained import is_cached
-
-    cfg = model_cfg(name)
-    model = create_model(name, num_classes=1, image_size=(height, width)).eval()
-    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("classifier"))
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 3, height, width))
-    return {
-        "name": name,
-        "params": params,
-        "gflops": round(counter.get_total_flops() / 1e9, 3),
-        "description": cfg.description,
-        **cfg.to_dict(),
-        "feature_dim": model.feature_dim,
-        "imagenet_cached": is_cached(cfg),
-    }
+def run_model_kwargs(config) -> dict[str, Any]:
+    """What builds a run's model (a :class:`reidkit.config.Config`): its options, and the
+    input size of a model built for one size."""
+    m = config.model
+    given = {"last_stride": m.last_stride, "bnneck": m.bnneck, "classifier": m.classifier}
+    kwargs = model_options(m.name, given)
+    if model_cfg(m.name).sized:
+        kwargs["image_size"] = [config.data.height, config.data.width]
+    return kwargs

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from reidkit.models.temporal import ReIDNet
+from reidkit.models.net import ReIDNet
 
 __all__ = ["OSNet"]
 

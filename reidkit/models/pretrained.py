@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from reidkit.errors import UsageError
-from reidkit.models.spec import MODELS, ModelCfg
+from reidkit.models.spec import MODELS, OFFLINE_HINT, ModelCfg
 
 log = logging.getLogger(__name__)
-
-HINT = "--pretrained none trains from scratch; --pretrained FILE starts from a local file"
 
 
 def torch_home() -> Path:
@@ -71,7 +69,7 @@ def load_pretrained(
             cached nor downloadable (naming the file and its URL).
         DataError: a file that leaves trunk tensors unloaded (unless ``allow_partial``).
     """
-    from reidkit.engine.checkpoint import file_sha256
+    from reidkit.fileio import file_sha256
     from reidkit.models.weights import load_weights, summary
 
     if pretrained == "none":
@@ -81,7 +79,7 @@ def load_pretrained(
     weights: Any
     if pretrained == "imagenet":
         if cfg.pretrained is None:
-            raise UsageError(f"model {name} has no ImageNet weights", hint=HINT)
+            raise UsageError(f"model {name} has no ImageNet weights", hint=OFFLINE_HINT)
         if cfg.pretrained.source == "timm":
             from reidkit.models.timm_trunk import timm_imagenet_state
 
@@ -119,7 +117,7 @@ def _fetch(name: str, cfg: ModelCfg) -> Path:
         raise UsageError(
             f"no ImageNet weights for {name}: torchreid's file {path} is not there "
             f"(torchreid downloads it from {p.url})",
-            hint=f"put that file there; {HINT}",
+            hint=f"put that file there; {OFFLINE_HINT}",
         )
     import torch
 
@@ -132,7 +130,7 @@ def _fetch(name: str, cfg: ModelCfg) -> Path:
         raise UsageError(
             f"no ImageNet weights for {name}: {path} is not cached and {p.url} could not be "
             f"fetched ({_reason(exc)})",
-            hint=HINT,
+            hint=OFFLINE_HINT,
         ) from None
     return path
 

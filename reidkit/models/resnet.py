@@ -14,7 +14,7 @@ from torchvision.models import resnet as tv_resnet
 
 from reidkit.errors import UsageError
 from reidkit.models.head import head_forward, make_head
-from reidkit.models.temporal import ReIDNet
+from reidkit.models.net import ReIDNet
 
 DEPTHS = {
     18: tv_resnet.resnet18,

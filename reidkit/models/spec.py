@@ -23,6 +23,8 @@ from reidkit.registry import Registry
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# what to do without a model's ImageNet weights
+OFFLINE_HINT = "--pretrained none trains from scratch; --pretrained FILE starts from a local file"
 # the modules whose builders register themselves; imported on the first lookup
 BUILTIN_MODULES = ("reidkit.models.zoo", "reidkit.models.timm_trunk")
 TIMM_PREFIX = "timm/"
@@ -122,11 +124,13 @@ class ModelEntry:
 
 
 class ModelRegistry(Registry[ModelEntry]):
-    """The registry of models; ``timm/<name>`` resolves any timm model on demand."""
+    """The registry of models; a name under a prefix with a resolver (``timm/<name>``:
+    any timm model, :mod:`reidkit.models.timm_trunk`) is made on demand."""
 
     def __init__(self) -> None:
         super().__init__("model")
         self._loaded = False
+        self.resolvers: dict[str, Callable[[str], ModelEntry]] = {}  # prefix -> entry maker
 
     def _load(self) -> None:
         if not self._loaded:
@@ -136,10 +140,10 @@ class ModelRegistry(Registry[ModelEntry]):
 
     def get(self, name: str) -> ModelEntry:
         self._load()
-        if name not in self._entries and name.startswith(TIMM_PREFIX):
-            from reidkit.models.timm_trunk import timm_entry
-
-            return timm_entry(name)
+        if name not in self._entries:
+            for prefix, resolve in self.resolvers.items():
+                if name.startswith(prefix):
+                    return resolve(name)
         return super().get(name)
 
     def names(self, pattern: str | None = None) -> list[str]:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from reidkit.models.head import head_forward, make_head
-from reidkit.models.temporal import ReIDNet
+from reidkit.models.net import ReIDNet
 
 
 def _accepts_image_size(arch: str) -> bool:

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from reidkit.errors import UnknownNameError, UsageError
-from reidkit.models.spec import TIMM_PREFIX, ModelCfg, ModelEntry, Pretrained, register_model
+from reidkit.models.spec import (
+    MODELS,
+    OFFLINE_HINT,
+    TIMM_PREFIX,
+    ModelCfg,
+    ModelEntry,
+    Pretrained,
+    register_model,
+)
 
 TIMM_OPTIONS = {"bnneck": True, "classifier": "linear"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for on the hub
@@ -110,6 +118,9 @@ def timm_entry(name: str) -> ModelEntry:
     return ModelEntry(name, cfg, builder)
 
 
+MODELS.resolvers[TIMM_PREFIX] = timm_entry  # "timm/<any timm model>"
+
+
 def cached_timm_file(hub: str) -> str | None:
     """The cached weights file of hub repository ``hub`` (``repo[@revision]``), or None."""
     from huggingface_hub import try_to_load_from_cache
@@ -133,8 +144,6 @@ def timm_imagenet_state(model) -> tuple[dict[str, Any], Path]:
     """
     import timm
 
-    from reidkit.models.pretrained import HINT
-
     hub = model.trunk.pretrained_cfg.get("hf_hub_id")
     cached = cached_timm_file(hub)
     # a cached file is loaded as a file: no network round trip, no retries when offline
@@ -148,7 +157,7 @@ def timm_imagenet_state(model) -> tuple[dict[str, Any], Path]:
             f"no ImageNet weights for timm/{model.arch}: {hub} is not in the Hugging Face "
             f"cache ({HF_HUB_CACHE}) and could not be downloaded "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
-            hint=HINT,
+            hint=OFFLINE_HINT,
         ) from None
     if cached is None:  # downloaded just now
         cached = cached_timm_file(hub) or hub

@@ -48,7 +48,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
     """
     import torch
 
-    from reidkit.engine.checkpoint import load_torch_file
+    from reidkit.fileio import load_torch_file
 
     obj = load_torch_file(path, "weights file", hint="initial weights come only from a local file")
     extra: dict[str, Any] = {}
@@ -154,7 +154,7 @@ def count_by_module(keys: Iterable[str]) -> str:
 
 
 def _partial_hint(missing: list[str], state: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
-    from reidkit.engine.checkpoint import FORMAT
+    from reidkit.models.checkpoint import FORMAT
 
     if all(k.startswith("bnneck.") for k in missing):
         if extra.get("format") == FORMAT:

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from reidkit.features.store import write_features
+from reidkit.features.writer import write_features
 from reidkit.metrics.distance import pairwise_distance
 from reidkit.metrics.rank import evaluate_distances
 from reidkit.metrics.rerank import rerank_distances

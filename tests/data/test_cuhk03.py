@@ -15,7 +15,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from reidkit.data import cuhk03
+from reidkit.data.layouts import cuhk03
 from reidkit.errors import DataError, MissingInputError, UnknownNameError, UsageError
 
 IDS_PER_PAIR = (3, 2, 4, 2, 3)

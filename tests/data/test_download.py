@@ -18,7 +18,7 @@ from typing import ClassVar
 import pytest
 from helpers import MARKET_SPEC, write_market_style
 
-from reidkit.data.download import check_archive
+from reidkit.data.fetch.download import check_archive
 from reidkit.errors import DataError
 from reidkit.fileio import file_lock
 

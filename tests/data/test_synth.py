@@ -13,8 +13,9 @@ from helpers import reidkit_argv, reidkit_env
 from PIL import Image
 
 from reidkit.data import load_dataset
-from reidkit.data.market_style import NAME_RE
-from reidkit.data.synth import FOLDERS, PRESETS, generate, plan
+from reidkit.data.layouts.market import NAME_RE
+from reidkit.data.synth import generate
+from reidkit.data.synth.images import FOLDERS, PRESETS, plan
 from reidkit.errors import UsageError
 from reidkit.fileio import file_lock
 

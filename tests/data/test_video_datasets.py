@@ -332,7 +332,7 @@ def video_tiny(tmp_path_factory):
 
 
 def test_synth_video_matches_its_preset_and_every_query_has_a_match(video_tiny):
-    from reidkit.data.synth_video import PRESETS
+    from reidkit.data.synth.video import PRESETS
 
     spec = PRESETS["video-tiny"]
     ds = load_dataset("synthreid-video", video_tiny)

@@ -9,9 +9,9 @@ import torch
 
 from reidkit.deploy.export import ExportOptions, export_model
 from reidkit.deploy.verify import verification_images
-from reidkit.engine.checkpoint import model_spec, save_checkpoint
 from reidkit.features.source import load_model_source
 from reidkit.models import create_model
+from reidkit.models.checkpoint import model_spec, save_checkpoint
 
 SIZE = (64, 32)
 

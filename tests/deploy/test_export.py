@@ -16,10 +16,10 @@ import torch
 from reidkit import __version__
 from reidkit.deploy.export import ExportOptions, export_model
 from reidkit.deploy.verify import verification_images
-from reidkit.engine.checkpoint import file_sha256
 from reidkit.features.batches import ImageList, batches_in_process
 from reidkit.features.extractor import ExtractOptions, TorchRunner
 from reidkit.features.source import load_model_source
+from reidkit.fileio import file_sha256
 from reidkit.models import create_model, list_models
 
 SIZE = (64, 32)
@@ -36,7 +36,8 @@ def pixels(synth_tiny, count=6, size=SIZE):
 
 
 def torch_features(model, batch, flip=False, size=SIZE, data=None):
-    norm = {k: (data or {})[k] for k in ("mean", "std") if k in (data or {})}
+    norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # ImageNet's
+    norm |= {k: (data or {})[k] for k in ("mean", "std") if k in (data or {})}
     options = ExtractOptions(height=size[0], width=size[1], flip=flip, **norm)
     return TorchRunner(model, options, "cpu").forward(batch, np.ones(len(batch), bool))
 
@@ -188,7 +189,7 @@ def test_half_float_input_and_size(checkpoint, synth_tiny, tmp_path, cli):
 
 
 def test_bad_input_exits_with_one_line_and_leaves_no_file(
-    checkpoint, synth_tiny, tmp_path, cli, monkeypatch
+    checkpoint, exported, synth_tiny, tmp_path, cli, monkeypatch
 ):
     out = tmp_path / "out" / "m.onnx"
     not_a_checkpoint = tmp_path / "notes.pt"
@@ -216,7 +217,8 @@ def test_bad_input_exits_with_one_line_and_leaves_no_file(
         assert message in lines[0] and len(lines) <= 2, (args, err)  # error, then a hint
         assert not out.exists()
     # an exporter failure: its first line, exit 1, and the earlier export is left as it was
-    assert cli("export", checkpoint, "--out", out)[0] == 0
+    out.parent.mkdir(exist_ok=True)
+    shutil.copy(exported, out)  # the checkpoint's export (the defaults)
     before = out.read_bytes()
 
     def fail(*args, **kwargs):
@@ -247,9 +249,11 @@ def test_verifies_on_a_folder_of_images(checkpoint, synth_tiny, tmp_path, cli):
     assert json.loads(stdout)["verification"]["source"] == str(crops)
 
 
-def test_a_rerun_with_other_options_exports_again(checkpoint, tmp_path, cli):
+def test_a_rerun_with_other_options_exports_again(checkpoint, exported, tmp_path, cli):
     out = tmp_path / "m.onnx"
-    assert cli("export", checkpoint, "--out", out)[0] == 0
+    shutil.copy(exported, out)  # the checkpoint's export (the defaults)
+    code, stdout, err = cli("export", checkpoint, "--out", out, "--json")
+    assert code == 0 and json.loads(stdout)["up_to_date"] is True
     code, stdout, err = cli("export", checkpoint, "--out", out, "--flip", "--json")
     assert code == 0, err
     assert json.loads(stdout)["up_to_date"] is False and props(out)["flip"] == "true"

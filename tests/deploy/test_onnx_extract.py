@@ -271,7 +271,8 @@ def test_without_onnxruntime_extract_says_how_to_install(
 
 def test_a_float16_graphs_files_are_not_mixed_with_float32_ones(tmp_path):
     from reidkit.errors import UsageError
-    from reidkit.features.store import check_same_origin, write_features
+    from reidkit.features.origin import check_same_origin
+    from reidkit.features.writer import write_features
 
     def feature_file(name, **attrs):
         write_features(

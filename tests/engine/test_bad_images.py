@@ -10,8 +10,8 @@ import shutil
 import pytest
 from helpers import FAST_TRAIN
 
-from reidkit.engine.checkpoint import load_checkpoint
 from reidkit.errors import DataError
+from reidkit.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from helpers import FAST_TRAIN
 
 from reidkit.data.holdout import hold_out
 from reidkit.data.sample import Sample, make_dataset
-from reidkit.engine.checkpoint import load_checkpoint
+from reidkit.models.checkpoint import load_checkpoint
 
 
 def test_hold_out_moves_whole_identities_into_a_query_and_gallery():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import FAST_TRAIN, reidkit_argv, reidkit_env, torchrun_argv
 
-from reidkit.engine.checkpoint import load_checkpoint
+from reidkit.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -204,27 +204,30 @@ def test_sigterm_saves_last_and_exits_130_then_resumes(tiny, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo on loopback")
-def test_torchrun_two_cpu_processes_with_a_frozen_first_epoch(tiny, tmp_path):
+def test_torchrun_two_cpu_processes_train_one_model_and_resume_exactly(tiny, tmp_path):
     """Two gloo processes train one model: the trainer checks after every epoch that both
     hold the same weights (without the DDP wrapper they would not, and the run fails),
     through the change from a frozen base (epoch 1) to a trained one (epoch 2), which
-    DDP made before the freeze used to stop with "Expected to have finished reduction"."""
+    DDP made before the freeze used to stop with "Expected to have finished reduction".
+    And 1 + 1 epochs resumed equal the 2-epoch run tensor for tensor: each process
+    restores its own generator states (rank 0's for all drew the same augmentations on
+    every process after a resume)."""
+
+    def torchrun(*argv):
+        done = subprocess.run(
+            [*torchrun_argv(2), *map(str, argv)], env=reidkit_env(OMP_NUM_THREADS="1"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def args(run, epochs):
+        extra = ["train.freeze_base_epochs=1", "train.save_every=1", "train.deterministic=true"]
+        argv = train_args(tiny, run, "--epochs", str(epochs), *extra, "--json")
+        return [a if a != "--run" else "--run-dir" for a in argv]
+
     run = tmp_path / "ddp"
-    launcher = [
-        *torchrun_argv(2),
-        *[
-            "--run-dir" if a == "--run" else str(a)
-            for a in train_args(
-                tiny, run, "--epochs", "2", "train.freeze_base_epochs=1", "train.save_every=1",
-                "--json",
-            )
-        ],
-    ]  # fmt: skip
-    done = subprocess.run(
-        launcher, env=reidkit_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)  # one document: only rank 0 prints
+    result = json.loads(torchrun(*args(run, 2)).stdout)  # one document: only rank 0 prints
     assert result["epochs"] == 2
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     single_steps = 160 // 16  # one process would take this many steps per epoch
@@ -242,6 +245,14 @@ def test_torchrun_two_cpu_processes_with_a_frozen_first_epoch(tiny, tmp_path):
     )
     assert not torch.equal(first["classifier.weight"], initial["classifier.weight"])
     assert not torch.equal(ckpt["state_dict"][conv], initial[conv])  # trained in epoch 2
+
+    torchrun(*args(tmp_path / "split", 1))
+    ranks = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")["rng_ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    torchrun("resume", tmp_path / "split", "--max-epoch", "2")
+    b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")["state_dict"]
+    for key, tensor in ckpt["state_dict"].items():
+        assert torch.equal(tensor, b[key]), key
 
 
 def test_the_default_recipe_learns_on_the_tiny_preset(tiny, tmp_path, cli):
@@ -385,31 +396,3 @@ def test_torchrun_without_the_softmax_term(tiny, tmp_path):
     assert "loss.softmax=0: nothing trains classifier.weight, bnneck.weight; frozen" in done.stderr
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     assert ckpt["step"] >= 2
-
-
-def test_torchrun_resume_gives_each_process_its_own_generators(tiny, tmp_path):
-    """Two gloo processes, 1 + 1 epochs resumed, equal the 2-epoch run tensor for tensor:
-    each process restores its own generator states (rank 0's for all drew the same
-    augmentations on every process after a resume)."""
-
-    def torchrun(*argv):
-        done = subprocess.run(
-            [*torchrun_argv(2), *map(str, argv)], env=reidkit_env(OMP_NUM_THREADS="1"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-
-    def args(run, epochs):
-        extra = ["train.deterministic=true", "schedule.warmup_epochs=1"]
-        argv = train_args(tiny, run, "--epochs", str(epochs), *extra)
-        return [a if a != "--run" else "--run-dir" for a in argv]
-
-    torchrun(*args(tmp_path / "straight", 2))
-    torchrun(*args(tmp_path / "split", 1))
-    ranks = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")["rng_ranks"]
-    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
-    torchrun("resume", tmp_path / "split", "--max-epoch", "2")
-    a = load_checkpoint(tmp_path / "straight" / "weights" / "last.pt")["state_dict"]
-    b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")["state_dict"]
-    for key, tensor in a.items():
-        assert torch.equal(tensor, b[key]), key

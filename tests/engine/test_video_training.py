@@ -15,8 +15,8 @@ from helpers import FAST_TRAIN, reidkit_env, torchrun_argv
 from reidkit.config import Config, apply_overrides, check_config
 from reidkit.data import load_dataset
 from reidkit.data.clips import pick_frames
-from reidkit.engine.checkpoint import load_checkpoint
 from reidkit.models import create_model
+from reidkit.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

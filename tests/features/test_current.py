@@ -14,9 +14,9 @@ import torch
 from helpers import reidkit_env
 from video_trees import write_duke_video
 
-from reidkit.engine.checkpoint import model_spec, save_checkpoint
 from reidkit.features.store import read_features
 from reidkit.models import create_model
+from reidkit.models.checkpoint import model_spec, save_checkpoint
 
 
 def tiny_checkpoint(path, **config):
@@ -149,6 +149,7 @@ def test_the_device_that_ran_the_model_is_provenance(market_tree, tmp_path, cli,
     """A file made on the CPU is not current for a run on CUDA (other kernels, other
     rounding), and the reverse; cuda is faked for the decision only."""
     from reidkit.features import jobs
+    from reidkit.features.extractor import ExtractOptions
 
     ckpt = tiny_checkpoint(tmp_path / "best.pt")
     data = [ckpt, "--dataset", "market1501", "--root", market_tree.root, "--subsets", "query"]
@@ -157,10 +158,11 @@ def test_the_device_that_ran_the_model_is_provenance(market_tree, tmp_path, cli,
     options = json.loads(read_features(tmp_path / "f" / "market1501-query.h5").attrs["provenance"])
     assert options["options"]["device"] == "cpu"
     monkeypatch.setattr(jobs, "resolve_device", lambda device: "cuda")
+    options = ExtractOptions()  # nothing given: all as the checkpoint says
     assert jobs._unchanged_outputs(ckpt, "market1501", market_tree.root, ("query",),
-                                   tmp_path / "f", {"device": "cuda"}) is None  # fmt: skip
+                                   tmp_path / "f", options, "cuda") is None  # fmt: skip
     assert jobs._unchanged_outputs(ckpt, "market1501", market_tree.root, ("query",),
-                                   tmp_path / "f", {"device": "cpu"}) is not None  # fmt: skip
+                                   tmp_path / "f", options, "cpu") is not None  # fmt: skip
 
 
 def test_fp32_on_cuda_runs_without_tf32():

@@ -14,11 +14,11 @@ import torch
 from helpers import MARKET_SPEC, reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.data import load_dataset
-from reidkit.engine.checkpoint import model_spec, save_checkpoint
 from reidkit.features.batches import ImageList
 from reidkit.features.store import read_features
 from reidkit.fileio import file_lock
 from reidkit.models import create_model
+from reidkit.models.checkpoint import model_spec, save_checkpoint
 
 SMALL = ["--height", "64", "--width", "32", "--workers", "0", "--batch-size", "4"]
 
@@ -328,7 +328,8 @@ def test_a_batch_reaches_the_model_as_the_loader_made_it():
     from reidkit.features.extractor import ExtractOptions, TorchRunner
 
     model = create_model("osnet_x0_25", 10)
-    runner = TorchRunner(model, ExtractOptions(height=32, width=16), "cpu")
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    runner = TorchRunner(model, ExtractOptions(height=32, width=16, **imagenet), "cpu")
     batch = torch.arange(3 * 32 * 16 * 3, dtype=torch.int32).to(torch.uint8).view(3, 32, 16, 3)
     assert runner._readable(batch, np.ones(3, dtype=bool)).data_ptr() == batch.data_ptr()
     kept = runner._readable(batch, np.array([True, False, True]))

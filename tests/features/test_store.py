@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from reidkit.errors import DataError, MissingInputError
-from reidkit.features.store import SCHEMA, FeatureWriter, read_features, write_features
+from reidkit.features.store import SCHEMA, read_features
+from reidkit.features.writer import FeatureWriter, write_features
 
 
 def rows(n, dim=8, seed=0):
@@ -97,7 +98,7 @@ def test_partial_of_another_job_is_discarded(tmp_path):
 def test_sigkill_mid_write_then_resume_gives_identical_file(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time, numpy as np
-        from reidkit.features.store import FeatureWriter
+        from reidkit.features.writer import FeatureWriter
         rng = np.random.default_rng(0)
         feats = rng.normal(size=(400, 16)).astype(np.float32)
         w = FeatureWriter({str(tmp_path / "k.h5")!r}, 16, attrs={{"provenance": {{"x": 1}}}},

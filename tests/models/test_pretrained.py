@@ -17,7 +17,8 @@ from published import save_legacy, torchvision_imagenet_file
 from torchreid_reference import TORCHREID_CHANNELS, torchreid_osnet_state
 from torchvision.models import resnet18
 
-from reidkit.engine.checkpoint import file_sha256, load_checkpoint
+from reidkit.fileio import file_sha256
+from reidkit.models.checkpoint import load_checkpoint
 
 OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
 HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -15,7 +15,8 @@ import torch
 from helpers import FAST_TRAIN
 from published import real_mobilenetv2_file, tonylins_to_timm
 
-from reidkit.engine.checkpoint import file_sha256, load_checkpoint
+from reidkit.fileio import file_sha256
+from reidkit.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import FAST_TRAIN
 
-from reidkit.engine.checkpoint import load_checkpoint
 from reidkit.models import create_model
+from reidkit.models.checkpoint import load_checkpoint
 
 TIMM_MODELS = {  # name: feature dimension
     "timm/resnet50d": 2048,

@@ -180,8 +180,8 @@ def test_extract_reports_what_it_loaded_and_refuses_partial_loads(cli, tmp_path,
 def test_a_reidkit_checkpoint_given_as_weights_brings_its_data_settings(cli, tmp_path, synth_tiny):
     """extract --model NAME --weights last.pt extracts at the size the checkpoint was
     trained at, as extract CHECKPOINT does, not at the model's default 256x128."""
-    from reidkit.engine.checkpoint import model_spec, save_checkpoint
     from reidkit.features.store import feature_file_info
+    from reidkit.models.checkpoint import model_spec, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=16, bnneck=False)

@@ -413,7 +413,7 @@ class TrainCase(Case):
         return reidkit_argv("resume", work / "run", "--json")
 
     def record_baseline(self, work: Path) -> None:
-        from reidkit.engine.checkpoint import load_checkpoint
+        from reidkit.models.checkpoint import load_checkpoint
 
         super().record_baseline(work)
         self.checkpoint_path = work / "run" / "weights" / "last.pt"
@@ -421,8 +421,8 @@ class TrainCase(Case):
 
     def check_interrupted(self, work: Path) -> list[str]:
         from reidkit.config import load_config
-        from reidkit.engine.checkpoint import load_checkpoint
         from reidkit.errors import ReidkitError
+        from reidkit.models.checkpoint import load_checkpoint
 
         run_dir = work / "run"
         problems = []
@@ -453,7 +453,7 @@ class TrainCase(Case):
         this for a resume from an epoch boundary, which is where a SIGKILL leaves a run)."""
         import torch
 
-        from reidkit.engine.checkpoint import load_checkpoint
+        from reidkit.models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(work / "run" / "weights" / "last.pt")
         base = self.checkpoint

@@ -153,10 +153,10 @@ def verdict(problems: list[str], err: str) -> None:
 def test_extract_on_a_full_disk_keeps_the_earlier_features(
     extract_case, tmp_path, monkeypatch, cli, seam, how
 ):
-    """The feature writer's chunk files (np.savez into reidkit.features.store's open), or
+    """The feature writer's chunk files (np.savez into reidkit.features.writer's open), or
     the final HDF5 file (h5py). --force redoes the same work; --flip changes the options,
     so the same files are rewritten without --force."""
-    from reidkit.features import store
+    from reidkit.features import writer
 
     out = tmp_path / "feats"
     out.mkdir()
@@ -165,7 +165,7 @@ def test_extract_on_a_full_disk_keeps_the_earlier_features(
     before = tree(out)
     with monkeypatch.context() as patch:
         if seam == "chunk file":
-            fill_disk_for_open(patch, store)
+            fill_disk_for_open(patch, writer)
         else:
             fill_disk_for_hdf5(patch)
         code, _, err = cli(
@@ -256,7 +256,7 @@ def test_train_checkpoint_on_a_full_disk_keeps_the_earlier_checkpoint(
     C++ writer on a full disk raised an unhelpful RuntimeError, found by this test.)"""
     import builtins
 
-    from reidkit.engine import checkpoint as checkpoint_module
+    from reidkit.models import checkpoint as checkpoint_module
 
     run_dir = tmp_path / "run"
     shutil.copytree(train_case.base_work / "run", run_dir)  # a successful 2-epoch run

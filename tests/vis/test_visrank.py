@@ -299,7 +299,7 @@ def test_root_overrides_the_stored_root(cli, case, tmp_path):
 
 
 def test_files_without_paths(cli, tmp_path):
-    from reidkit.features.store import write_features
+    from reidkit.features.writer import write_features
 
     rng = np.random.default_rng(0)
     q = write_features(tmp_path / "q.h5", rng.normal(size=(4, 8)), [1, 2, 1, 2], [0, 0, 1, 1])
@@ -415,7 +415,7 @@ def test_bad_options(cli, case, tmp_path, args, message):
 
 def test_dimension_mismatch(cli, case, tmp_path):
     other = make_case(tmp_path / "other")
-    from reidkit.features.store import write_features
+    from reidkit.features.writer import write_features
 
     narrow = write_features(
         tmp_path / "narrow.h5", other.g_feats[:, :8], other.g_pids, other.g_cams

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reidkit.features.store import write_features
+from reidkit.features.writer import write_features
 
 
 @dataclass

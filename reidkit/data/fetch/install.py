@@ -1,6 +1,6 @@
 """``datasets download``: the catalogue of where each dataset comes from, and installation.
 
-Installing = obtaining an archive (downloaded with :func:`reidkit.data.download.fetch`, or
+Installing = obtaining an archive (downloaded with :func:`reidkit.data.fetch.download.fetch`, or
 given by the user), checking and extracting it into a staging folder, checking the layout
 with the dataset's parser (and preparing it, for CUHK03), writing the marker
 ``.reidkit-install.json`` and renaming the staging folder into place. Locked per dataset
@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from reidkit.data.download import DownloadError, Fetched, extract_archive, fetch, verify
+from reidkit.data.fetch.download import DownloadError, Fetched, extract_archive, fetch, verify
 from reidkit.errors import DataError, MissingInputError, UnknownNameError, UsageError
 from reidkit.fileio import file_lock, replace_folder, write_text_atomic
 from reidkit.progress import ProgressFn, no_progress
@@ -59,7 +59,7 @@ class Source:
 
 
 def _prepare_cuhk03(folder: Path) -> object:
-    from reidkit.data.cuhk03 import check_layout, prepare
+    from reidkit.data.layouts.cuhk03 import check_layout, prepare
 
     check_layout(folder)
     return prepare(folder)

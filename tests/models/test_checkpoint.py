@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reidkit.engine.checkpoint import (
+from reidkit.errors import DataError, MissingInputError
+from reidkit.models import create_model
+from reidkit.models.checkpoint import (
     FORMAT,
     data_config,
     load_checkpoint,
@@ -11,8 +13,6 @@ from reidkit.engine.checkpoint import (
     model_spec,
     save_checkpoint,
 )
-from reidkit.errors import DataError, MissingInputError
-from reidkit.models import create_model
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):

@@ -1,6 +1,6 @@
 """synthreid-video: procedural tracklets in the DukeMTMC-VideoReID layout and naming.
 
-The identities and cameras are synthreid's (:func:`reidkit.data.synth.make_world`); a
+The identities and cameras are synthreid's (:func:`reidkit.data.synth.world.make_world`); a
 tracklet is one person walking through one camera's view: the viewpoint and heading are
 fixed, the gait advances frame to frame (stride and arm swing), the person drifts sideways
 and grows or shrinks (walking towards or away from the camera), the box moves a little over
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reidkit.data.sample import Dataset, DatasetSpec
+from reidkit.data.synth.world import JPEG_QUALITY, split_counts
 
 NAME = "synthreid-video"
 FOLDERS = {"train": "train", "query": "query", "gallery": "gallery"}
-JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,6 @@ def plan(preset: VideoPreset, seed: int) -> tuple[list[TrackletJob], list[int]]:
     """Every tracklet of the dataset, and the pid of each identity (train ids first)."""
     import numpy as np
 
-    from reidkit.data.synth import _split
-
     rng = np.random.default_rng([seed, 10])
     c, n_ids = preset.cameras, preset.train_ids + preset.test_ids
     pids = [int(p) for p in rng.permutation(np.arange(1, n_ids + preset.distractors + 1))]
@@ -95,12 +93,12 @@ def plan(preset: VideoPreset, seed: int) -> tuple[list[TrackletJob], list[int]]:
         )
 
     t = preset.train_ids
-    per_train = _split(preset.train_tracklets, np.full(t, 2), np.full(t, 10**6), rng)
+    per_train = split_counts(preset.train_tracklets, np.full(t, 2), np.full(t, 10**6), rng)
     for i, n in enumerate(per_train):
         cams = rng.choice(c, size=min(c, 2 + int(rng.integers(3))), replace=False)
         for k in range(int(n)):
             add("train", i, int(cams[k % len(cams)]), pids[i])
-    per_test = _split(
+    per_test = split_counts(
         preset.gallery_tracklets - preset.distractors,
         np.ones(preset.test_ids),
         np.full(preset.test_ids, 10**6),
@@ -122,7 +120,7 @@ def render_tracklet(job: TrackletJob, world) -> list[bytes]:
     """The JPEG bytes of every frame of one planned tracklet."""
     import numpy as np
 
-    from reidkit.data import synth_render as render
+    from reidkit.data.synth import render
 
     identities, cameras = world
     rng = np.random.default_rng(list(job.stream))
@@ -175,7 +173,7 @@ def write_tracklet(job: TrackletJob, staging: str, world) -> int:
 
 def parse(folder: Path) -> Dataset:
     """Parse synthreid-video from ``<root>/synthreid-video``."""
-    from reidkit.data.dukemtmcvidreid import parse_layout
+    from reidkit.data.layouts.dukemtmcvidreid import parse_layout
 
     return parse_layout(NAME, folder, folder)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reidkit.data.market_style import (
+from reidkit.data.layouts.market import (
     IMAGE_SUFFIXES,
     NAME_RE,
     NamingRule,

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from reidkit.data.market_style import warn_unparsed
+from reidkit.data.layouts.market import warn_unparsed
 from reidkit.data.sample import Dataset, DatasetSpec, Tracklet, make_dataset
 from reidkit.data.tracklets import frames_in, subfolders
 from reidkit.errors import DataError, MissingInputError

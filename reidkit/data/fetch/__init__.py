@@ -1,0 +1,2 @@
+"""Getting datasets onto the disk: downloads (checked, resumable) and installing the
+archives users bring into the layout reidkit reads."""

@@ -1,0 +1,54 @@
+"""What the synthetic image and video datasets share: the identities and cameras a seed
+makes (:mod:`reidkit.data.synth.render` draws them), random counts that add up, and the
+JPEG quality of every file."""
+
+from __future__ import annotations
+
+JPEG_QUALITY = 90
+
+
+def split_counts(total: int, lows, highs, rng):
+    """Integers between ``lows`` and ``highs`` (arrays) that add up to ``total``, random."""
+    import numpy as np
+
+    counts = np.array(lows, dtype=np.int64)
+    highs = np.array(highs, dtype=np.int64)
+    left = total - int(counts.sum())
+    if left < 0 or left > int((highs - counts).sum()):
+        raise ValueError(f"cannot split {total} between {lows.sum()} and {highs.sum()}")
+    while left > 0:
+        open_ = np.flatnonzero(highs > counts)
+        add = np.minimum(
+            rng.multinomial(left, np.full(len(open_), 1 / len(open_))), highs[open_] - counts[open_]
+        )
+        counts[open_] += add
+        left -= int(add.sum())
+    return counts
+
+
+def make_world(preset, seed: int):
+    """The identities (train then test) and cameras of a preset (image or video), from the
+    seed alone.
+
+    A ``similar_fraction`` of identities copy another identity of the same split with one
+    or two attributes changed, so that the gallery holds hard negatives.
+    """
+    import numpy as np
+
+    from reidkit.data.synth import render
+
+    identities = []
+    for count in (preset.train_ids, preset.test_ids):
+        first = len(identities)
+        for i in range(count):
+            rng = np.random.default_rng([seed, 2, first + i])
+            if i > 0 and rng.random() < preset.similar_fraction:
+                identities.append(
+                    render.similar_identity(identities[first + int(rng.integers(i))], rng)
+                )
+            else:
+                identities.append(render.random_identity(rng))
+    cameras = [
+        render.random_camera(k, np.random.default_rng([seed, 3, k])) for k in range(preset.cameras)
+    ]
+    return identities, cameras

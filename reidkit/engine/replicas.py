@@ -1,0 +1,44 @@
+"""One model on every process under DDP: the head no loss reaches is frozen (DDP refuses
+parameters without a gradient), and after each epoch the processes compare their weights."""
+
+from __future__ import annotations
+
+import logging
+
+from reidkit.errors import ReidkitError
+
+log = logging.getLogger(__name__)
+
+
+def freeze_unused_head(model) -> None:
+    """With loss.softmax=0 the classifier's logits feed no loss: the classifier and the
+    BNNeck before it get no gradient, which DDP refuses (it expects a gradient for every
+    parameter that requires one). They are frozen instead; the BNNeck's statistics still
+    follow the features."""
+    frozen = [
+        name
+        for module in ("classifier", "bnneck")
+        if getattr(model, module, None) is not None
+        for name, p in getattr(model, module).named_parameters(prefix=module)
+        if p.requires_grad and not p.requires_grad_(False).requires_grad
+    ]
+    log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
+
+
+def check_replicas(model, epoch: int, world: int, device: str) -> None:
+    """Under DDP every process must hold the same weights after each epoch (its gradients
+    are averaged); a difference is a bug, never a result to save."""
+    import torch
+
+    if world == 1:
+        return
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    sums = sums.to(device)
+    every = [torch.zeros_like(sums) for _ in range(world)]
+    torch.distributed.all_gather(every, sums)
+    differ = [r for r in range(1, world) if not torch.equal(every[0], every[r])]
+    if differ:
+        raise ReidkitError(
+            f"after epoch {epoch} the weights of process {differ[0]} differ from "
+            "process 0's: the processes are not training one model"
+        )
