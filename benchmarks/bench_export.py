@@ -49,7 +49,8 @@ from reidkit.data.synth import generate
 from reidkit.deploy.export import ExportOptions, export_model
 from reidkit.deploy.runtime import onnx_extraction
 from reidkit.deploy.verify import pick_images
-from reidkit.features.extractor import ExtractOptions, TorchRunner, extract_subset
+from reidkit.features.extractor import TorchRunner, extract_subset
+from reidkit.features.options import ExtractOptions
 from reidkit.features.source import load_model_source
 from reidkit.features.store import read_features
 from reidkit.metrics.evaluate import evaluate_files

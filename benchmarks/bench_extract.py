@@ -26,13 +26,8 @@ from machine import describe
 from reidkit.data import load_dataset
 from reidkit.data.synth import generate
 from reidkit.features.batches import ImageList
-from reidkit.features.extractor import (
-    ExtractOptions,
-    TorchRunner,
-    _forward,
-    extract_subset,
-    normalize,
-)
+from reidkit.features.extractor import TorchRunner, _forward, extract_subset, normalize
+from reidkit.features.options import ExtractOptions
 from reidkit.models import create_model
 from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 

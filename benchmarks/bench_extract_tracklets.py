@@ -26,7 +26,8 @@ from machine import describe
 from reidkit.data import load_dataset
 from reidkit.data.sample import Sample
 from reidkit.data.synth import generate
-from reidkit.features.extractor import ExtractOptions, TorchRunner, extract_subset
+from reidkit.features.extractor import TorchRunner, extract_subset
+from reidkit.features.options import ExtractOptions
 from reidkit.models import create_model
 from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 

@@ -22,15 +22,9 @@ import numpy as np
 from machine import describe
 from PIL import Image
 
-from reidkit.data.synth.render import (
-    IMAGE_SIZE,
-    random_camera,
-    random_identity,
-    render_distractor,
-    render_junk,
-    render_person,
-    similar_identity,
-)
+from reidkit.data.synth.camera import IMAGE_SIZE, random_camera
+from reidkit.data.synth.identity import random_identity, similar_identity
+from reidkit.data.synth.render import render_distractor, render_junk, render_person
 
 
 def run_once(n: int, seed: int) -> float:

@@ -49,7 +49,7 @@ _LAZY = {
     "train": "reidkit.engine.run",
     "resume": "reidkit.engine.run",
     "extract_dataset": "reidkit.features.jobs",
-    "ExtractOptions": "reidkit.features.extractor",
+    "ExtractOptions": "reidkit.features.options",
     "FeatureSet": "reidkit.features.store",
     "read_features": "reidkit.features.store",
     "write_features": "reidkit.features.writer",
@@ -108,8 +108,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from reidkit.config import Config, load_config
     from reidkit.data import Dataset, Sample, list_datasets, load_dataset
     from reidkit.engine.run import resume, train
-    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
+    from reidkit.features.options import ExtractOptions
     from reidkit.features.store import FeatureSet, read_features
     from reidkit.features.writer import write_features
     from reidkit.metrics.evaluate import evaluate_files

@@ -225,8 +225,8 @@ def extract(
     verbose: VerboseOpt = False,
 ) -> None:
     """Extract features of a dataset's subsets into OUT/<dataset>-<subset>.h5."""
-    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
+    from reidkit.features.options import ExtractOptions
 
     output.setup(quiet or not output.is_main_process(), verbose)
     configure_threads(threads)

@@ -17,8 +17,9 @@ import numpy as np
 from reidkit.deploy.metadata import DeployInfo
 from reidkit.errors import DataError, ReidkitError, UsageError
 from reidkit.features.batches import ImageList, batches_in_process
-from reidkit.features.extractor import ExtractOptions, TorchRunner
+from reidkit.features.extractor import TorchRunner
 from reidkit.features.jobs import image_jobs
+from reidkit.features.options import ExtractOptions
 
 log = logging.getLogger(__name__)
 VERIFY_IMAGES = 8

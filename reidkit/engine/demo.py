@@ -96,8 +96,8 @@ def run_demo(
     ``video``: runs/demo-video/, feats/video/...)."""
     from reidkit.data.synth import generate
     from reidkit.engine.run import resume, train
-    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
+    from reidkit.features.options import ExtractOptions
     from reidkit.metrics.evaluate import evaluate_files
     from reidkit.metrics.ranking import Ranking
     from reidkit.vis.plots import compare_results

@@ -90,8 +90,9 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
     images decoded by the training's ``data.workers`` and run with its ``train.amp`` and
     ``train.channels_last``."""
     from reidkit.engine.loaders import worker_count
-    from reidkit.features.extractor import ExtractOptions, compute_features
+    from reidkit.features.extractor import compute_features
     from reidkit.features.jobs import video_options
+    from reidkit.features.options import ExtractOptions
     from reidkit.features.store import FeatureSet
     from reidkit.metrics.rank import RankAccumulator
     from reidkit.metrics.ranking import Ranking

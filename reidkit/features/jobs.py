@@ -16,14 +16,8 @@ from typing import Any
 from reidkit.data.sample import Sample, kind_of
 from reidkit.device import init_distributed, resolve_device
 from reidkit.errors import ReidkitError, UsageError
-from reidkit.features.extractor import (
-    ExtractOptions,
-    TorchRunner,
-    extract_subset,
-    file_provenance,
-    is_current,
-    up_to_date_result,
-)
+from reidkit.features.extractor import TorchRunner, extract_subset, up_to_date_result
+from reidkit.features.options import ExtractOptions, file_provenance, is_current
 from reidkit.features.store import feature_file_info
 from reidkit.progress import no_progress
 from reidkit.threads import thread_count
@@ -161,7 +155,7 @@ def file_attrs(
     model_attrs: dict[str, Any], dataset: str, subset: str, camera_base: int
 ) -> dict[str, Any]:
     """The attrs of one feature file: the model's, the dataset's, and the model's part of
-    the provenance (:func:`reidkit.features.extractor.file_provenance` adds the rest)."""
+    the provenance (:func:`reidkit.features.options.file_provenance` adds the rest)."""
     return {
         **model_attrs,
         "dataset": dataset,
@@ -297,7 +291,7 @@ def _unchanged_outputs(
     A file made from a checkpoint with the same sha256 holds that checkpoint's config and
     model attrs, so this run's options are resolved from them as the extraction resolves
     them, and the file is current when its provenance equals this run's
-    (:func:`reidkit.features.extractor.is_up_to_date`).
+    (:func:`reidkit.features.options.is_up_to_date`).
     """
     from reidkit.fileio import file_sha256
     from reidkit.models.checkpoint import data_config

@@ -15,7 +15,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from reidkit.data.layouts import cuhk03
+from reidkit.data.layouts import cuhk03, cuhk03_release
 from reidkit.errors import DataError, MissingInputError, UnknownNameError, UsageError
 
 IDS_PER_PAIR = (3, 2, 4, 2, 3)
@@ -50,7 +50,7 @@ def present(kind: str) -> list[tuple[int, int, int]]:
     ]
 
 
-def write_release(path: Path, keys=cuhk03.MAT_KEYS) -> None:
+def write_release(path: Path, keys=cuhk03_release.MAT_KEYS) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     counter = itertools.count()
     with h5py.File(path, "w") as f:
@@ -118,7 +118,7 @@ def write_config(path: Path, kind: str) -> None:
 def pristine(tmp_path_factory) -> Path:
     """An unprepared dataset folder, written once; tests get copies."""
     folder = tmp_path_factory.mktemp("pristine") / "cuhk03"
-    write_release(folder / cuhk03.RELEASE_MAT)
+    write_release(folder / cuhk03_release.RELEASE_MAT)
     write_config(folder / "cuhk03_new_protocol_config_labeled.mat", "labeled")
     write_config(folder / "cuhk03_release" / "cuhk03_new_protocol_config_detected.mat", "detected")
     return folder
@@ -136,7 +136,7 @@ def prepared(pristine, tmp_path_factory) -> Path:
     """A prepared dataset folder shared by the tests that only read it."""
     target = tmp_path_factory.mktemp("prepared") / "data" / "cuhk03"
     shutil.copytree(pristine, target)
-    cuhk03.prepare(target)
+    cuhk03_release.prepare(target)
     return target
 
 
@@ -155,8 +155,12 @@ def expected_names(kind: str) -> list[str]:
 
 def test_prepare_extracts_every_image_with_its_pixels(folder):
     calls = []
-    info = cuhk03.prepare(folder, lambda done, total, note="": calls.append((done, total, note)))
-    assert info["format"] == cuhk03.FORMAT_VERSION
+
+    def record(done, total, note=""):
+        calls.append((done, total, note))
+
+    info = cuhk03_release.prepare(folder, record)
+    assert info["format"] == cuhk03_release.FORMAT_VERSION
     assert info["classic_splits"] == 20
     assert info["kinds"] == {
         "labeled": {"images": 139, "ids": 14, "missing_images": 1},
@@ -178,7 +182,7 @@ def test_prepare_extracts_every_image_with_its_pixels(folder):
     # progress counts every reference, one identity at a time, ending at the total
     assert calls[-1] == (280, 280, "detected")
     assert [c[0] for c in calls] == list(range(10, 281, 10))
-    assert not (folder / cuhk03.STAGING).exists()
+    assert not (folder / cuhk03_release.STAGING).exists()
 
 
 def test_classic_splits_hold_the_test_sets(prepared):
@@ -239,7 +243,7 @@ def test_new_protocol_from_the_config_files(prepared):
 
 
 def test_split_files_are_relative_so_the_folder_can_move(folder, tmp_path):
-    cuhk03.prepare(folder)
+    cuhk03_release.prepare(folder)
     files = sorted(p.name for p in folder.glob("splits_*.json"))
     assert files == [
         "splits_classic_detected.json",
@@ -256,7 +260,7 @@ def test_split_files_are_relative_so_the_folder_can_move(folder, tmp_path):
     moved = tmp_path / "elsewhere" / "moved-data"
     moved.parent.mkdir()
     shutil.move(tmp_path / "data", moved)
-    (moved / "cuhk03" / cuhk03.RELEASE_MAT).unlink()  # no extraction possible: none needed
+    (moved / "cuhk03" / cuhk03_release.RELEASE_MAT).unlink()  # no extraction possible: none needed
     ds = cuhk03.parse(moved / "cuhk03", kind="detected", protocol="classic", split=3)
     assert ds.root == moved / "cuhk03"
     assert all(s.path.startswith(str(moved / "cuhk03" / "images_detected")) for s in ds.train)
@@ -264,21 +268,21 @@ def test_split_files_are_relative_so_the_folder_can_move(folder, tmp_path):
 
 
 def test_second_prepare_does_no_work(folder, monkeypatch):
-    info = cuhk03.prepare(folder)
+    info = cuhk03_release.prepare(folder)
     marker = folder / "prepared.json"
     mtime = marker.stat().st_mtime_ns
 
     def no_writing(image, path):
         raise AssertionError(f"wrote {path}")
 
-    monkeypatch.setattr(cuhk03, "_save_png", no_writing)
-    assert cuhk03.prepare(folder) == info
+    monkeypatch.setattr(cuhk03_release, "_save_png", no_writing)
+    assert cuhk03_release.prepare(folder) == info
     assert len(cuhk03.parse(folder, protocol="classic").train) > 0
     assert marker.stat().st_mtime_ns == mtime
 
 
 def test_interrupted_extraction_leaves_nothing_that_looks_prepared(folder, monkeypatch):
-    real = cuhk03._save_png
+    real = cuhk03_release._save_png
     written = []
 
     def failing(image, path):
@@ -287,21 +291,21 @@ def test_interrupted_extraction_leaves_nothing_that_looks_prepared(folder, monke
         written.append(path)
         real(image, path)
 
-    monkeypatch.setattr(cuhk03, "_save_png", failing)
+    monkeypatch.setattr(cuhk03_release, "_save_png", failing)
     with pytest.raises(KeyboardInterrupt):
-        cuhk03.prepare(folder)
+        cuhk03_release.prepare(folder)
     assert not (folder / "prepared.json").exists()
     assert not (folder / "images_labeled").exists()
     assert not list(folder.glob("splits_*.json"))
-    assert not (folder / cuhk03.STAGING).exists()
-    assert written[0].parent == folder / cuhk03.STAGING / "images_labeled"
-    monkeypatch.setattr(cuhk03, "_save_png", real)
-    assert cuhk03.prepare(folder)["kinds"]["labeled"]["images"] == 139
+    assert not (folder / cuhk03_release.STAGING).exists()
+    assert written[0].parent == folder / cuhk03_release.STAGING / "images_labeled"
+    monkeypatch.setattr(cuhk03_release, "_save_png", real)
+    assert cuhk03_release.prepare(folder)["kinds"]["labeled"]["images"] == 139
     assert len(os.listdir(folder / "images_labeled")) == 139
 
 
 def test_interrupted_install_is_prepared_again(folder, monkeypatch):
-    real = cuhk03.replace_folder
+    real = cuhk03_release.replace_folder
     moved = []
 
     def failing(staging, final):
@@ -310,12 +314,12 @@ def test_interrupted_install_is_prepared_again(folder, monkeypatch):
         moved.append(final)
         real(staging, final)
 
-    monkeypatch.setattr(cuhk03, "replace_folder", failing)
+    monkeypatch.setattr(cuhk03_release, "replace_folder", failing)
     with pytest.raises(OSError, match="disk gone"):
-        cuhk03.prepare(folder)
+        cuhk03_release.prepare(folder)
     assert moved == [folder / "images_detected"]  # one folder is in place, but no marker
     assert not (folder / "prepared.json").exists()
-    monkeypatch.setattr(cuhk03, "replace_folder", real)
+    monkeypatch.setattr(cuhk03_release, "replace_folder", real)
     ds = cuhk03.parse(folder, kind="labeled", protocol="classic", split=19)
     assert len(ds.train) + len(ds.query) == 139
     assert (folder / "prepared.json").is_file()
@@ -347,7 +351,7 @@ def test_bad_choices_are_usage_errors(tmp_path, kwargs, message):
 def test_missing_release_names_the_file_and_the_download_command(tmp_path):
     folder = tmp_path / "cuhk03"
     folder.mkdir()
-    for call in (lambda: cuhk03.parse(folder), lambda: cuhk03.prepare(folder)):
+    for call in (lambda: cuhk03.parse(folder), lambda: cuhk03_release.prepare(folder)):
         with pytest.raises(MissingInputError) as info:
             call()
         assert info.value.message == f"cuhk03: expected {folder / 'cuhk03_release/cuhk-03.mat'}"
@@ -378,7 +382,7 @@ def test_missing_new_protocol_config_fails_before_preparing(folder):
 
 def test_config_added_after_preparation(folder):
     without_configs(folder)
-    cuhk03.prepare(folder)
+    cuhk03_release.prepare(folder)
     write_config(folder / "cuhk03_new_protocol_config_labeled.mat", "labeled")
     ds = cuhk03.parse(folder)
     assert (folder / "splits_new_labeled.json").is_file()
@@ -386,7 +390,7 @@ def test_config_added_after_preparation(folder):
 
 
 def test_image_missing_on_disk_is_a_data_error(folder):
-    cuhk03.prepare(folder)
+    cuhk03_release.prepare(folder)
     (folder / "images_labeled" / "4_002_1_01.png").unlink()
     with pytest.raises(DataError) as info:
         cuhk03.parse(folder, protocol="classic")
@@ -415,18 +419,18 @@ def test_bad_config_is_a_data_error(folder):
 def test_check_layout(tmp_path):
     folder = tmp_path / "cuhk03"
     with pytest.raises(DataError, match=r"cuhk-03\.mat is missing"):
-        cuhk03.check_layout(folder)
-    mat = folder / cuhk03.RELEASE_MAT
+        cuhk03_release.check_layout(folder)
+    mat = folder / cuhk03_release.RELEASE_MAT
     mat.parent.mkdir(parents=True)
     mat.write_bytes(b"MATLAB 5.0 MAT-file, Platform: GLNXA64" + bytes(200))
     with pytest.raises(DataError) as info:
-        cuhk03.check_layout(folder)
+        cuhk03_release.check_layout(folder)
     assert info.value.message == f"cuhk03: {mat} is not a MATLAB v7.3 (HDF5) file"
     write_release(mat, keys=("labeled",))
     with pytest.raises(DataError, match=r"lacks detected, testsets$"):
-        cuhk03.check_layout(folder)
+        cuhk03_release.check_layout(folder)
     write_release(mat)
-    assert cuhk03.check_layout(folder) is None
+    assert cuhk03_release.check_layout(folder) is None
 
 
 def test_specs_and_variants(prepared):

@@ -17,7 +17,8 @@ from reidkit import __version__
 from reidkit.deploy.export import ExportOptions, export_model
 from reidkit.deploy.verify import verification_images
 from reidkit.features.batches import ImageList, batches_in_process
-from reidkit.features.extractor import ExtractOptions, TorchRunner
+from reidkit.features.extractor import TorchRunner
+from reidkit.features.options import ExtractOptions
 from reidkit.features.source import load_model_source
 from reidkit.fileio import file_sha256
 from reidkit.models import create_model, list_models

@@ -149,7 +149,7 @@ def test_the_device_that_ran_the_model_is_provenance(market_tree, tmp_path, cli,
     """A file made on the CPU is not current for a run on CUDA (other kernels, other
     rounding), and the reverse; cuda is faked for the decision only."""
     from reidkit.features import jobs
-    from reidkit.features.extractor import ExtractOptions
+    from reidkit.features.options import ExtractOptions
 
     ckpt = tiny_checkpoint(tmp_path / "best.pt")
     data = [ckpt, "--dataset", "market1501", "--root", market_tree.root, "--subsets", "query"]

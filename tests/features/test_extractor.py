@@ -325,7 +325,8 @@ def test_torchrun_with_fewer_batches_than_processes(tiny_synth, tmp_path):
 def test_a_batch_reaches_the_model_as_the_loader_made_it():
     """No copy out of the loader's (pinned, on CUDA) buffer before the transfer; rows of
     unreadable images are dropped after it."""
-    from reidkit.features.extractor import ExtractOptions, TorchRunner
+    from reidkit.features.extractor import TorchRunner
+    from reidkit.features.options import ExtractOptions
 
     model = create_model("osnet_x0_25", 10)
     imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

@@ -113,8 +113,8 @@ def test_a_seq_len_beyond_the_tracklets_says_it_repeats_frames(video, tmp_path, 
 
 def test_interrupted_extraction_resumes_to_the_same_file(video, tmp_path, monkeypatch):
     from reidkit.features import tracklets
-    from reidkit.features.extractor import ExtractOptions
     from reidkit.features.jobs import extract_dataset
+    from reidkit.features.options import ExtractOptions
 
     monkeypatch.setattr(tracklets, "CHUNK_TRACKLETS", 5)
     common = dict(

@@ -59,7 +59,7 @@ class Source:
 
 
 def _prepare_cuhk03(folder: Path) -> object:
-    from reidkit.data.layouts.cuhk03 import check_layout, prepare
+    from reidkit.data.layouts.cuhk03_release import check_layout, prepare
 
     check_layout(folder)
     return prepare(folder)

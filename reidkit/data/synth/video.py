@@ -120,38 +120,40 @@ def render_tracklet(job: TrackletJob, world) -> list[bytes]:
     """The JPEG bytes of every frame of one planned tracklet."""
     import numpy as np
 
+    from reidkit.data.synth import camera as cams
     from reidkit.data.synth import render
+    from reidkit.data.synth.identity import random_identity
 
     identities, cameras = world
     rng = np.random.default_rng(list(job.stream))
     cam = cameras[job.camera]
-    person = identities[job.identity] if job.identity >= 0 else render.random_identity(rng)
-    n, (ch, cw) = len(job.names), (render._CH, render._CW)
-    view, facing, _, _ = render._pose(rng)
+    person = identities[job.identity] if job.identity >= 0 else random_identity(rng)
+    n, (ch, cw) = len(job.names), (cams.CH, cams.CW)
+    view, facing, _, _ = render.pose(rng)
     phase, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 0.9)
     u0 = min(ch * rng.uniform(*cam.scale_range) * person.height_scale, 0.99 * ch)
     u1 = min(u0 * rng.uniform(0.85, 1.15), 0.99 * ch)
     cx0 = cw * (0.5 + rng.uniform(-cam.jitter, cam.jitter))
     cx1 = cx0 + cw * rng.uniform(-cam.jitter, cam.jitter)
     foot = min(ch * (0.985 + rng.uniform(-cam.jitter, cam.jitter) * 0.5), ch)
-    oy, ox = int(rng.integers(render._PAD_Y + 1)), int(rng.integers(render._PAD_X + 1))
+    oy, ox = int(rng.integers(cams.PAD_Y + 1)), int(rng.integers(cams.PAD_X + 1))
     dy, dx = rng.uniform(-1, 1), rng.uniform(-3, 3)  # the box over the background, per frame
-    look = render.draw_look(cam, rng)
+    look = cams.draw_look(cam, rng)
     occluder = int(rng.integers(2**31)) if rng.random() < cam.occlusion_prob else None
     sweep = 1.6 * (1 if rng.random() < 0.5 else -1)
     frames = []
     for f in range(n):
         a = f / max(n - 1, 1)
         u, cx = u0 + (u1 - u0) * a, cx0 + (cx1 - cx0) * a
-        img, d = render.canvas_at(cam, round(oy + dy * f), round(ox + dx * f))
+        img, d = cams.canvas_at(cam, round(oy + dy * f), round(ox + dx * f))
         gait = phase + speed * f
         stride, swing = 0.45 * abs(math.sin(gait)), 0.5 * math.sin(gait)
-        render._draw_person(d, person, cx, max(foot, u + 0.01 * ch), u, view, facing, stride, swing)
+        render.draw_person(d, person, cx, max(foot, u + 0.01 * ch), u, view, facing, stride, swing)
         if occluder is not None:
             shift = sweep * (a - 0.5)
-            render._occlude(d, cam, np.random.default_rng(occluder), cx, foot, u, shift)
+            render.occlude(d, cam, np.random.default_rng(occluder), cx, foot, u, shift)
         buffer = io.BytesIO()
-        render._finish(img, cam, rng, look).save(buffer, "JPEG", quality=JPEG_QUALITY)
+        cams.finish(img, cam, rng, look).save(buffer, "JPEG", quality=JPEG_QUALITY)
         frames.append(buffer.getvalue())
     return frames
 

@@ -1,6 +1,6 @@
 """What the synthetic image and video datasets share: the identities and cameras a seed
-makes (:mod:`reidkit.data.synth.render` draws them), random counts that add up, and the
-JPEG quality of every file."""
+makes (:mod:`~reidkit.data.synth.identity`, :mod:`~reidkit.data.synth.camera`), random
+counts that add up, and the JPEG quality of every file."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def make_world(preset, seed: int):
     """
     import numpy as np
 
-    from reidkit.data.synth import render
+    from reidkit.data.synth.camera import random_camera
+    from reidkit.data.synth.identity import random_identity, similar_identity
 
     identities = []
     for count in (preset.train_ids, preset.test_ids):
@@ -43,12 +44,8 @@ def make_world(preset, seed: int):
         for i in range(count):
             rng = np.random.default_rng([seed, 2, first + i])
             if i > 0 and rng.random() < preset.similar_fraction:
-                identities.append(
-                    render.similar_identity(identities[first + int(rng.integers(i))], rng)
-                )
+                identities.append(similar_identity(identities[first + int(rng.integers(i))], rng))
             else:
-                identities.append(render.random_identity(rng))
-    cameras = [
-        render.random_camera(k, np.random.default_rng([seed, 3, k])) for k in range(preset.cameras)
-    ]
+                identities.append(random_identity(rng))
+    cameras = [random_camera(k, np.random.default_rng([seed, 3, k])) for k in range(preset.cameras)]
     return identities, cameras
