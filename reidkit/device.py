@@ -7,6 +7,7 @@ process group is asked for, so CPU-only evaluation starts fast.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from typing import Any
@@ -73,6 +74,7 @@ def init_distributed(device: str) -> str:
     if dist.is_initialized():
         return device
     timeout = datetime.timedelta(seconds=dist_timeout())
+    atexit.register(_leave_group)
     if device == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -80,6 +82,16 @@ def init_distributed(device: str) -> str:
         return f"cuda:{local}"
     dist.init_process_group("gloo", timeout=timeout)
     return device
+
+
+def _leave_group() -> None:
+    """Leave the process group before the interpreter exits, as torch asks: a group left
+    to the interpreter's teardown can abort a process whose work is done ("terminate called
+    without an active exception", seen with gloo at the end of a run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _process_group():

@@ -77,3 +77,23 @@ def test_cudnn_autotuning_is_for_cuda(monkeypatch):
     assert torch.backends.cudnn.benchmark is False
     device.tune_convolutions("cuda:0")
     assert torch.backends.cudnn.benchmark is True
+
+
+def test_a_process_group_is_left_before_the_interpreter_exits(monkeypatch):
+    """torchrun's processes destroy their group at exit (left to the interpreter's teardown,
+    gloo aborted a finished run now and then: "terminate called without an active
+    exception")."""
+    import torch.distributed as dist
+
+    registered, joined, left = [], [], []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(device.atexit, "register", registered.append)
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(joined) and not left)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: joined.append(backend))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: left.append(True))
+    assert device.init_distributed("cpu") == "cpu" and joined == ["gloo"]
+    assert registered == [device._leave_group]
+    registered[0]()
+    assert left == [True]
+    registered[0]()  # once only: the group is gone
+    assert left == [True]
