@@ -116,3 +116,16 @@ FAST_TRAIN = [
     "data.workers=0",
     "train.device=cpu",
 ]
+
+
+def log_item_processes(monkeypatch, cls, log: Path, tag=None) -> None:
+    """Make ``cls.__getitem__`` append a line "pid [tag(item)]" to ``log`` for each item it
+    gives, in whichever process asks: DataLoader workers are forked and inherit the patch."""
+    get = cls.__getitem__
+
+    def logged(self, item):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}{'' if tag is None else f' {tag(item)}'}\n")
+        return get(self, item)
+
+    monkeypatch.setattr(cls, "__getitem__", logged)

@@ -32,11 +32,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seed_stream(*entropy: int) -> None:
+    """Seed every generator from a stream of its own, derived from ``entropy``."""
+    seed_everything(int(np.random.SeedSequence(list(entropy)).generate_state(1)[0]))
+
+
 def seed_augmentation(seed: int, rank: int) -> None:
     """Seed the generators the augmentations draw from with a stream of this process's
     own: every process starts from the same weights, but they must not flip, crop and
     erase their batches alike."""
-    seed_everything(int(np.random.SeedSequence([seed, rank, 1]).generate_state(1)[0]))
+    seed_stream(seed, rank, 1)
 
 
 VIDEO_KEYS = ("data.seq_len", "data.sample", "data.max_frames", "model.temporal", "eval.sample")
@@ -117,8 +122,7 @@ class EpochSeeded:
         worker = torch.utils.data.get_worker_info()
         if worker is not None and item.epoch != self.epoch:
             self.epoch = item.epoch
-            entropy = [self.seed, self.rank, item.epoch, worker.id, 2]
-            seed_everything(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+            seed_stream(self.seed, self.rank, item.epoch, worker.id, 2)
         return self.items[item.index if item.cap is None else (item.index, item.cap)]
 
 

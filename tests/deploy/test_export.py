@@ -22,6 +22,7 @@ from reidkit.features.options import ExtractOptions
 from reidkit.features.source import load_model_source
 from reidkit.fileio import file_sha256
 from reidkit.models import create_model, list_models
+from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE = (64, 32)
 
@@ -37,7 +38,7 @@ def pixels(synth_tiny, count=6, size=SIZE):
 
 
 def torch_features(model, batch, flip=False, size=SIZE, data=None):
-    norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # ImageNet's
+    norm = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     norm |= {k: (data or {})[k] for k in ("mean", "std") if k in (data or {})}
     options = ExtractOptions(height=size[0], width=size[1], flip=flip, **norm)
     return TorchRunner(model, options, "cpu").forward(batch, np.ones(len(batch), bool))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from helpers import FAST_TRAIN, reidkit_argv, reidkit_env, torchrun_argv
+from helpers import FAST_TRAIN, log_item_processes, reidkit_argv, reidkit_env, torchrun_argv
 
 from reidkit.models.checkpoint import load_checkpoint
 
@@ -104,14 +104,7 @@ def test_loader_workers_live_for_the_run_and_resume_exactly(tiny, tmp_path, cli,
     from reidkit.engine.loaders import EpochSeeded
 
     log = tmp_path / "items.log"
-    get = EpochSeeded.__getitem__
-
-    def logged(self, item):
-        with open(log, "a") as f:  # workers are forked: they inherit this patch
-            f.write(f"{os.getpid()} {item.epoch}\n")
-        return get(self, item)
-
-    monkeypatch.setattr(EpochSeeded, "__getitem__", logged)
+    log_item_processes(monkeypatch, EpochSeeded, log, tag=lambda item: item.epoch)
     args = ["train.deterministic=true", "data.workers=2"]
     assert cli(*train_args(tiny, tmp_path / "straight", "--epochs", "2", *args))[0] == 0
     seen = [line.split() for line in log.read_text().splitlines()]

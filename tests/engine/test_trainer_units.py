@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import FAST_TRAIN
+from helpers import FAST_TRAIN, log_item_processes
 
 from reidkit.config import Config, apply_overrides, check_config
 from reidkit.data import load_dataset
@@ -209,14 +209,7 @@ def test_evaluation_during_training_runs_as_the_training_does(tiny, tmp_path, mo
     from reidkit.features.batches import ImageList
 
     log = tmp_path / "decoded.log"
-    get = ImageList.__getitem__
-
-    def logged(self, i):
-        with open(log, "a") as f:  # workers are forked: they inherit this patch
-            f.write(f"{os.getpid()}\n")
-        return get(self, i)
-
-    monkeypatch.setattr(ImageList, "__getitem__", logged)
+    log_item_processes(monkeypatch, ImageList, log)
     mixed = ("train.amp=bf16", "train.channels_last=true", "data.workers=2")
     trainer = make_trainer(tiny, tmp_path, *mixed, model="resnet18")
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))

@@ -327,9 +327,10 @@ def test_a_batch_reaches_the_model_as_the_loader_made_it():
     unreadable images are dropped after it."""
     from reidkit.features.extractor import TorchRunner
     from reidkit.features.options import ExtractOptions
+    from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
     model = create_model("osnet_x0_25", 10)
-    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    imagenet = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     runner = TorchRunner(model, ExtractOptions(height=32, width=16, **imagenet), "cpu")
     batch = torch.arange(3 * 32 * 16 * 3, dtype=torch.int32).to(torch.uint8).view(3, 32, 16, 3)
     assert runner._readable(batch, np.ones(3, dtype=bool)).data_ptr() == batch.data_ptr()
