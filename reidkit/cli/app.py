@@ -167,11 +167,14 @@ def main() -> None:
     """Console-script entry point."""
     code = run()
     # The work is done: a signal during interpreter shutdown (torch's atexit hooks take a
-    # while) must not print a traceback or turn a finished run into a killed one. One that
-    # lands just before the block below raises once more; the block is then retried.
+    # while) must not print a traceback or turn a finished run into a killed one. Blocking
+    # the signals in this thread is not enough: one sent to the process may reach another
+    # thread (torch's, a loader's), and Python still runs the handler here. So they are
+    # ignored from now on. One that lands before that raises once more; it is then redone.
     while True:
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            for stop_signal in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(stop_signal, signal.SIG_IGN)
             break
         except KeyboardInterrupt:
             continue
