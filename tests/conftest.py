@@ -18,7 +18,13 @@ os.environ["TORCH_HOME"] = os.path.join(_SESSION, "torch")
 os.environ["HF_HOME"] = os.path.join(_SESSION, "huggingface")
 
 import pytest  # noqa: E402
-from helpers import MARKET_SPEC, Tree, write_image, write_market_style  # noqa: E402
+from helpers import (  # noqa: E402
+    MARKET_SPEC,
+    Tree,
+    command_state_restored,
+    write_image,
+    write_market_style,
+)
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from reidkit.cli.app import run  # noqa: E402
@@ -89,27 +95,11 @@ def cli(capsys):
 def clean_reidkit_env(monkeypatch):
     """Tests never see REIDKIT_* variables from the environment they run in, and the
     thread settings an in-process command makes (reidkit.threads) end with the test."""
-    import sys
-
-    from reidkit import threads
-
     for key in list(os.environ):
         if key.startswith("REIDKIT_"):
             monkeypatch.delenv(key)
-    saved = {key: os.environ.get(key) for key in threads.THREAD_VARIABLES}
-    torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    if torch_threads is not None:
-        sys.modules["torch"].set_num_threads(torch_threads)
-    if threads._state["fd"] is not None:  # this process is no running command any more
-        os.close(threads._state["fd"])
-        (threads.running_folder() / str(os.getpid())).unlink(missing_ok=True)
-    threads._state.update(threads=0, auto=False, fd=None, set="")
+    with command_state_restored():
+        yield
 
 
 def pytest_sessionfinish(session, exitstatus):

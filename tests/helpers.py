@@ -8,6 +8,7 @@ imported from "conftest" would depend on which folder was collected last.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -129,3 +130,29 @@ def log_item_processes(monkeypatch, cls, log: Path, tag=None) -> None:
         return get(self, item)
 
     monkeypatch.setattr(cls, "__getitem__", logged)
+
+
+@contextlib.contextmanager
+def command_state_restored():
+    """What an in-process command changes for the process (reidkit.threads: the thread
+    variables, torch's thread count, its registration as a running command) is undone
+    when the block ends: each test's commands (the autouse fixture clean_reidkit_env), and
+    a session fixture's, which runs before that fixture saves the state."""
+    from reidkit import threads
+
+    saved = {key: os.environ.get(key) for key in threads.THREAD_VARIABLES}
+    torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if torch_threads is not None:
+            sys.modules["torch"].set_num_threads(torch_threads)
+        if threads._state["fd"] is not None:  # this process is no running command any more
+            os.close(threads._state["fd"])
+            (threads.running_folder() / str(os.getpid())).unlink(missing_ok=True)
+        threads._state.update(threads=0, auto=False, fd=None, set="")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import command_state_restored
 
-from reidkit.deploy.export import ExportOptions, export_model
-from reidkit.deploy.verify import verification_images
-from reidkit.features.source import load_model_source
+from reidkit.cli.app import run
 from reidkit.models import create_model
 from reidkit.models.checkpoint import model_spec, save_checkpoint
 
@@ -34,11 +37,32 @@ def checkpoint(synth_tiny, tmp_path_factory) -> Path:
     return run
 
 
+@dataclass(frozen=True)
+class Exported:
+    """``reidkit export CHECKPOINT --out model.onnx --json`` with the defaults: the file
+    (read-only: copy it to change it) and what the command printed."""
+
+    path: Path
+    result: dict
+
+
 @pytest.fixture(scope="session")
-def exported(checkpoint, synth_tiny, tmp_path_factory) -> Path:
-    """The checkpoint exported with the defaults (read-only: copy it to change it)."""
+def exported_by_cli(checkpoint, tmp_path_factory) -> Exported:
+    """The checkpoint's export with the defaults, made once per session by the command line
+    (each export traces the model, 3-10 s); tests that need such a file share this one."""
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    source = load_model_source(checkpoint / "weights" / "last.pt")
-    paths, _ = verification_images(dataset="synthreid", root=synth_tiny)
-    export_model(source, out, ExportOptions(), verify_on=paths)
-    return out
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        command_state_restored(),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        code = run(["export", str(checkpoint), "--out", str(out), "--json"])
+    assert code == 0, stderr.getvalue()
+    return Exported(out, json.loads(stdout.getvalue()))
+
+
+@pytest.fixture(scope="session")
+def exported(exported_by_cli) -> Path:
+    """The checkpoint exported with the defaults (read-only: copy it to change it)."""
+    return exported_by_cli.path
