@@ -97,7 +97,7 @@ def stage_synth(ctx: dict) -> dict:
 def _train(ctx: dict, run: str, *overrides: str, epochs: int = 1) -> dict:
     from reidkit import load_config, train
 
-    height, width = (64, 32) if ctx["dry_run"] else (256, 128)
+    height, width = (32, 16) if ctx["dry_run"] else (256, 128)  # dry run: the suite's time
     config = load_config(None, [
         f"model.name={ctx['model']}", "model.pretrained=none", f"data.root={ctx['root']}",
         f"data.height={height}", f"data.width={width}", "data.batch_size=16",

@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -325,6 +325,15 @@ class Case:
         """Problems with the outputs of a completed rerun, against the baseline's."""
         raise NotImplementedError
 
+    def left_behind(self, work: Path) -> Any:
+        """What an interrupted run left for its rerun to continue from (read right after the
+        fault); None where the command keeps nothing of an unfinished run."""
+        return None
+
+    def check_resumed(self, left: Any, rerun_stdout: str) -> list[str]:
+        """Problems with what a completed rerun says it took over of ``left``."""
+        return []
+
     def marker(self, work: Path, name: str) -> Marker:
         if name == RESULT:
             return None
@@ -380,7 +389,8 @@ class SynthCase(Case):
 
 
 class TrainCase(Case):
-    """A 2-epoch deterministic training (one BLAS thread); the rerun is ``reidkit resume``."""
+    """A 2-epoch deterministic training (one BLAS thread) at 32x16; the rerun is
+    ``reidkit resume``."""
 
     name = "train"
     markers: ClassVar = {
@@ -398,6 +408,8 @@ class TrainCase(Case):
     }
     env: ClassVar = {"REIDKIT_PROGRESS_INTERVAL": "0"}  # a progress line after every step
     epochs = 2
+    # small images: each of its dozen runs (one thread) trains in about 1.5 s, not 5
+    size: ClassVar = ["data.height=32", "data.width=16"]
 
     def __init__(self, data_root: Path) -> None:
         self.data_root = data_root
@@ -406,7 +418,7 @@ class TrainCase(Case):
         return reidkit_argv(
             "train", "--dataset", "synthreid", "--root", self.data_root, "--model",
             "osnet_x0_25", "--run", work / "run", "--epochs", str(self.epochs),
-            "--deterministic", *FAST_TRAIN, "--json",
+            "--deterministic", *FAST_TRAIN, *self.size, "--json",
         )  # fmt: skip
 
     def rerun_argv(self, work: Path) -> list:
@@ -479,10 +491,15 @@ class TrainCase(Case):
 
 class ExtractCase(Case):
     """Features of the tiny dataset's query and gallery from the baseline training's
-    checkpoint, on the CPU, in batches of 2 (a chunk is flushed every 32 rows)."""
+    checkpoint, at 64x32 (the checkpoint's 32x16 would leave a window too short to aim
+    in), on the CPU, in batches of 2 (a chunk is flushed every 32 rows)."""
 
     name = "extract"
-    markers: ClassVar = {"lock": "feats/.synthreid-query.h5.lock"}
+    markers: ClassVar = {
+        "lock": "feats/.synthreid-query.h5.lock",
+        "chunk": "feats/synthreid-query.h5.partial/chunk-000000.npz",  # the first 32 rows
+    }
+    windows: ClassVar = {**Case.windows, "first-chunk": ("chunk", "chunk")}  # as it appears
     subsets = ("query", "gallery")
 
     def __init__(self, checkpoint: Path, data_root: Path) -> None:
@@ -491,7 +508,8 @@ class ExtractCase(Case):
     def argv(self, work: Path, *extra) -> list:
         return reidkit_argv(
             "extract", self.checkpoint, "--dataset", "synthreid", "--root", self.data_root,
-            "--out", work / "feats", "--batch-size", "2", "--device", "cpu", "--json", *extra,
+            "--out", work / "feats", "--height", "64", "--width", "32", "--batch-size", "2",
+            "--device", "cpu", "--json", *extra,
         )  # fmt: skip
 
     def files(self, work: Path) -> dict[str, Path]:
@@ -529,6 +547,26 @@ class ExtractCase(Case):
             if path.exists():
                 problems += self._compare(subset, path)
         return problems
+
+    def left_behind(self, work: Path) -> dict[str, int]:
+        """The rows of each unfinished subset in its whole chunks (``<file>.partial/``)."""
+        left = {}
+        for subset, path in self.files(work).items():
+            chunks = sorted(path.with_name(path.name + ".partial").glob("chunk-*.npz"))
+            if not path.exists() and chunks:
+                left[subset] = sum(len(np.load(chunk)["pids"]) for chunk in chunks)
+        return left
+
+    def check_resumed(self, left: dict[str, int], rerun_stdout: str) -> list[str]:
+        """The rerun continues after the chunks the killed run flushed: it resumes exactly
+        their rows, extracting none of them again."""
+        resumed = {f["subset"]: f["resumed"] for f in json.loads(rerun_stdout)["files"]}
+        return [
+            f"synthreid-{subset}.h5: the rerun resumed {resumed.get(subset)} rows, the killed "
+            f"run had left {rows} in whole chunks"
+            for subset, rows in left.items()
+            if resumed.get(subset) != rows
+        ]
 
     def check_rerun(self, work: Path, exact: bool = True) -> list[str]:
         problems = []

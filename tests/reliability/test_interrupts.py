@@ -19,14 +19,18 @@ it tested nothing, which is no pass. Then:
 - SIGTERM and SIGINT: exit 130 with an ``error:`` line and no traceback, no worker left
   behind, outputs absent or whole, and the rerun completes with the same outputs (for train,
   the same epoch and step; reidkit promises equal weights only for a resume from an epoch
-  boundary, and a graceful stop saves in the middle of an epoch). The window ends when the
+  boundary, and a graceful stop saves in the middle of an epoch: the error line says at
+  which step it stopped and that ``reidkit resume RUN`` continues). The window ends when the
   result is printed; a SIGTERM sent right then (during the interpreter's shutdown) is a case
   of its own, where exit 0 is fine too.
 
 Train is killed after its first checkpoint (the window from weights/last.pt appearing to the
 result) and, in a case of its own, before it; SIGTERM and SIGINT reach it once it trains
 (from its first step's progress line to the result) and, in a case of its own, during its
-start-up. All scenarios run three at a time, each in its own folder.
+start-up. Extract is also killed as soon as its first chunk of rows is on disk, in a case of
+its own: its rerun must continue from the rows left (every rerun of extract must resume
+exactly the rows its interrupted run left in whole chunks). All scenarios run three at a
+time, each in its own folder.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faults import (
@@ -78,6 +83,8 @@ def scenarios(command: str) -> list[Scenario]:
     found += [Scenario(name, name, stop_window) for name in ("sigterm", "sigint")]
     if command in AFTER_RESULT:
         found.append(Scenario("sigterm-after-result", "sigterm", "after-result"))
+    if command == "extract":
+        found.append(Scenario("sigkill-after-first-chunk", "sigkill", "first-chunk"))
     if command == "train":
         found.append(Scenario("sigkill-before-checkpoint", "sigkill", "before-checkpoint"))
         found.append(Scenario("sigterm-during-start-up", "sigterm", "start-up"))
@@ -94,6 +101,7 @@ class Outcome:
     after_stop: list[str]  # problems with the final outputs right after it
     rerun: Finished
     after_rerun: list[str]  # problems with the rerun's outputs
+    left: Any  # what the interrupted run left for the rerun (Case.left_behind)
     tries: int = 1  # runs it took to land the signal in the work (see TRIES)
 
     def title(self) -> str:
@@ -132,12 +140,17 @@ def play(case: Case, scenario: Scenario, folder: Path) -> Outcome:
         if not missed(scenario, stopped):
             break
     after_stop = guarded(case.check_interrupted, work)
+    left = case.left_behind(work)
     rerun = run_to_end(case.rerun_argv(work), case.env)
     exact = case.name != "train" or scenario.fault == "sigkill"
-    after_rerun = guarded(case.check_rerun, work, exact) if rerun.returncode == 0 else []
+    after_rerun = []
+    if rerun.returncode == 0:
+        after_rerun = guarded(case.check_rerun, work, exact)
+        after_rerun += guarded(case.check_resumed, left, rerun.stdout)
     return Outcome(
-        case.name, scenario, opens, length, stopped, after_stop, rerun, after_rerun, attempt + 1
-    )
+        case.name, scenario, opens, length, stopped, after_stop, rerun, after_rerun, left,
+        attempt + 1,
+    )  # fmt: skip
 
 
 def selected_commands(request) -> set[str]:
@@ -220,6 +233,11 @@ def stop_problems(o: Outcome) -> list[str]:
         problems.append(f"no 'error:' line on stderr: {s.describe()}")
     if "Traceback" in s.stderr:
         problems.append(f"a traceback on stderr: {s.describe()}")
+    if stopped_with_130 and o.scenario.window == "training":  # saved weights/last.pt, then:
+        said = ("stopped by signal", "'reidkit resume")
+        if not all(words in s.stderr for words in said):
+            problems.append(f"the stopped training does not say where and how to resume: "
+                            f"{s.describe()}")  # fmt: skip
     problems += [f"right after the stop: {p}" for p in o.after_stop]
     if s.leftovers:
         problems.append(f"processes outlived the stopped run by {GRACE:.0f} s: {s.leftovers}")
@@ -254,6 +272,16 @@ def verdict(o: Outcome, problems: list[str]) -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_sigkill_then_rerun_gives_the_uninterrupted_outputs(command, seed, outcomes):
     outcome = outcomes[command, f"sigkill-seed{seed}"].result()
+    verdict(outcome, kill_problems(outcome))
+
+
+@pytest.mark.parametrize("command", ["extract"])
+def test_extract_killed_after_its_first_chunk_continues_from_it(command, outcomes):
+    """SIGKILL as soon as the first chunk of rows is on disk: the rerun resumes exactly the
+    rows the killed run left in whole chunks (extracting none of them again) and gives the
+    uninterrupted run's file (each rerun is held to what it was left, see check_resumed)."""
+    outcome = outcomes[command, "sigkill-after-first-chunk"].result()
+    assert outcome.left.get("query", 0) >= 32, outcome.left
     verdict(outcome, kill_problems(outcome))
 
 
