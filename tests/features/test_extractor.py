@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import MARKET_SPEC, reidkit_argv, reidkit_env, torchrun_argv
+from helpers import MARKET_SPEC, reidkit_env, torchrun_argv
 
 from reidkit.data import load_dataset
 from reidkit.features.batches import ImageList
@@ -208,18 +208,18 @@ def tiny_synth(tmp_path_factory):
     return root
 
 
-def test_torchrun_two_cpu_processes_write_the_single_process_file(tiny_synth, tmp_path):
+def test_torchrun_two_cpu_processes_write_the_single_process_file(tiny_synth, tmp_path, cli):
     """Batches of 48: the gallery's 136 images are 3 batches, split unevenly between the two
     processes; the query's 48 are one batch for two processes (rank 0's share is empty).
     Both files equal the single process's."""
     args = ["extract", "--model", "osnet_x0_25", "--dataset", "synthreid", "--root", tiny_synth,
             "--height", "64", "--width", "32", "--batch-size", "48", "--workers", "0",
             "--device", "cpu"]  # fmt: skip
-    # one thread per process in both runs: CPU kernels then reduce in the same order
+    # one thread per process in both runs (here --threads 1): CPU kernels then reduce in
+    # the same order
     env = reidkit_env(OMP_NUM_THREADS="1")
-    single = subprocess.run(reidkit_argv(*args, "--out", tmp_path / "one"), env=env,
-                            capture_output=True, text=True)  # fmt: skip
-    assert single.returncode == 0, single.stderr
+    code, _, err = cli(*args, "--out", tmp_path / "one", "--threads", "1")
+    assert code == 0, err
     launcher = [*torchrun_argv(2), *map(str, args), "--out", str(tmp_path / "two"), "--json"]
     two = subprocess.run(launcher, env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr

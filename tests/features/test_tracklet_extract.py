@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import reidkit_argv, reidkit_env, torchrun_argv
+from helpers import reidkit_env, torchrun_argv
 
 from reidkit.data import load_dataset
 from reidkit.data.clips import pick_frames
@@ -223,15 +223,17 @@ def test_evaluate_refuses_tracklets_against_images(video, tmp_path, cli):
     assert "do not belong together: kind of rows (image or tracklet) tracklet against image" in err
 
 
-def test_torchrun_two_processes_write_the_single_process_file(video, tmp_path):
+def test_torchrun_two_processes_write_the_single_process_file(video, tmp_path, cli):
+    """One thread in every process (here --threads 1): CPU kernels then reduce in the same
+    order, and the two processes' file equals this process's, bit for bit."""
     args = [*extract_args(video, "OUT", "--batch-size", "7", "--workers", "0")]
     env = reidkit_env(OMP_NUM_THREADS="1")
 
     def with_out(out):
         return [str(out) if a == "OUT" else str(a) for a in args]
 
-    single = subprocess.run(reidkit_argv(*with_out(tmp_path / "one")), env=env, capture_output=True)
-    assert single.returncode == 0, single.stderr
+    code, _, err = cli(*with_out(tmp_path / "one"), "--threads", "1")
+    assert code == 0, err
     two = subprocess.run(
         [*torchrun_argv(2), *with_out(tmp_path / "two")], env=env, capture_output=True, timeout=300
     )
