@@ -16,6 +16,7 @@ from reidkit.errors import UsageError
 
 SCHEDULES = ("step", "multistep", "cosine")
 OPTIMIZERS = ("adam", "amsgrad", "sgd")
+FUSED_DEVICES = {"cpu", "cuda"}  # where torch's fused Adam and SGD kernels run
 
 
 def lr_factor(epoch: int, config: Config) -> float:
@@ -52,15 +53,34 @@ def build_optimizer(model, config: Config, new_layers: tuple[str, ...]):
     base = [p for n, p in model.named_parameters() if not n.startswith(new_layers)]
     groups = [{"params": base, "lr": o.lr * o.base_lr_mult}, {"params": new, "lr": o.lr}]
     groups = [g for g in groups if g["params"]]
+    fused = fused_kernel(model.parameters())
     if o.name in ("adam", "amsgrad"):
         return torch.optim.Adam(
-            groups, lr=o.lr, weight_decay=o.weight_decay, amsgrad=o.name == "amsgrad"
+            groups,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            amsgrad=o.name == "amsgrad",
+            fused=fused,
         )
     if o.name == "sgd":
         return torch.optim.SGD(
-            groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+            groups,
+            lr=o.lr,
+            momentum=o.momentum,
+            weight_decay=o.weight_decay,
+            nesterov=o.nesterov,
+            fused=fused,
         )
     raise UsageError(f"unknown optimizer '{o.name}'", hint=", ".join(OPTIMIZERS))
+
+
+def fused_kernel(params) -> bool | None:
+    """Whether an optimiser over ``params`` runs torch's fused kernel: one pass over each
+    tensor instead of one per operation. On 2 CPU cores an Adam step over a ResNet-18 took
+    6.8 ms instead of 43 ms, a whole training step at 64x32 1.41x less time
+    (docs/benchmarks.md); torch has the kernel for the devices reidkit trains on (None:
+    torch's default elsewhere)."""
+    return True if {p.device.type for p in params} <= FUSED_DEVICES else None
 
 
 def build_scheduler(optimizer, config: Config):

@@ -64,7 +64,7 @@ class Trainer:
         )
         from reidkit.engine.evaluation import eval_sets, load_training_data
         from reidkit.engine.loaders import check_video_keys, seed_augmentation, seed_everything
-        from reidkit.engine.optim import build_optimizer, build_scheduler
+        from reidkit.engine.optim import build_optimizer, build_scheduler, fused_kernel
         from reidkit.losses import ReIDLoss
         from reidkit.models import create_model, model_cfg
         from reidkit.models.factory import run_model_kwargs
@@ -115,7 +115,10 @@ class Trainer:
         # the centers: their own SGD, stepped at the model's pace (BoT); None without them
         self.center_optimizer = None
         if self.loss.center is not None:
-            self.center_optimizer = torch.optim.SGD(self.loss.parameters(), lr=c.loss.center_lr)
+            centers = list(self.loss.parameters())
+            self.center_optimizer = torch.optim.SGD(
+                centers, lr=c.loss.center_lr, fused=fused_kernel(centers)
+            )
         self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.train.amp == "fp16")
         self.epoch = self.step = self.batch_in_epoch = 0
         self.best = -1.0
