@@ -26,7 +26,7 @@ from reidkit.progress import no_progress
 DEMO_EPOCHS = 20
 # The default losses (cross-entropy with label smoothing + batch-hard triplet 0.3, BNNeck) on
 # resnet18 from scratch at 64x32, the schedule shortened to 20 epochs: the run measured in
-# docs/training.md ("the fix": mAP 41.9% against 2.5% untrained; 45.2% on another CPU). The
+# docs/training.md ("the fix": mAP 41.9% against 2.5% untrained; 46.1% on another CPU). The
 # triplet weight rises over 10 epochs, as it must from scratch: set here, because its
 # default (the lr warmup) is 2 epochs in this short schedule.
 DEMO_SETTINGS = [
