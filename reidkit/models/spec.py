@@ -13,6 +13,7 @@ This module imports nothing heavy: builders import torch when they are called, s
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,13 +131,21 @@ class ModelRegistry(Registry[ModelEntry]):
     def __init__(self) -> None:
         super().__init__("model")
         self._loaded = False
+        self._loading = threading.RLock()
         self.resolvers: dict[str, Callable[[str], ModelEntry]] = {}  # prefix -> entry maker
 
     def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            for module in BUILTIN_MODULES:
-                importlib.import_module(module)
+        """Import the built-in models' modules, once. Loaded is said only when they are: a
+        thread that asks while another one imports them waits for all of them (it used to
+        see a registry without OSNet; the reentrant lock lets the importing thread look
+        itself up)."""
+        if self._loaded:
+            return
+        with self._loading:
+            if not self._loaded:
+                for module in BUILTIN_MODULES:
+                    importlib.import_module(module)
+                self._loaded = True
 
     def get(self, name: str) -> ModelEntry:
         self._load()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -139,3 +142,41 @@ def test_models_list_of_a_full_name_lists_that_model(cli, name):
     code, out, err = cli("models", "list", name, "--json")
     assert code == 0, err
     assert [m["name"] for m in json.loads(out)["models"]] == [name]
+
+
+def test_a_thread_asking_while_another_loads_the_models_waits_for_all_of_them():
+    """The first lookup imports the built-in models' modules; a second thread asking
+    meanwhile must see every model, not those imported so far (it saw no OSNet while the
+    first thread was still in reidkit.models.zoo). A fresh interpreter, where nothing is
+    loaded yet; the zoo's import is held until the second thread has asked."""
+    script = textwrap.dedent(
+        """
+        import importlib.abc, sys, threading, time
+        from reidkit.models.spec import MODELS
+
+        inside, asked = threading.Event(), threading.Event()
+
+        class HoldTheZoo(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "reidkit.models.zoo" and not inside.is_set():
+                    inside.set()
+                    asked.wait(2)  # the other thread asks while the zoo is being imported
+                return None
+
+        sys.meta_path.insert(0, HoldTheZoo())
+        first = threading.Thread(target=MODELS.names)
+        first.start()
+        inside.wait(10)
+        seen = {}
+        second = threading.Thread(target=lambda: seen.update(osnet="osnet_x0_25" in MODELS))
+        second.start()
+        time.sleep(0.2)  # the second thread is now waiting, or has answered (the bug)
+        asked.set()
+        first.join(); second.join()
+        print(seen["osnet"], len(MODELS.names()))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    found, count = done.stdout.split()
+    assert found == "True" and int(count) >= 12
