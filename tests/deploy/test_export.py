@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from parallel_exports import export_all
 
 from reidkit import __version__
-from reidkit.deploy.export import ExportOptions, export_model
-from reidkit.deploy.verify import verification_images
 from reidkit.features.batches import ImageList, batches_in_process
 from reidkit.features.extractor import TorchRunner
 from reidkit.features.options import ExtractOptions
@@ -50,14 +50,15 @@ def ort_run(path, batch, nchw=None):
     return session, session.run(None, {"images": x})[0]
 
 
-# CI exports one registered model of each kind (see model_kind), each once: all 12 took
-# 134 s on 2 cores, these six 57 s (5-26 s a model, resnet152 the slowest). resnet18's is
+# CI exports one registered model of each kind (see model_kind), each once, the slowest
+# first (they go two at a time): all 12 took 134 s on 2 cores, these six 57 s one at a time
+# (5-26 s a model, resnet152 the slowest). resnet18's is
 # the session's shared export of a resnet18 checkpoint (deploy/conftest.py), checked like
 # the others in test_cli_exports_a_run_directory_with_metadata_and_verification. The
 # explore profile (HYPOTHESIS_PROFILE=explore, by hand) exports every registered model.
 SHARED_EXPORT = "resnet18"
-ONE_OF_EACH_KIND = ("resnet50", "osnet_x0_25", "timm/resnet50d", "timm/convnext_tiny",
-                    "timm/vit_small_patch16_224")  # fmt: skip
+ONE_OF_EACH_KIND = ("osnet_x0_25", "resnet50", "timm/resnet50d", "timm/vit_small_patch16_224",
+                    "timm/convnext_tiny")  # fmt: skip
 EXPORTED = list_models() if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else ONE_OF_EACH_KIND
 
 
@@ -79,24 +80,32 @@ def test_ci_exports_a_model_of_every_registered_kind():
     )
 
 
+@pytest.fixture(scope="module")
+def registered_exports(synth_tiny, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """EXPORTED, each exported once with export_model (seeded random weights), two at a time
+    (tests/parallel_exports.py): {name: (file, result)}."""
+    return export_all(EXPORTED, synth_tiny, tmp_path_factory.mktemp("registered"))
+
+
 @pytest.mark.parametrize("name", EXPORTED)
-def test_registered_models_export_and_match_pytorch(name, synth_tiny, tmp_path):
+def test_registered_models_export_and_match_pytorch(name, registered_exports, synth_tiny):
+    """The export was made in another process: the model built here with the same seed is
+    the reference, so the check does not lean on the exporter's own copy of it."""
+    path, result = registered_exports[name]
     source = load_model_source(None, name, height=SIZE[0], width=SIZE[1])
-    paths, _ = verification_images(dataset="synthreid", root=synth_tiny)
-    result = export_model(source, tmp_path / "m.onnx", ExportOptions(), verify_on=paths)
     v = result["verification"]
     assert v["images"] == 8 and v["batch_sizes"] == [8, 1]
     assert v["scaled_diff"] < 1e-4 and v["min_cosine"] > 0.9999
     # independently of the verifier: ONNX Runtime at a third batch size against PyTorch
     batch = pixels(synth_tiny, 3)
-    session, features = ort_run(tmp_path / "m.onnx", batch)
+    session, features = ort_run(path, batch)
     reference = torch_features(source.model, batch, data=source.data)  # ViT's is 0.5, 0.5
     assert features.shape == (3, source.model.feature_dim)
     scale = max(1.0, float(np.abs(reference).max()))
     assert np.abs(features - reference).max() / scale < 1e-4
     (images,) = session.get_inputs()
     assert images.type == "tensor(uint8)" and images.shape == ["batch", 3, *SIZE]
-    meta = props(tmp_path / "m.onnx")
+    meta = props(path)
     assert meta["model"] == name and meta["feature_dim"] == str(source.model.feature_dim)
     assert (meta["height"], meta["width"], meta["batch"]) == ("64", "32", "dynamic")
     assert meta["checkpoint_sha256"] == ""  # random weights, seeded
