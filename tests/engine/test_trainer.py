@@ -165,9 +165,10 @@ def test_torchrun_two_cpu_processes_train_one_model_and_resume_exactly(tiny, tmp
     hold the same weights (without the DDP wrapper they would not, and the run fails),
     through the change from a frozen base (epoch 1) to a trained one (epoch 2), which
     DDP made before the freeze used to stop with "Expected to have finished reduction".
-    And 1 + 1 epochs resumed equal the 2-epoch run tensor for tensor: each process
-    restores its own generator states (rank 0's for all drew the same augmentations on
-    every process after a resume)."""
+    And the run resumed from its first epoch's checkpoint (what a crash right after it
+    leaves) ends with the 2-epoch run's weights tensor for tensor: each process restores
+    its own generator states (rank 0's for all drew the same augmentations on every
+    process after a resume)."""
 
     def torchrun(*argv):
         done = subprocess.run(
@@ -202,11 +203,15 @@ def test_torchrun_two_cpu_processes_train_one_model_and_resume_exactly(tiny, tmp
     assert not torch.equal(first["classifier.weight"], initial["classifier.weight"])
     assert not torch.equal(ckpt["state_dict"][conv], initial[conv])  # trained in epoch 2
 
-    torchrun(*args(tmp_path / "split", 1))
-    ranks = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")["rng_ranks"]
+    # the run as a crash right after its first epoch's checkpoint leaves it, resumed
+    split = tmp_path / "split"
+    (split / "weights").mkdir(parents=True)
+    shutil.copy(run / "config.yaml", split / "config.yaml")
+    shutil.copy(run / "weights" / "epoch-001.pt", split / "weights" / "last.pt")
+    ranks = load_checkpoint(split / "weights" / "last.pt")["rng_ranks"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
-    torchrun("resume", tmp_path / "split", "--max-epoch", "2")
-    b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")["state_dict"]
+    torchrun("resume", split)
+    b = load_checkpoint(split / "weights" / "last.pt")["state_dict"]
     for key, tensor in ckpt["state_dict"].items():
         assert torch.equal(tensor, b[key]), key
 
