@@ -13,17 +13,16 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-SIZE = (64, 32)
 
-
-def export_registered(name: str, data_root: str, out: str) -> dict[str, Any]:
-    """``export_model`` of the registered model NAME with its seeded random weights at 64x32,
-    verified on synthreid's images under DATA_ROOT: the result ``reidkit export`` prints."""
+def export_registered(name: str, size: tuple[int, int], data_root: str, out: str) -> dict:
+    """``export_model`` of the registered model NAME with its seeded random weights at SIZE
+    (height, width), verified on synthreid's images under DATA_ROOT: the result ``reidkit
+    export`` prints."""
     from reidkit.deploy.export import ExportOptions, export_model
     from reidkit.deploy.verify import verification_images
     from reidkit.features.source import load_model_source
 
-    source = load_model_source(None, name, height=SIZE[0], width=SIZE[1])
+    source = load_model_source(None, name, height=size[0], width=size[1])
     paths, _ = verification_images(dataset="synthreid", root=data_root)
     return export_model(source, out, ExportOptions(), verify_on=paths)
 
@@ -34,14 +33,19 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def export_all(names: list[str], data_root: Path, folder: Path) -> dict[str, tuple[Path, dict]]:
-    """Each of NAMES exported to FOLDER/<i>.onnx by :func:`export_registered`, the worker
+def export_all(
+    names: list[str], size: tuple[int, int], data_root: Path, folder: Path
+) -> dict[str, tuple[Path, dict]]:
+    """Each of NAMES exported at SIZE to FOLDER/<i>.onnx by :func:`export_registered`, the worker
     taking the next name whenever it is free and this process the others;
     {name: (file, result)}."""
     import torch
 
     pending = list(names)
-    jobs = {name: (name, str(data_root), str(folder / f"{i}.onnx")) for i, name in enumerate(names)}
+    jobs = {
+        name: (name, size, str(data_root), str(folder / f"{i}.onnx"))
+        for i, name in enumerate(names)
+    }
     results: dict[str, dict[str, Any]] = {}
     threads = torch.get_num_threads()
     context = multiprocessing.get_context("spawn")  # a fork would inherit torch's threads
@@ -61,4 +65,4 @@ def export_all(names: list[str], data_root: Path, folder: Path) -> dict[str, tup
                     results[name] = export_registered(*jobs[name])
         finally:
             torch.set_num_threads(threads)
-    return {name: (Path(jobs[name][2]), results[name]) for name in names}
+    return {name: (Path(jobs[name][-1]), results[name]) for name in names}

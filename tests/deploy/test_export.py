@@ -84,7 +84,7 @@ def test_ci_exports_a_model_of_every_registered_kind():
 def registered_exports(synth_tiny, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     """EXPORTED, each exported once with export_model (seeded random weights), two at a time
     (tests/parallel_exports.py): {name: (file, result)}."""
-    return export_all(EXPORTED, synth_tiny, tmp_path_factory.mktemp("registered"))
+    return export_all(EXPORTED, SIZE, synth_tiny, tmp_path_factory.mktemp("registered"))
 
 
 @pytest.mark.parametrize("name", EXPORTED)
