@@ -168,12 +168,15 @@ def extract_subset(
     force: bool = False,
     wait_for_lock: bool = False,
     progress: ProgressFn = no_progress,
+    locked: bool = False,
 ) -> dict[str, Any]:
     """Extract the features of ``samples`` into the feature file ``out`` with ``runner``
     (a :class:`TorchRunner`, or ONNX Runtime's :class:`reidkit.deploy.runtime.OnnxRunner`).
 
     With ``force`` the file is made again; the old one stays readable until the new one
-    replaces it. With ``wait_for_lock`` a concurrent writer is waited for, else LockedError.
+    replaces it. With ``wait_for_lock`` a concurrent writer is waited for, else LockedError;
+    ``locked``: the caller holds the file's lock already (a run of several files takes all
+    of theirs first, :func:`reidkit.features.jobs.extract`).
 
     ``samples`` are images, or tracklets (one row each, their frames pooled).
 
@@ -198,7 +201,9 @@ def extract_subset(
     rank, world = distributed_rank()
     part = out if world == 1 else out.with_name(f"{out.name}.rank{rank}-of-{world}")
     with (
-        file_lock(out, wait=wait_for_lock) if rank == 0 else contextlib.nullcontext(),
+        file_lock(out, wait=wait_for_lock)
+        if rank == 0 and not locked
+        else contextlib.nullcontext(),
         file_lock(part) if part != out else contextlib.nullcontext(),
     ):
         up_to_date = not force and is_up_to_date(out, provenance)

@@ -6,6 +6,7 @@ The rows themselves are computed by :func:`reidkit.features.extractor.extract_su
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from reidkit.data.sample import Sample, kind_of
-from reidkit.device import init_distributed, resolve_device
+from reidkit.device import distributed_rank, init_distributed, resolve_device
 from reidkit.errors import ReidkitError, UsageError
 from reidkit.features.extractor import TorchRunner, extract_subset, up_to_date_result
 from reidkit.features.options import ExtractOptions, file_provenance, is_current
 from reidkit.features.store import feature_file_info
+from reidkit.fileio import file_lock
 from reidkit.progress import no_progress
 from reidkit.threads import thread_count
 
@@ -129,20 +131,28 @@ def extract_dataset(
             run["workers"] = 0 if device == "cpu" else min(8, thread_count())
         runner = TorchRunner(source.model, resolved, device)
     results = []
-    for name, subset, samples, base, path, camera_base in jobs:
-        attrs = file_attrs(model_attrs, name, subset, camera_base)
-        progress = progress_factory(f"{name}-{subset}") if progress_factory else None
-        result = extract_subset(
-            runner,
-            samples,
-            path,
-            root=base,
-            attrs=attrs,
-            options=resolved,
-            progress=progress or no_progress,
-            **run,
-        )
-        results.append({"subset": subset, **result})
+    with contextlib.ExitStack() as locks:
+        # every file's lock before the first is written, in one order: a run holds all of
+        # its outputs or waits (or stops, 75) before writing any, so a run started later
+        # cannot take a file between two of this one's
+        if distributed_rank()[0] == 0:
+            for path in sorted({job[4] for job in jobs}):
+                locks.enter_context(file_lock(path, wait=wait_for_lock))
+        for name, subset, samples, base, path, camera_base in jobs:
+            attrs = file_attrs(model_attrs, name, subset, camera_base)
+            progress = progress_factory(f"{name}-{subset}") if progress_factory else None
+            result = extract_subset(
+                runner,
+                samples,
+                path,
+                root=base,
+                attrs=attrs,
+                options=resolved,
+                progress=progress or no_progress,
+                locked=True,
+                **run,
+            )
+            results.append({"subset": subset, **result})
     return {
         "files": results,
         "weights": weights_report,

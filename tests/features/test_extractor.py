@@ -199,6 +199,20 @@ def test_locked_output_exits_75(market_tree, tmp_path, cli):
     assert code == 75 and "another reidkit process" in err
 
 
+def test_a_run_takes_every_files_lock_before_it_writes_any(market_tree, tmp_path, cli):
+    """Another process writing the gallery file stops a run of query and gallery before it
+    writes the query file: a run holds all its outputs or none, so a second run waiting for
+    the query file cannot take the gallery file between two of the first run's files."""
+    out = tmp_path / "f"
+    with file_lock(out / "market1501-gallery.h5"):
+        code, _, err = extract(
+            cli, "--model", "osnet_x0_25", "--dataset", "market1501", "--root",
+            market_tree.root, "--out", out, "--subsets", "query,gallery", *SMALL,
+        )  # fmt: skip
+    assert code == 75 and "market1501-gallery.h5 is being written by another" in err
+    assert not (out / "market1501-query.h5").exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_synth(tmp_path_factory):
     from reidkit.data.synth import generate
