@@ -501,7 +501,8 @@ class ExtractCase(Case):
 
     name = "extract"
     markers: ClassVar = {
-        "lock": "feats/.synthreid-query.h5.lock",
+        # a run takes its files' locks in sorted order before writing: the gallery's first
+        "lock": "feats/.synthreid-gallery.h5.lock",
         "chunk": "feats/synthreid-query.h5.partial/chunk-000000.npz",  # the first 32 rows
     }
     windows: ClassVar = {**Case.windows, "first-chunk": ("chunk", "chunk")}  # as it appears
