@@ -176,7 +176,7 @@ def extract_subset(
     With ``force`` the file is made again; the old one stays readable until the new one
     replaces it. With ``wait_for_lock`` a concurrent writer is waited for, else LockedError;
     ``locked``: the caller holds the file's lock already (a run of several files takes all
-    of theirs first, :func:`reidkit.features.jobs.extract`).
+    of theirs first, :func:`reidkit.features.jobs.extract_dataset`).
 
     ``samples`` are images, or tracklets (one row each, their frames pooled).
 
