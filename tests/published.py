@@ -17,6 +17,9 @@ The stand-ins are made the way the publishers made theirs:
   the zip format the default) are in torch's legacy serialization: :func:`save_legacy`. Their
   tensors (names, shapes, BatchNorm counters, which torch 1.x saved) come from
   tests/torchreid_reference.py.
+- IBN-Net's ImageNet files (GitHub release v1.0 of XingangPan/IBN-Net): plain state dicts
+  in IBN-Net's names with ImageNet's ``fc``, no ``num_batches_tracked``, legacy
+  serialization: :func:`ibn_imagenet_file`.
 - timm's Hugging Face files: see ``place_in_hf_cache`` in tests/models/test_pretrained.py.
 """
 
@@ -113,3 +116,18 @@ def save_legacy(obj, path: Path) -> None:
     """``torch.save`` in the serialization torch used before 1.6 (a pickle, not a zip)."""
     torch.save(obj, path, _use_new_zipfile_serialization=False)
     assert not zipfile.is_zipfile(path)
+
+
+def ibn_imagenet_file(depth: int, design: str, path: Path, seed: int = 0) -> OrderedDict:
+    """Write a stand-in for IBN-Net's ``resnet<depth>_ibn_<design>-<digest>.pth`` (GitHub
+    release v1.0 of XingangPan/IBN-Net) to ``path`` and return what it holds: a plain state
+    dict in IBN-Net's names with its ImageNet ``fc``, no BatchNorm counters, in torch's
+    legacy serialization (uploaded in June 2020, before torch 1.6 made the zip format the
+    default). Its tensors (names, shapes) come from tests/ibn_reference.py."""
+    from ibn_reference import ibn_state
+
+    state = OrderedDict(ibn_state(depth, design, seed=seed))
+    assert not any(k.endswith("num_batches_tracked") for k in state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_legacy(state, path)
+    return state

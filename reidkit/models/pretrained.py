@@ -5,6 +5,8 @@ with internet downloads once and an offline machine uses what is cached:
 
 - torchvision (ResNets): TORCH_HOME/hub/checkpoints/<file>, fetched from download.pytorch.org
   when absent, exactly as ``torchvision.models.resnet50(weights=...)`` would;
+- IBN-Net (its ResNets): the same folder, fetched from IBN-Net's GitHub release when
+  absent, as its own ``resnet50_ibn_a(pretrained=True)`` would (torch.hub's cache);
 - torchreid (OSNet): TORCH_HOME/checkpoints/osnet_<width>_imagenet.pth, where torchreid
   keeps them; torchreid fetches them from Google Drive with gdown, which reidkit does not
   do, so the file is placed there by hand (or given as FILE);
@@ -39,7 +41,7 @@ def cached_file(cfg: ModelCfg) -> Path | None:
     p = cfg.pretrained
     if p is None or p.source == "timm":
         return None
-    folder = "hub/checkpoints" if p.source == "torchvision" else "checkpoints"
+    folder = "checkpoints" if p.source == "torchreid" else "hub/checkpoints"
     return torch_home() / folder / p.filename
 
 
@@ -107,8 +109,8 @@ def load_pretrained(
 
 
 def _fetch(name: str, cfg: ModelCfg) -> Path:
-    """The cached file of a torchvision or torchreid ImageNet model, downloaded when absent
-    and torchvision publishes it."""
+    """The cached file of a model's ImageNet weights, downloaded when absent and not
+    torchreid's."""
     p = cfg.pretrained
     path = cached_file(cfg)
     if path.is_file():

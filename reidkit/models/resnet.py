@@ -1,4 +1,4 @@
-"""ResNet backbones (torchvision) with a re-ID head.
+"""ResNet backbones (torchvision, and their IBN-Net designs) with a re-ID head.
 
 Global average pooling, the head of :mod:`reidkit.models.head` (an optional BNNeck and a
 classifier) and an optional last stride of 1, which doubles the final feature map's
@@ -14,6 +14,7 @@ from torchvision.models import resnet as tv_resnet
 
 from reidkit.errors import UsageError
 from reidkit.models.head import head_forward, make_head
+from reidkit.models.ibn import ibn_resnet
 from reidkit.models.net import ReIDNet
 
 DEPTHS = {
@@ -34,6 +35,7 @@ class ReIDResNet(ReIDNet):
         bnneck: batch-norm bottleneck before the classifier.
         last_stride: stride of the last stage (1 keeps a 16x8 map at 256x128 input).
         classifier: "linear", or "cosine" for the margin losses.
+        ibn: None, or IBN-Net's design "a" or "b" (:mod:`reidkit.models.ibn`).
 
     In eval mode ``forward`` returns the embedding (after the BNNeck when there is one); in
     train mode it returns ``(logits, feature)`` with the feature before the BNNeck, as
@@ -48,11 +50,12 @@ class ReIDResNet(ReIDNet):
         bnneck: bool = True,
         last_stride: int = 1,
         classifier: str = "linear",
+        ibn: str | None = None,
     ) -> None:
         super().__init__()
         if last_stride not in (1, 2):
             raise UsageError(f"model.last_stride must be 1 or 2, got {last_stride}")
-        trunk = DEPTHS[depth](weights=None)
+        trunk = DEPTHS[depth](weights=None) if ibn is None else ibn_resnet(depth, ibn)
         if last_stride == 1:
             block = trunk.layer4[0]
             (block.conv2 if hasattr(block, "conv3") else block.conv1).stride = (1, 1)

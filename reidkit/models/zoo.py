@@ -1,14 +1,19 @@
-"""The built-in models: torchvision ResNets with a re-ID head, and OSNet.
+"""The built-in models: torchvision ResNets and their IBN-Net designs with a re-ID head, and
+OSNet.
 
 Each builder carries its declaration (:class:`~reidkit.models.spec.ModelCfg`); the network
 classes are imported when a model is built.
 
 ImageNet weights: the ResNets take torchvision's IMAGENET1K_V1 files, the ones torchreid and
-BoT start from; OSNet takes torchreid's ImageNet files, which torchreid keeps in
-TORCH_HOME/checkpoints as ``<name>_imagenet.pth``.
+BoT start from; the IBN-Net ResNets take IBN-Net's own release files (torchreid's
+``resnet50_ibn_a`` starts from plain ResNet-50 weights and leaves every IBN layer as
+initialised; reidkit does not); OSNet takes torchreid's ImageNet files, which torchreid
+keeps in TORCH_HOME/checkpoints as ``<name>_imagenet.pth``.
 """
 
 from __future__ import annotations
+
+import functools
 
 from reidkit.models.spec import ModelCfg, Pretrained, register_model
 
@@ -37,10 +42,10 @@ def _resnet_cfg(depth: int, digest: str) -> ModelCfg:
     )
 
 
-def _resnet(depth: int, num_classes: int, **options):
+def _resnet(depth: int, num_classes: int, ibn: str | None = None, **options):
     from reidkit.models.resnet import ReIDResNet
 
-    return ReIDResNet(depth, num_classes, **options)
+    return ReIDResNet(depth, num_classes, ibn=ibn, **options)
 
 
 @register_model("resnet18", _resnet_cfg(18, "f37072fd"))
@@ -66,6 +71,41 @@ def resnet101(num_classes: int, **options):
 @register_model("resnet152", _resnet_cfg(152, "394f9c45"))
 def resnet152(num_classes: int, **options):
     return _resnet(152, num_classes, **options)
+
+
+# IBN-Net's ImageNet files (the GitHub release v1.0 of XingangPan/IBN-Net): the digest in
+# each name, as torch.hub names its files
+IBN_IMAGENET = {
+    "resnet18_ibn_a": "2f571257",
+    "resnet34_ibn_a": "94bc1577",
+    "resnet50_ibn_a": "d9d0bb7b",
+    "resnet101_ibn_a": "59ea0ac6",
+    "resnet18_ibn_b": "bc2f3c11",
+    "resnet34_ibn_b": "04134c37",
+    "resnet50_ibn_b": "9ca61e85",
+    "resnet101_ibn_b": "c55f6dba",
+}
+IBN_RELEASE = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0"
+
+
+def _ibn_cfg(depth: int, design: str) -> ModelCfg:
+    name = f"resnet{depth}_ibn_{design}"
+    filename = f"{name}-{IBN_IMAGENET[name]}.pth"
+    return ModelCfg(
+        f"ResNet-{depth}-IBN-{design} (IBN-Net), BNNeck head and last stride 1 by default",
+        feature_dim=512 if depth < 50 else 2048,
+        options=RESNET_OPTIONS,
+        distance="cosine",
+        head=RESNET_HEAD,
+        pretrained=Pretrained("ibn-net", f"{IBN_RELEASE}/{filename}", filename),
+    )
+
+
+for _name in IBN_IMAGENET:  # resnet<depth>_ibn_<design>
+    _depth, _design = int(_name[6:].split("_")[0]), _name[-1]
+    register_model(_name, _ibn_cfg(_depth, _design))(
+        functools.partial(_resnet, _depth, ibn=_design)
+    )
 
 
 # torchreid's Google Drive files of OSNet trained on ImageNet
