@@ -36,10 +36,10 @@ class Pretrained:
     """Where a model's ImageNet weights come from.
 
     ``source`` names the library whose cache holds them: "torchvision" and "ibn-net"
-    (TORCH_HOME/hub/checkpoints, torch.hub's, downloaded on first use), "torchreid" (TORCH_HOME/checkpoints/
-    ``filename``, torchreid's own place; torchreid fetches them from Google Drive, which
-    reidkit does not, so the file is placed there by hand) or "timm" (the Hugging Face
-    cache, ``tag`` being the hub repository).
+    (TORCH_HOME/hub/checkpoints, torch.hub's, downloaded on first use), "torchreid"
+    (TORCH_HOME/checkpoints/``filename``, torchreid's own place; torchreid fetches them
+    from Google Drive, which reidkit does not, so the file is placed there by hand) or
+    "timm" (the Hugging Face cache, ``tag`` being the hub repository).
     """
 
     source: str

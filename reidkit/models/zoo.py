@@ -5,10 +5,10 @@ Each builder carries its declaration (:class:`~reidkit.models.spec.ModelCfg`); t
 classes are imported when a model is built.
 
 ImageNet weights: the ResNets take torchvision's IMAGENET1K_V1 files, the ones torchreid and
-BoT start from; the IBN-Net ResNets take IBN-Net's own release files (torchreid's
-``resnet50_ibn_a`` starts from plain ResNet-50 weights and leaves every IBN layer as
-initialised; reidkit does not); OSNet takes torchreid's ImageNet files, which torchreid
-keeps in TORCH_HOME/checkpoints as ``<name>_imagenet.pth``.
+BoT start from; the IBN-Net ResNets take IBN-Net's own release files, as fast-reid does
+(torchreid's ``resnet50_ibn_a`` starts from plain ResNet-50 weights and leaves every IBN
+layer as initialised); OSNet takes torchreid's ImageNet files, which torchreid keeps in
+TORCH_HOME/checkpoints as ``<name>_imagenet.pth``.
 """
 
 from __future__ import annotations

@@ -52,13 +52,15 @@ def ort_run(path, batch, nchw=None):
 
 # CI exports one registered model of each kind (see model_kind), each once, the slowest
 # first (they go two at a time): all 12 took 134 s on 2 cores, these six 57 s one at a time
-# (5-26 s a model, resnet152 the slowest). resnet18's is
+# (5-26 s a model, resnet152 the slowest); the four IBN-Net kinds (a and b, basic and
+# bottleneck blocks) 22 s. resnet18's is
 # the session's shared export of a resnet18 checkpoint (deploy/conftest.py), checked like
 # the others in test_cli_exports_a_run_directory_with_metadata_and_verification. The
 # explore profile (HYPOTHESIS_PROFILE=explore, by hand) exports every registered model.
 SHARED_EXPORT = "resnet18"
-ONE_OF_EACH_KIND = ("osnet_x0_25", "resnet50", "timm/resnet50d", "timm/vit_small_patch16_224",
-                    "timm/convnext_tiny")  # fmt: skip
+ONE_OF_EACH_KIND = ("osnet_x0_25", "resnet50", "resnet50_ibn_a", "resnet50_ibn_b",
+                    "timm/resnet50d", "timm/vit_small_patch16_224", "timm/convnext_tiny",
+                    "resnet18_ibn_a", "resnet18_ibn_b")  # fmt: skip
 EXPORTED = list_models() if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else ONE_OF_EACH_KIND
 
 
