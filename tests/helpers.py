@@ -156,3 +156,8 @@ def command_state_restored():
             os.close(threads._state["fd"])
             (threads.running_folder() / str(os.getpid())).unlink(missing_ok=True)
         threads._state.update(threads=0, auto=False, fd=None, set="")
+
+
+def counted(keys) -> list[str]:
+    """The keys a load report counts, sorted: all but BatchNorm's batch counters."""
+    return sorted(k for k in keys if not k.endswith(".num_batches_tracked"))

@@ -123,7 +123,9 @@ def ibn_imagenet_file(depth: int, design: str, path: Path, seed: int = 0) -> Ord
     release v1.0 of XingangPan/IBN-Net) to ``path`` and return what it holds: a plain state
     dict in IBN-Net's names with its ImageNet ``fc``, no BatchNorm counters, in torch's
     legacy serialization (uploaded in June 2020, before torch 1.6 made the zip format the
-    default). Its tensors (names, shapes) come from tests/ibn_reference.py."""
+    default: assumed, the file cannot be downloaded here) and no ``_metadata`` (whether the
+    real file has it could not be checked; the loader needs neither). Its tensors (names,
+    shapes) come from tests/ibn_reference.py."""
     from ibn_reference import ibn_state
 
     state = OrderedDict(ibn_state(depth, design, seed=seed))

@@ -31,14 +31,15 @@ def _torchvision(depth: int, digest: str) -> Pretrained:
     )
 
 
-def _resnet_cfg(depth: int, digest: str) -> ModelCfg:
+def _resnet_cfg(depth: int, pretrained: Pretrained, ibn: str | None = None) -> ModelCfg:
+    design = f"-IBN-{ibn} (IBN-Net)" if ibn else ""
     return ModelCfg(
-        f"ResNet-{depth}, BNNeck head and last stride 1 (BoT) by default",
+        f"ResNet-{depth}{design}, BNNeck head and last stride 1 (BoT) by default",
         feature_dim=512 if depth < 50 else 2048,
         options=RESNET_OPTIONS,
         distance="cosine",  # BoT ranks the features after the BNNeck by cosine
         head=RESNET_HEAD,
-        pretrained=_torchvision(depth, digest),
+        pretrained=pretrained,
     )
 
 
@@ -48,27 +49,27 @@ def _resnet(depth: int, num_classes: int, ibn: str | None = None, **options):
     return ReIDResNet(depth, num_classes, ibn=ibn, **options)
 
 
-@register_model("resnet18", _resnet_cfg(18, "f37072fd"))
+@register_model("resnet18", _resnet_cfg(18, _torchvision(18, "f37072fd")))
 def resnet18(num_classes: int, **options):
     return _resnet(18, num_classes, **options)
 
 
-@register_model("resnet34", _resnet_cfg(34, "b627a593"))
+@register_model("resnet34", _resnet_cfg(34, _torchvision(34, "b627a593")))
 def resnet34(num_classes: int, **options):
     return _resnet(34, num_classes, **options)
 
 
-@register_model("resnet50", _resnet_cfg(50, "0676ba61"))
+@register_model("resnet50", _resnet_cfg(50, _torchvision(50, "0676ba61")))
 def resnet50(num_classes: int, **options):
     return _resnet(50, num_classes, **options)
 
 
-@register_model("resnet101", _resnet_cfg(101, "63fe2227"))
+@register_model("resnet101", _resnet_cfg(101, _torchvision(101, "63fe2227")))
 def resnet101(num_classes: int, **options):
     return _resnet(101, num_classes, **options)
 
 
-@register_model("resnet152", _resnet_cfg(152, "394f9c45"))
+@register_model("resnet152", _resnet_cfg(152, _torchvision(152, "394f9c45")))
 def resnet152(num_classes: int, **options):
     return _resnet(152, num_classes, **options)
 
@@ -88,22 +89,14 @@ IBN_IMAGENET = {
 IBN_RELEASE = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0"
 
 
-def _ibn_cfg(depth: int, design: str) -> ModelCfg:
-    name = f"resnet{depth}_ibn_{design}"
+def _ibn_file(name: str) -> Pretrained:
     filename = f"{name}-{IBN_IMAGENET[name]}.pth"
-    return ModelCfg(
-        f"ResNet-{depth}-IBN-{design} (IBN-Net), BNNeck head and last stride 1 by default",
-        feature_dim=512 if depth < 50 else 2048,
-        options=RESNET_OPTIONS,
-        distance="cosine",
-        head=RESNET_HEAD,
-        pretrained=Pretrained("ibn-net", f"{IBN_RELEASE}/{filename}", filename),
-    )
+    return Pretrained("ibn-net", f"{IBN_RELEASE}/{filename}", filename)
 
 
 for _name in IBN_IMAGENET:  # resnet<depth>_ibn_<design>
     _depth, _design = int(_name[6:].split("_")[0]), _name[-1]
-    register_model(_name, _ibn_cfg(_depth, _design))(
+    register_model(_name, _resnet_cfg(_depth, _ibn_file(_name), ibn=_design))(
         functools.partial(_resnet, _depth, ibn=_design)
     )
 

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import FAST_TRAIN
+from helpers import FAST_TRAIN, counted
 from ibn_reference import LAYOUTS, ibn_features, ibn_state
 from published import ibn_imagenet_file, save_legacy
 
@@ -24,10 +24,6 @@ CASES = [(d, s) for d in LAYOUTS for s in "ab"]
 def relative_error(got, want) -> float:
     """The largest difference over the largest value (random weights make large sums)."""
     return ((got - want).abs().max() / want.abs().max()).item()
-
-
-def counted(keys):
-    return sorted(k for k in keys if not k.endswith(".num_batches_tracked"))
 
 
 @pytest.mark.parametrize(("depth", "design"), CASES)

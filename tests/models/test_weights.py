@@ -11,17 +11,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import counted
 from published import save_legacy
 from torchreid_reference import TORCHREID_CHANNELS, torchreid_osnet_forward, torchreid_osnet_state
 from torchvision.models import resnet50
 
 from reidkit.errors import DataError
 from reidkit.models import create_model, load_weights, read_state_dict
-
-
-def counted(keys):
-    """The keys a load report counts: all but BatchNorm's batch counters."""
-    return [k for k in keys if not k.endswith(".num_batches_tracked")]
 
 
 @pytest.mark.parametrize("name", list(TORCHREID_CHANNELS))
