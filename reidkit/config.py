@@ -53,7 +53,24 @@ class ModelConfig:
     last_stride: int | None = None  # None: the model's default (ResNets: 1, as BoT)
     bnneck: bool | None = None  # None: the model's default (ResNets: on)
     classifier: str | None = None  # linear or cosine; None: what loss.id_loss needs
+    # the published designs' options (ResNets; None: the model's default)
+    non_local: bool | None = None  # non-local blocks in layer2 and layer3 (AGW, SBS, MGN)
+    pooling: str | None = None  # avg or gem
+    gem_p: float | None = None  # GeM's p (3 when not given)
+    gem_learnable: bool | None = None  # GeM's p learned (SBS, MGN)
+    stem_pool: str | None = None  # padding (torchvision) or ceil (fast-reid since 2020-08)
     temporal: str = "avg"  # video: a clip's frame features pooled over time by avg or max
+
+    def given_options(self) -> dict[str, typing.Any]:
+        """The model options set here (None: the model's default)."""
+        return {key: getattr(self, key) for key in MODEL_OPTIONS}
+
+
+# ModelConfig's fields that are options of the model's builder
+MODEL_OPTIONS = (
+    "last_stride", "bnneck", "classifier", "non_local", "pooling", "gem_p", "gem_learnable",
+    "stem_pool",
+)  # fmt: skip
 
 
 @dataclass
@@ -434,10 +451,9 @@ def _resolve_model(config: Config) -> None:
         )
     if loss.id_loss != "ce" and m.classifier is None:
         m.classifier = "cosine"  # what a margin loss needs
-    given = {"bnneck": m.bnneck, "last_stride": m.last_stride, "classifier": m.classifier}
-    options = model_options(m.name, given)
-    m.bnneck, m.last_stride = options.get("bnneck"), options.get("last_stride")
-    m.classifier = options.get("classifier")
+    options = model_options(m.name, m.given_options())
+    for key in MODEL_OPTIONS:
+        setattr(m, key, options.get(key))
     cosine = m.classifier == "cosine"
     if loss.softmax and cosine != (loss.id_loss != "ce"):
         raise UsageError(

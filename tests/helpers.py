@@ -161,3 +161,17 @@ def command_state_restored():
 def counted(keys) -> list[str]:
     """The keys a load report counts, sorted: all but BatchNorm's batch counters."""
     return sorted(k for k in keys if not k.endswith(".num_batches_tracked"))
+
+
+def query_features(cli, checkpoint: Path, data_root: Path, out: Path):
+    """``reidkit extract CHECKPOINT`` on synthreid's query under DATA_ROOT into OUT (it
+    must succeed): the features it wrote."""
+    import h5py
+
+    code, _, err = cli(
+        "extract", checkpoint, "--dataset", "synthreid", "--root", data_root, "--out", out,
+        "--subsets", "query", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    with h5py.File(out / "synthreid-query.h5") as f:
+        return f["features"][:]

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 
-def export_registered(name: str, size: tuple[int, int], data_root: str, out: str) -> dict:
-    """``export_model`` of the registered model NAME with its seeded random weights at SIZE
-    (height, width), verified on synthreid's images under DATA_ROOT: the result ``reidkit
-    export`` prints."""
+def export_registered(
+    name: str, options: dict, size: tuple[int, int], data_root: str, out: str
+) -> dict[str, Any]:
+    """``export_model`` of the registered model NAME built with OPTIONS and its seeded random
+    weights at SIZE (height, width), verified on synthreid's images under DATA_ROOT: the
+    result ``reidkit export`` prints."""
     from reidkit.deploy.export import ExportOptions, export_model
     from reidkit.deploy.verify import verification_images
     from reidkit.features.source import load_model_source
 
-    source = load_model_source(None, name, height=size[0], width=size[1])
+    source = load_model_source(
+        None, name, height=size[0], width=size[1], model_options=options or None
+    )
     paths, _ = verification_images(dataset="synthreid", root=data_root)
     return export_model(source, out, ExportOptions(), verify_on=paths)
 
@@ -34,17 +38,17 @@ def _one_thread() -> None:
 
 
 def export_all(
-    names: list[str], size: tuple[int, int], data_root: Path, folder: Path
+    models: dict[str, tuple[str, dict]], size: tuple[int, int], data_root: Path, folder: Path
 ) -> dict[str, tuple[Path, dict]]:
-    """Each of NAMES exported at SIZE to FOLDER/<i>.onnx by :func:`export_registered`, the worker
-    taking the next name whenever it is free and this process the others;
-    {name: (file, result)}."""
+    """Each of MODELS ({key: (name, options)}) exported at SIZE to FOLDER/<i>.onnx by
+    :func:`export_registered`, the worker taking the next one whenever it is free and this
+    process the others; {key: (file, result)}."""
     import torch
 
-    pending = list(names)
+    pending = list(models)
     jobs = {
-        name: (name, size, str(data_root), str(folder / f"{i}.onnx"))
-        for i, name in enumerate(names)
+        key: (*models[key], size, str(data_root), str(folder / f"{i}.onnx"))
+        for i, key in enumerate(models)
     }
     results: dict[str, dict[str, Any]] = {}
     threads = torch.get_num_threads()
@@ -65,4 +69,4 @@ def export_all(
                     results[name] = export_registered(*jobs[name])
         finally:
             torch.set_num_threads(threads)
-    return {name: (Path(jobs[name][-1]), results[name]) for name in names}
+    return {key: (Path(jobs[key][-1]), results[key]) for key in models}

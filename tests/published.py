@@ -125,10 +125,10 @@ def ibn_imagenet_file(depth: int, design: str, path: Path, seed: int = 0) -> Ord
     legacy serialization (uploaded in June 2020, before torch 1.6 made the zip format the
     default: assumed, the file cannot be downloaded here) and no ``_metadata`` (whether the
     real file has it could not be checked; the loader needs neither). Its tensors (names,
-    shapes) come from tests/ibn_reference.py."""
-    from ibn_reference import ibn_state
+    shapes) come from tests/resnet_reference.py."""
+    from resnet_reference import resnet_state
 
-    state = OrderedDict(ibn_state(depth, design, seed=seed))
+    state = OrderedDict(resnet_state(depth, design, seed=seed))
     assert not any(k.endswith("num_batches_tracked") for k in state)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_legacy(state, path)

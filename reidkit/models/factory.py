@@ -90,8 +90,7 @@ def run_model_kwargs(config) -> dict[str, Any]:
     """What builds a run's model (a :class:`reidkit.config.Config`): its options, and the
     input size of a model built for one size."""
     m = config.model
-    given = {"last_stride": m.last_stride, "bnneck": m.bnneck, "classifier": m.classifier}
-    kwargs = model_options(m.name, given)
+    kwargs = model_options(m.name, m.given_options())
     if model_cfg(m.name).sized:
         kwargs["image_size"] = [config.data.height, config.data.width]
     return kwargs

@@ -17,7 +17,16 @@ import functools
 
 from reidkit.models.spec import ModelCfg, Pretrained, register_model
 
-RESNET_OPTIONS = {"bnneck": True, "last_stride": 1, "classifier": "linear"}
+RESNET_OPTIONS = {
+    "bnneck": True,
+    "last_stride": 1,
+    "classifier": "linear",
+    "non_local": False,
+    "pooling": "avg",
+    "gem_p": None,  # GeM's p: 3 when not given
+    "gem_learnable": False,
+    "stem_pool": "padding",
+}
 RESNET_HEAD = ("bnneck", "classifier")
 
 

@@ -3,6 +3,7 @@ the graph as documented; the metadata says how to feed the file; bad input leave
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,12 +17,13 @@ import torch
 from parallel_exports import export_all
 
 from reidkit import __version__
+from reidkit.errors import UsageError
 from reidkit.features.batches import ImageList, batches_in_process
 from reidkit.features.extractor import TorchRunner
 from reidkit.features.options import ExtractOptions
 from reidkit.features.source import load_model_source
 from reidkit.fileio import file_sha256
-from reidkit.models import create_model, list_models
+from reidkit.models import create_model, list_models, model_options
 from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE = (64, 32)
@@ -61,40 +63,72 @@ SHARED_EXPORT = "resnet18"
 ONE_OF_EACH_KIND = ("osnet_x0_25", "resnet50", "resnet50_ibn_a", "resnet50_ibn_b",
                     "timm/resnet50d", "timm/vit_small_patch16_224", "timm/convnext_tiny",
                     "resnet18_ibn_a", "resnet18_ibn_b")  # fmt: skip
-EXPORTED = list_models() if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else ONE_OF_EACH_KIND
+# options that bring layers of their own, on the models that accept them
+LAYER_OPTIONS = ({"non_local": True}, {"pooling": "gem"}, {"pooling": "gem", "gem_learnable": True})
+WITH_OPTIONS = {  # key: (name, options), exported beside ONE_OF_EACH_KIND
+    "resnet50+nl+gem+ceil": (
+        "resnet50",
+        {"non_local": True, "pooling": "gem", "gem_learnable": True, "stem_pool": "ceil"},
+    ),
+}
+EXPORTED = {
+    **{name: (name, {}) for name in (
+        list_models() if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else ONE_OF_EACH_KIND
+    )},
+    **WITH_OPTIONS,
+}  # fmt: skip
 
 
-def model_kind(name: str) -> frozenset[str]:
+def model_kind(name: str, options: dict | None = None) -> frozenset[str]:
     """The module types a registered model is built from: what torch's exporter traces and
     ONNX Runtime runs. Models of one kind differ only in depth or width (resnet18 and
     resnet34; resnet50, 101 and 152; the OSNet widths); an option that brings a layer of its
     own (IBN, SE, non-local, GeM, part heads) makes a kind of its own."""
     with torch.device("meta"):  # no weights are made: a few seconds for all of them
-        model = create_model(name, num_classes=4, image_size=SIZE)
+        model = create_model(name, num_classes=4, image_size=SIZE, **(options or {}))
     return frozenset(f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules())
 
 
+def option_kinds() -> dict[str, frozenset[str]]:
+    """The kinds of the registered models built with each of LAYER_OPTIONS they take."""
+    kinds = {}
+    for name in list_models():
+        for options in LAYER_OPTIONS:
+            if set(options) <= set(model_options(name)):
+                with contextlib.suppress(UsageError):  # e.g. non-local blocks in a ResNet-18
+                    kinds[f"{name} {options}"] = model_kind(name, options)
+    return kinds
+
+
 def test_ci_exports_a_model_of_every_registered_kind():
-    exported = {model_kind(name) for name in (SHARED_EXPORT, *ONE_OF_EACH_KIND)}
+    """Each registered model's kind is exported, and each module type that a layer option
+    brings is exported in some model (its combinations with every trunk are not)."""
+    exported = {model_kind(SHARED_EXPORT)} | {model_kind(*EXPORTED[k]) for k in EXPORTED}
     unexported = [name for name in list_models() if model_kind(name) not in exported]
     assert not unexported, (
         f"no model of the kind of {unexported} is exported in CI: add one to ONE_OF_EACH_KIND"
     )
+    traced = frozenset().union(*exported)
+    untraced = {k: sorted(kind - traced) for k, kind in option_kinds().items() if kind - traced}
+    assert not untraced, f"these layers are never exported in CI: {untraced} (see WITH_OPTIONS)"
 
 
 @pytest.fixture(scope="module")
 def registered_exports(synth_tiny, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     """EXPORTED, each exported once with export_model (seeded random weights), two at a time
-    (tests/parallel_exports.py): {name: (file, result)}."""
+    (tests/parallel_exports.py): {key: (file, result)}."""
     return export_all(EXPORTED, SIZE, synth_tiny, tmp_path_factory.mktemp("registered"))
 
 
-@pytest.mark.parametrize("name", EXPORTED)
-def test_registered_models_export_and_match_pytorch(name, registered_exports, synth_tiny):
+@pytest.mark.parametrize("key", list(EXPORTED))
+def test_registered_models_export_and_match_pytorch(key, registered_exports, synth_tiny):
     """The export was made in another process: the model built here with the same seed is
     the reference, so the check does not lean on the exporter's own copy of it."""
-    path, result = registered_exports[name]
-    source = load_model_source(None, name, height=SIZE[0], width=SIZE[1])
+    path, result = registered_exports[key]
+    name, options = EXPORTED[key]
+    source = load_model_source(
+        None, name, height=SIZE[0], width=SIZE[1], model_options=options or None
+    )
     v = result["verification"]
     assert v["images"] == 8 and v["batch_sizes"] == [8, 1]
     assert v["scaled_diff"] < 1e-4 and v["min_cosine"] > 0.9999
@@ -109,6 +143,7 @@ def test_registered_models_export_and_match_pytorch(name, registered_exports, sy
     assert images.type == "tensor(uint8)" and images.shape == ["batch", 3, *SIZE]
     meta = props(path)
     assert meta["model"] == name and meta["feature_dim"] == str(source.model.feature_dim)
+    assert json.loads(meta["model_options"]) == model_options(name, options)  # with defaults
     assert (meta["height"], meta["width"], meta["batch"]) == ("64", "32", "dynamic")
     assert meta["checkpoint_sha256"] == ""  # random weights, seeded
     assert json.loads(meta["mean"]) == pytest.approx(source.data["mean"])

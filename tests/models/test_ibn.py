@@ -1,18 +1,17 @@
 """IBN-Net trunks: IBN-Net's names and shapes, its features, its published ImageNet files
-and torchreid's files, against tests/ibn_reference.py (written from IBN-Net's code, not
+and torchreid's files, against tests/resnet_reference.py (written from IBN-Net's code, not
 from reidkit's)."""
 
 from __future__ import annotations
 
 import json
 
-import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import FAST_TRAIN, counted
-from ibn_reference import LAYOUTS, ibn_features, ibn_state
+from helpers import FAST_TRAIN, counted, query_features
 from published import ibn_imagenet_file, save_legacy
+from resnet_reference import LAYOUTS, resnet_features, resnet_state
 
 from reidkit.models import create_model, load_weights
 from reidkit.models.checkpoint import load_checkpoint
@@ -30,7 +29,7 @@ def relative_error(got, want) -> float:
 def test_the_trunk_has_ibn_nets_names_and_shapes(depth, design):
     model = create_model(f"resnet{depth}_ibn_{design}", 1000, bnneck=False, last_stride=2)
     ours = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("classifier.")}
-    theirs = {k: v.shape for k, v in ibn_state(depth, design).items() if not k.startswith("fc.")}
+    theirs = {k: v.shape for k, v in resnet_state(depth, design).items() if not k.startswith("fc.")}
     assert counted(ours) == sorted(theirs)
     assert all(ours[k] == theirs[k] for k in theirs)
     normed = [k for k in theirs if ".IN." in k]
@@ -44,7 +43,7 @@ def test_the_trunk_has_ibn_nets_names_and_shapes(depth, design):
     ("depth", "design", "last_stride"), [(50, "a", 1), (50, "b", 2), (18, "a", 2), (18, "b", 1)]
 )
 def test_ibn_nets_weights_give_its_features(tmp_path, depth, design, last_stride):
-    state = ibn_state(depth, design, seed=depth)
+    state = resnet_state(depth, design, seed=depth)
     path = tmp_path / "ibn.pth"
     save_legacy(state, path)
     model = create_model(
@@ -56,7 +55,7 @@ def test_ibn_nets_weights_give_its_features(tmp_path, depth, design, last_stride
     x = torch.randn(2, 3, 96, 48, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         got = model.features(x)
-        want = ibn_features(state, x, depth, design, last_stride=last_stride)
+        want = resnet_features(state, x, depth, design, last_stride=last_stride)
     assert want.abs().max() > 0.1
     assert relative_error(got, want) < 1e-5
 
@@ -64,7 +63,7 @@ def test_ibn_nets_weights_give_its_features(tmp_path, depth, design, last_stride
 def test_torchreids_resnet50_ibn_a_file_loads_whole(tmp_path):
     """torchreid's resnet50_ibn_a (no BNNeck, last stride 2, a classifier with a bias), as
     its Engine saves it: every tensor used, and IBN-Net's features."""
-    state = {k: v for k, v in ibn_state(50, "a", seed=3).items() if not k.startswith("fc.")}
+    state = {k: v for k, v in resnet_state(50, "a", seed=3).items() if not k.startswith("fc.")}
     for key in [k for k in state if k.endswith("running_mean")]:  # torch 1.x's counters
         state[key.replace("running_mean", "num_batches_tracked")] = torch.tensor(900)
     state |= {"classifier.weight": torch.randn(751, 2048), "classifier.bias": torch.randn(751)}
@@ -76,7 +75,7 @@ def test_torchreids_resnet50_ibn_a_file_loads_whole(tmp_path):
     assert len(report["used"]) == len(counted(state)) == len(counted(model.state_dict()))
     x = torch.randn(2, 3, 96, 48, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        assert relative_error(model(x), ibn_features(state, x, 50, "a")) < 1e-5
+        assert relative_error(model(x), resnet_features(state, x, 50, "a")) < 1e-5
 
 
 @pytest.mark.parametrize(("depth", "design"), [(50, "a"), (18, "b")])
@@ -120,10 +119,5 @@ def test_an_ibn_model_trains_its_instance_norms_and_extracts(cli, synth_tiny, tm
     weights = load_checkpoint(run / "weights" / "last.pt")["state_dict"]
     scales = [weights[k] for k in weights if k.endswith("bn1.IN.weight")]
     assert len(scales) == 6 and all(not torch.equal(s, torch.ones_like(s)) for s in scales)
-    code, _, err = cli(
-        "extract", run / "weights" / "last.pt", "--dataset", "synthreid", "--root", synth_tiny,
-        "--out", feats, "--subsets", "query", "--json",
-    )  # fmt: skip
-    assert code == 0, err
-    with h5py.File(feats / "synthreid-query.h5") as f:
-        assert f["features"].shape == (48, 512) and np.isfinite(f["features"][:]).all()
+    features = query_features(cli, run / "weights" / "last.pt", synth_tiny, feats)
+    assert features.shape == (48, 512) and np.isfinite(features).all()
