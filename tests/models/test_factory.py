@@ -87,10 +87,11 @@ def test_models_list_shows_what_each_model_declares(cli):
         models |= {m["name"]: m for m in json.loads(out)["models"]}
     r50, osnet = models["resnet50"], models["osnet_x0_25"]
     vit = models["timm/vit_small_patch16_224"]
-    assert (
-        r50["options"] == {"bnneck": True, "last_stride": 1, "classifier": "linear"}
-        and r50["distance"] == "cosine"
-    )
+    assert r50["options"] == {
+        "bnneck": True, "last_stride": 1, "classifier": "linear", "non_local": False,
+        "pooling": "avg", "gem_p": None, "gem_learnable": False, "stem_pool": "padding",
+    }  # fmt: skip
+    assert r50["distance"] == "cosine"
     assert r50["head"] == ["bnneck", "classifier"] and r50["pretrained"] == "torchvision"
     assert osnet["options"] == {} and osnet["distance"] == "euclidean"
     assert osnet["head"] == ["classifier"] and osnet["pretrained"] == "torchreid"
