@@ -59,6 +59,7 @@ class ModelConfig:
     gem_p: float | None = None  # GeM's p (3 when not given)
     gem_learnable: bool | None = None  # GeM's p learned (SBS, MGN)
     stem_pool: str | None = None  # padding (torchvision) or ceil (fast-reid since 2020-08)
+    part_feature: str | None = None  # PCB's test feature: full (2048 x parts) or reduced
     temporal: str = "avg"  # video: a clip's frame features pooled over time by avg or max
 
     def given_options(self) -> dict[str, typing.Any]:
@@ -69,7 +70,7 @@ class ModelConfig:
 # ModelConfig's fields that are options of the model's builder
 MODEL_OPTIONS = (
     "last_stride", "bnneck", "classifier", "non_local", "pooling", "gem_p", "gem_learnable",
-    "stem_pool",
+    "stem_pool", "part_feature",
 )  # fmt: skip
 
 

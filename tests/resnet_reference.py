@@ -122,18 +122,28 @@ def resnet_state(
 
 
 def resnet_features(
+    state: dict, x: torch.Tensor, depth: int, design: str | None, gem_p=None, **trunk
+) -> torch.Tensor:
+    """The trunk's pooled output (average, or GeM with ``gem_p``), in evaluation mode: the
+    pooled :func:`resnet_map` (``trunk``: its options)."""
+    x = resnet_map(state, x, depth, design, **trunk)
+    if gem_p is None:
+        return x.mean((2, 3))
+    return x.clamp(min=1e-6).pow(gem_p).mean((2, 3)).pow(1.0 / gem_p)
+
+
+def resnet_map(
     state: dict,
     x: torch.Tensor,
     depth: int,
     design: str | None,
     last_stride: int = 2,
     non_local: bool = False,
-    gem_p: float | None = None,
     stem_pool: str = "padding",
     calibrate: bool = False,
 ) -> torch.Tensor:
-    """The trunk's pooled output (average, or GeM with ``gem_p``), in evaluation mode; with
-    ``calibrate``, BatchNorm normalises by the batch and writes the batch's statistics into
+    """The trunk's final feature map, in evaluation mode; with ``calibrate``, BatchNorm
+    normalises by the batch and writes the batch's statistics into
     ``state`` as its running ones (random running statistics let deep trunks' activations
     grow to 1e5, too large for the non-local blocks' products)."""
     bottleneck, _ = LAYOUTS[depth]
@@ -194,6 +204,4 @@ def resnet_features(
         block = int(p.split(".")[1])
         if non_local and block in non_local_after(depth, stage):
             x = nonlocal_block(x, f"NL_{stage + 1}.{non_local_after(depth, stage).index(block)}")
-    if gem_p is None:
-        return x.mean((2, 3))
-    return x.clamp(min=1e-6).pow(gem_p).mean((2, 3)).pow(1.0 / gem_p)
+    return x

@@ -263,7 +263,8 @@ class Trainer:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        correct = (logits.detach().argmax(1) == labels).sum()
+        scores = logits.detach().mean(1) if logits.dim() == 3 else logits.detach()  # parts
+        correct = (scores.argmax(1) == labels).sum()
         read = [loss.detach(), correct, *parts.values()]
         values = torch.stack([t.double() for t in read]).tolist()  # the one wait
         if not math.isfinite(values[0]):

@@ -74,7 +74,11 @@ class ReIDLoss(nn.Module):
         if self.softmax:
             if self.id_loss != "ce":
                 logits = margin_logits(logits, labels, self.id_loss, self.id_scale, self.id_margin)
-            ce = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+            if logits.dim() == 3:  # one classifier per part (PCB): the mean over the parts
+                logits, labels_ce = logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1])
+            else:
+                labels_ce = labels
+            ce = F.cross_entropy(logits.float(), labels_ce, label_smoothing=self.label_smoothing)
             total = total + self.softmax * ce
             parts["ce"] = ce.detach()
         pairs = hardest_pairs(features, labels)

@@ -37,6 +37,34 @@ DEPTHS = {
 }
 
 
+TRUNK_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def resnet_trunk(
+    depth: int, *, last_stride: int = 1, ibn: str | None = None, stem_pool: str = "padding"
+) -> tv_resnet.ResNet:
+    """torchvision's ResNet (or its IBN-Net design) with the last stride and stem pooling
+    asked for; its ``fc`` is left unused."""
+    if last_stride not in (1, 2):
+        raise UsageError(f"model.last_stride must be 1 or 2, got {last_stride}")
+    if stem_pool not in STEM_POOLS:
+        raise UsageError(f"model.stem_pool: choose from {', '.join(STEM_POOLS)}, got {stem_pool!r}")
+    trunk = DEPTHS[depth](weights=None) if ibn is None else ibn_resnet(depth, ibn)
+    trunk.maxpool = nn.MaxPool2d(**STEM_POOLS[stem_pool])
+    if last_stride == 1:
+        block = trunk.layer4[0]
+        (block.conv2 if hasattr(block, "conv3") else block.conv1).stride = (1, 1)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+    return trunk
+
+
+def stem_and_stages(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The stem and layer1-4 of a model holding :data:`TRUNK_PARTS`."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+
 class ReIDResNet(ReIDNet):
     """A torchvision ResNet trunk, pooled, with an optional BNNeck and a classifier.
 
@@ -74,37 +102,15 @@ class ReIDResNet(ReIDNet):
         stem_pool: str = "padding",
     ) -> None:
         super().__init__()
-        if last_stride not in (1, 2):
-            raise UsageError(f"model.last_stride must be 1 or 2, got {last_stride}")
-        if stem_pool not in STEM_POOLS:
-            raise UsageError(
-                f"model.stem_pool: choose from {', '.join(STEM_POOLS)}, got {stem_pool!r}"
-            )
         if non_local and depth not in BLOCKS_BY_DEPTH:
             raise UsageError(
                 f"model.non_local: the published models place non-local blocks in ResNet-50 "
                 f"and ResNet-101 only, not in ResNet-{depth}",
                 hint="choose resnet50 or resnet101 (or their IBN-Net designs)",
             )
-        trunk = DEPTHS[depth](weights=None) if ibn is None else ibn_resnet(depth, ibn)
-        trunk.maxpool = nn.MaxPool2d(**STEM_POOLS[stem_pool])
-        if last_stride == 1:
-            block = trunk.layer4[0]
-            (block.conv2 if hasattr(block, "conv3") else block.conv1).stride = (1, 1)
-            if block.downsample is not None:
-                block.downsample[0].stride = (1, 1)
-        self.conv1, self.bn1, self.relu, self.maxpool = (
-            trunk.conv1,
-            trunk.bn1,
-            trunk.relu,
-            trunk.maxpool,
-        )
-        self.layer1, self.layer2, self.layer3, self.layer4 = (
-            trunk.layer1,
-            trunk.layer2,
-            trunk.layer3,
-            trunk.layer4,
-        )
+        trunk = resnet_trunk(depth, last_stride=last_stride, ibn=ibn, stem_pool=stem_pool)
+        for part in TRUNK_PARTS:  # torchvision's names, as the published files have them
+            setattr(self, part, getattr(trunk, part))
         self.non_local_after: list[list[int]] = [[] for _ in range(4)]  # per stage
         if non_local:
             for stage, count in enumerate(BLOCKS_BY_DEPTH[depth]):

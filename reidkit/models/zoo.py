@@ -110,6 +110,35 @@ for _name in IBN_IMAGENET:  # resnet<depth>_ibn_<design>
     )
 
 
+def _pcb_cfg(parts: int) -> ModelCfg:
+    return ModelCfg(
+        f"PCB (Sun et al., ECCV 2018) as torchreid builds it: ResNet-50, stride-1 layer4, "
+        f"{parts} stripes, each with its classifier",
+        feature_dim=2048 * parts,
+        input_size=(384, 128),  # the paper's (torchreid trains it at any size)
+        options={"part_feature": "full"},
+        distance="euclidean",  # of stripes normalised one by one, as torchreid ranks them
+        head=("conv5", "classifier"),
+        pretrained=_torchvision(50, "0676ba61"),  # torchreid starts it from ResNet-50's
+    )
+
+
+def _pcb(parts: int, num_classes: int, **options):
+    from reidkit.models.pcb import PCB
+
+    return PCB(num_classes, parts=parts, **options)
+
+
+@register_model("pcb_p6", _pcb_cfg(6))
+def pcb_p6(num_classes: int, **options):
+    return _pcb(6, num_classes, **options)
+
+
+@register_model("pcb_p4", _pcb_cfg(4))
+def pcb_p4(num_classes: int, **options):
+    return _pcb(4, num_classes, **options)
+
+
 # torchreid's Google Drive files of OSNet trained on ImageNet
 OSNET_IMAGENET = {
     "x1_0": "1LaG1EJpHrxdAxKnSCJ_i0u-nbxSAeiFY",

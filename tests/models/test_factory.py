@@ -21,7 +21,9 @@ def test_every_model_builds_and_runs(name):
     x = torch.randn(2, 3, 64, 32)
     model.train()
     logits, feature = model(x)
-    assert logits.shape == (2, 7) and feature.shape == (2, model.feature_dim)
+    parts = getattr(model, "parts", None)  # a classifier per part (PCB)
+    assert logits.shape == ((2, parts, 7) if parts else (2, 7))
+    assert feature.shape == (2, model.feature_dim)
     model.eval()
     with torch.no_grad():
         embedding = model(x)
