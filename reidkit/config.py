@@ -84,6 +84,7 @@ class LossConfig:
     triplet: float = 1.0  # weight of the batch-hard triplet term
     margin: float = 0.3
     soft_margin: bool = False
+    triplet_mining: str = "hard"  # hard (batch-hard), or weighted (AGW's softmax weights)
     # epochs over which the triplet weight rises from 0 (docs/training.md: from scratch the
     # triplet term collapses an embedding that does not rank yet); None: the schedule's
     # warmup epochs when training from scratch, 0 from pretrained weights (BoT as published)
@@ -310,6 +311,7 @@ CHOICES = {
     "model.temporal": ("avg", "max"),
     "eval.sample": ("all", "evenly"),
     "loss.id_loss": ("ce", "cosface", "circle"),
+    "loss.triplet_mining": ("hard", "weighted"),
     "optim.name": ("adam", "amsgrad", "sgd"),
     "schedule.name": ("step", "multistep", "cosine"),
     "train.amp": ("off", "bf16", "fp16"),

@@ -9,7 +9,7 @@ from torch import nn
 
 from reidkit.losses.center import CenterLoss
 from reidkit.losses.margin import DEFAULTS, margin_logits
-from reidkit.losses.triplet import hardest_pairs, triplet_from_pairs
+from reidkit.losses.triplet import MINING, triplet_from_pairs
 
 
 class ReIDLoss(nn.Module):
@@ -39,8 +39,10 @@ class ReIDLoss(nn.Module):
         id_loss: str = "ce",
         id_scale: float | None = None,
         id_margin: float | None = None,
+        mining: str = "hard",
     ) -> None:
         super().__init__()
+        self.pairs = MINING[mining]
         self.softmax, self.label_smoothing = softmax, label_smoothing
         self.id_loss = id_loss
         if id_loss != "ce":
@@ -66,6 +68,7 @@ class ReIDLoss(nn.Module):
             loss.id_loss,
             loss.id_scale,
             loss.id_margin,
+            loss.triplet_mining,
         )
 
     def forward(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor):
@@ -81,7 +84,7 @@ class ReIDLoss(nn.Module):
             ce = F.cross_entropy(logits.float(), labels_ce, label_smoothing=self.label_smoothing)
             total = total + self.softmax * ce
             parts["ce"] = ce.detach()
-        pairs = hardest_pairs(features, labels)
+        pairs = self.pairs(features, labels)
         if self.triplet:
             tri = triplet_from_pairs(pairs, self.margin, self.soft_margin)
             total = total + self.triplet * tri

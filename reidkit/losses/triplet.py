@@ -1,6 +1,14 @@
-"""Batch-hard triplet loss (Hermans et al., "In Defense of the Triplet Loss for Person
-Re-Identification", 2017): for each anchor, its farthest positive and nearest negative in
-the batch, with a hinge margin or the soft margin log(1 + exp(d_ap - d_an))."""
+"""Triplet losses over a batch: for each anchor one positive and one negative distance,
+with a hinge margin or the soft margin log(1 + exp(d_ap - d_an)).
+
+- "hard" mining (Hermans et al., "In Defense of the Triplet Loss for Person
+  Re-Identification", 2017): the farthest positive and the nearest negative;
+- "weighted" mining, AGW's weighted regularised triplet (Ye et al., TPAMI 2021, as its code
+  and fast-reid's compute it): the positives' distances averaged with softmax weights of
+  the distances (the far ones count most; the anchor itself is among its positives, as
+  there), the negatives' with softmax weights of the negated distances (the near ones
+  count most). AGW uses it with the soft margin.
+"""
 
 from __future__ import annotations
 
@@ -47,9 +55,36 @@ def hardest_pairs(features: torch.Tensor, labels: torch.Tensor) -> Pairs:
     return Pairs(hardest_positive, hardest_negative, valid)
 
 
+def _softmax_weights(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax weights of ``values`` over the row's ``mask`` (float 0/1), computed as AGW
+    and fast-reid compute them, so that their losses come out to the digit: shifted by the
+    row's largest masked value (a masked-out entry counts as 0 there) and with 1e-6 added
+    to the normaliser (with the negatives' negated distances that shift is 0, and the
+    1e-6 changes the loss in its fourth digit)."""
+    shifted = (values - (values * mask).max(1, keepdim=True).values).exp() * mask
+    return shifted / (shifted.sum(1, keepdim=True) + 1e-6)
+
+
+def weighted_pairs(features: torch.Tensor, labels: torch.Tensor) -> Pairs:
+    """Every anchor's softmax-weighted positive and negative distance (see the module's
+    text), in float32 whatever the autocast; the anchors that count as in
+    :func:`hardest_pairs`."""
+    dist = euclidean(features.float())
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    valid = (same & ~eye).any(1) & (~same).any(1)
+    positive, negative = same.float(), (~same).float()
+    d_ap = (dist * positive * _softmax_weights(dist * positive, positive)).sum(1)
+    d_an = (dist * negative * _softmax_weights(-dist * negative, negative)).sum(1)
+    return Pairs(d_ap, d_an, valid)
+
+
+MINING = {"hard": hardest_pairs, "weighted": weighted_pairs}
+
+
 def triplet_from_pairs(pairs: Pairs, margin: float = 0.3, soft_margin: bool = False):
-    """The mean loss of :func:`hardest_pairs`' valid anchors (0, with the features' graph,
-    without any)."""
+    """The mean loss of the pairs' valid anchors (0, with the features' graph, without
+    any)."""
     gap = pairs.d_ap - pairs.d_an
     return pairs.mean(F.softplus(gap) if soft_margin else F.relu(gap + margin))
 
