@@ -3,9 +3,16 @@
 Follows the architecture in K. Zhou, Y. Yang, A. Cavallaro and T. Xiang, "Omni-Scale Feature
 Learning for Person Re-Identification", ICCV 2019 (arXiv:1905.00953): residual bottlenecks
 whose four streams of stacked lite 3x3 convolutions see growing receptive fields, fused by a
-shared channel gate. Plain batch normalisation throughout (the instance-norm OSNet-AIN variant
-is not implemented). Width multipliers 1.0, 0.75, 0.5 and 0.25 scale every stage; the
+shared channel gate. Width multipliers 1.0, 0.75, 0.5 and 0.25 scale every stage; the
 embedding stays ``feature_dim`` wide for all of them.
+
+Two designs add affine instance norms for cross-domain use, placed as torchreid places them
+(torchreid/models/osnet.py ``osnet_ibn_x1_0``, osnet_ain.py ``osnet_ain_*``; K. Zhou et al.,
+"Learning Generalisable Omni-Scale Representations for Person Re-Identification", TPAMI
+2021): both give the stem an instance norm in place of its batch norm. OSNet-IBN adds one
+after the residual sum of both conv2 blocks; OSNet-AIN puts one inside the residual branch,
+in place of the expansion's batch norm, in the blocks its architecture search chose (conv2:
+both, conv3: the second, conv4: the first). The instance norms keep torchreid's name ``IN``.
 """
 
 from __future__ import annotations
@@ -16,16 +23,36 @@ from torch.nn import functional as F
 
 from reidkit.models.net import ReIDNet
 
-__all__ = ["OSNet"]
+__all__ = ["DESIGNS", "OSNet"]
 
 # Output channels of conv1 and of the conv2, conv3 and conv4 stages at width 1.0 (paper, Table 1).
 BASE_CHANNELS = (64, 256, 384, 512)
 
+# Where a block's instance norm goes: after the residual sum ("sum", OSNet-IBN) or on the
+# residual branch in place of the expansion's batch norm ("branch", OSNet-AIN).
+# design -> (instance norm in the stem, per stage conv2..conv4 the two blocks' places)
+DESIGNS: dict[str | None, tuple[bool, tuple[tuple[str | None, str | None], ...]]] = {
+    None: (False, ((None, None), (None, None), (None, None))),
+    "ibn": (True, (("sum", "sum"), (None, None), (None, None))),
+    "ain": (True, (("branch", "branch"), (None, "branch"), ("branch", None))),
+}
 
-def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, relu: bool = True) -> nn.Module:
-    """Convolution without bias (BN supplies the shift), then BN and optionally ReLU."""
+
+def _conv_bn(
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    stride: int = 1,
+    relu: bool = True,
+    norm: str | None = "batch",
+) -> nn.Module:
+    """Convolution without bias, then a norm (batch, affine instance, or none) and ReLU."""
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
-    layers: list[nn.Module] = [conv, nn.BatchNorm2d(out_ch)]
+    layers: list[nn.Module] = [conv]
+    if norm == "batch":
+        layers.append(nn.BatchNorm2d(out_ch))
+    elif norm == "instance":
+        layers.append(nn.InstanceNorm2d(out_ch, affine=True))
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -68,9 +95,17 @@ class _AggregationGate(nn.Module):
 
 
 class _OSBlock(nn.Module):
-    """Omni-scale residual bottleneck: 1x1 reduce, gated multi-stream lite 3x3s, 1x1 expand."""
+    """Omni-scale residual bottleneck: 1x1 reduce, gated multi-stream lite 3x3s, 1x1 expand;
+    ``instance_norm`` "sum" or "branch" adds an affine instance norm (see :data:`DESIGNS`)."""
 
-    def __init__(self, in_ch: int, out_ch: int, reduction: int = 4, num_streams: int = 4) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        reduction: int = 4,
+        num_streams: int = 4,
+        instance_norm: str | None = None,
+    ) -> None:
         super().__init__()
         mid = out_ch // reduction
         self.reduce = _conv_bn(in_ch, mid, 1)
@@ -81,7 +116,10 @@ class _OSBlock(nn.Module):
         )
         self.gate = _AggregationGate(mid)
         # No ReLU before the sum, so the residual branch can also subtract from the shortcut.
-        self.expand = _conv_bn(mid, out_ch, 1, relu=False)
+        branch = instance_norm == "branch"
+        self.expand = _conv_bn(mid, out_ch, 1, relu=False, norm=None if branch else "batch")
+        self.instance_norm = instance_norm
+        self.IN = nn.InstanceNorm2d(out_ch, affine=True) if instance_norm else None
         self.shortcut: nn.Module = (
             nn.Identity() if in_ch == out_ch else _conv_bn(in_ch, out_ch, 1, relu=False)
         )
@@ -91,7 +129,13 @@ class _OSBlock(nn.Module):
         fused = self.gate(self.streams[0](reduced))
         for stream in self.streams[1:]:
             fused = fused + self.gate(stream(reduced))
-        return F.relu(self.expand(fused) + self.shortcut(x))
+        out = self.expand(fused)
+        if self.instance_norm == "branch":
+            out = self.IN(out)
+        out = out + self.shortcut(x)
+        if self.instance_norm == "sum":
+            out = self.IN(out)
+        return F.relu(out)
 
 
 def _transition(channels: int) -> nn.Module:
@@ -109,9 +153,16 @@ class OSNet(ReIDNet):
         num_classes: number of training identities (classifier outputs).
         width: channel width multiplier; the paper uses 1.0, 0.75, 0.5 and 0.25.
         feature_dim: size of the embedding produced by the final fc layer.
+        design: None, "ibn" (OSNet-IBN) or "ain" (OSNet-AIN): where instance norms go.
     """
 
-    def __init__(self, num_classes: int, width: float = 1.0, feature_dim: int = 512) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        width: float = 1.0,
+        feature_dim: int = 512,
+        design: str | None = None,
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -119,15 +170,26 @@ class OSNet(ReIDNet):
             raise ValueError(f"width must be positive, got {width}")
         if feature_dim < 1:
             raise ValueError(f"feature_dim must be at least 1, got {feature_dim}")
+        if design not in DESIGNS:
+            raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
         c1, c2, c3, c4 = (max(round(c * width), 4) for c in BASE_CHANNELS)
         self.width = width
         self.feature_dim = feature_dim
+        stem_in, places = DESIGNS[design]
 
-        self.conv1 = _conv_bn(3, c1, 7, stride=2)
+        self.conv1 = _conv_bn(3, c1, 7, stride=2, norm="instance" if stem_in else "batch")
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.conv2 = nn.Sequential(_OSBlock(c1, c2), _OSBlock(c2, c2), _transition(c2))
-        self.conv3 = nn.Sequential(_OSBlock(c2, c3), _OSBlock(c3, c3), _transition(c3))
-        self.conv4 = nn.Sequential(_OSBlock(c3, c4), _OSBlock(c4, c4))
+
+        def blocks(cin: int, cout: int, stage: int) -> list[nn.Module]:
+            first, second = places[stage]
+            return [
+                _OSBlock(cin, cout, instance_norm=first),
+                _OSBlock(cout, cout, instance_norm=second),
+            ]
+
+        self.conv2 = nn.Sequential(*blocks(c1, c2, 0), _transition(c2))
+        self.conv3 = nn.Sequential(*blocks(c2, c3, 1), _transition(c3))
+        self.conv4 = nn.Sequential(*blocks(c3, c4, 2))
         self.conv5 = _conv_bn(c4, c4, 1)
         # The fc bias would be cancelled by the BN that follows, so it is left out.
         self.fc = nn.Sequential(

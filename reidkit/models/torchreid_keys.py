@@ -1,7 +1,7 @@
 """torchreid's OSNet state dicts in reidkit's module names.
 
-torchreid's OSNet (K. Zhou, deep-person-reid, torchreid/models/osnet.py) and reidkit's are
-the same network with other module names:
+torchreid's OSNet (K. Zhou, deep-person-reid, torchreid/models/osnet.py, also OSNet-IBN)
+and reidkit's are the same network with other module names:
 
     torchreid                            reidkit
     conv1.conv / conv1.bn                conv1.0 / conv1.1            (conv5 likewise)
@@ -13,6 +13,13 @@ the same network with other module names:
     convS.B.downsample.conv / .bn        convS.B.shortcut.0 / .1
     convS.2.0.conv / .bn (transition)    convS.2.0.0 / .1
     fc.0 (Linear with bias)              fc.0 (no bias), the bias folded into fc.1
+    convS.B.IN (instance norm)           unchanged
+
+torchreid's OSNet-AIN (torchreid/models/osnet_ain.py) names its streams and transitions
+otherwise:
+
+    convS.B.conv2.T.layers.i             convS.B.streams.T.i
+    poolS.0.conv / .bn (transition)      convS.2.0.0 / .1
 
 reidkit's embedding layer has no bias because the batch norm after it subtracts the mean:
 BN(Wx + b) with running mean m equals BN(Wx) with running mean m - b, in evaluation and,
@@ -33,12 +40,15 @@ RULES: list[tuple[re.Pattern[str], str]] = [
         (r"^(conv[15])\.bn\.", r"\1.1."),
         (r"^(conv[23]\.2\.0)\.conv\.", r"\1.0."),  # the transition's 1x1 conv
         (r"^(conv[23]\.2\.0)\.bn\.", r"\1.1."),
+        (r"^pool([23])\.0\.conv\.", r"conv\1.2.0.0."),  # OSNet-AIN's transitions
+        (r"^pool([23])\.0\.bn\.", r"conv\1.2.0.1."),
         (_BLOCK + r"conv1\.conv\.", r"\1.reduce.0."),
         (_BLOCK + r"conv1\.bn\.", r"\1.reduce.1."),
         (_BLOCK + r"conv2a\.", r"\1.streams.0.0."),
         (_BLOCK + r"conv2b\.(\d+)\.", r"\1.streams.1.\2."),
         (_BLOCK + r"conv2c\.(\d+)\.", r"\1.streams.2.\2."),
         (_BLOCK + r"conv2d\.(\d+)\.", r"\1.streams.3.\2."),
+        (_BLOCK + r"conv2\.(\d)\.layers\.(\d+)\.", r"\1.streams.\2.\3."),  # OSNet-AIN
         (_BLOCK + r"conv3\.conv\.", r"\1.expand.0."),
         (_BLOCK + r"conv3\.bn\.", r"\1.expand.1."),
         (_BLOCK + r"downsample\.conv\.", r"\1.shortcut.0."),
@@ -48,7 +58,7 @@ RULES: list[tuple[re.Pattern[str], str]] = [
 # inside a stream, after the rules above: LightConv3x3's layers
 _LIGHT = re.compile(r"(\.streams\.\d\.\d+)\.conv([12])\.")
 _LIGHT_NAMES = {"1": "pointwise", "2": "depthwise"}
-_MARK = re.compile(r"^conv[234]\.\d+\.conv2a\.")
+_MARK = re.compile(r"^conv[234]\.\d+\.(conv2a|conv2\.\d\.layers)\.")
 
 
 def is_torchreid_osnet(state: Mapping[str, object]) -> bool:

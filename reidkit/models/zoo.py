@@ -148,24 +148,38 @@ OSNET_IMAGENET = {
 }
 
 
-def _osnet_cfg(suffix: str, width: float) -> ModelCfg:
+# torchreid's Google Drive files of OSNet-IBN and OSNet-AIN trained on ImageNet
+# (torchreid/models/osnet.py and osnet_ain.py)
+OSNET_IN_IMAGENET = {
+    "ibn_x1_0": "1sr90V6irlYYDd4_4ISU2iruoRG8J__6l",
+    "ain_x1_0": "1-CaioD9NaqbHK_kzSMW8VE4_3KcsRjEo",
+    "ain_x0_75": "1apy0hpsMypqstfencdH-jKIUEFOW4xoM",
+    "ain_x0_5": "1KusKvEYyKGDTUBVRxRiz55G31wkihB6l",
+    "ain_x0_25": "1SxQt2AvmEcgWNhaRb2xC4rP6ZwVDP0Wt",
+}
+OSNET_DESIGNS = {"ibn": "OSNet-IBN", "ain": "OSNet-AIN"}
+
+
+def _osnet_cfg(suffix: str, width: float, design: str | None = None) -> ModelCfg:
+    file_id = OSNET_IN_IMAGENET[f"{design}_{suffix}"] if design else OSNET_IMAGENET[suffix]
+    name = f"{design}_{suffix}" if design else suffix
     return ModelCfg(
-        f"OSNet, width x{width}",
+        f"{OSNET_DESIGNS.get(design, 'OSNet')}, width x{width}",
         feature_dim=512,
         # torchreid evaluates OSNet with euclidean distances of unnormalised features
         distance="euclidean",
         pretrained=Pretrained(
             "torchreid",
-            f"https://drive.google.com/uc?id={OSNET_IMAGENET[suffix]}",
-            f"osnet_{suffix}_imagenet.pth",
+            f"https://drive.google.com/uc?id={file_id}",
+            f"osnet_{name}_imagenet.pth",
         ),
     )
 
 
-def _osnet(width: float, num_classes: int, **options):
+def _osnet(width: float, num_classes: int, design: str | None = None, **options):
     from reidkit.models.osnet import OSNet
 
-    return OSNet(num_classes, width=width, **options)
+    return OSNet(num_classes, width=width, design=design, **options)
 
 
 @register_model("osnet_x1_0", _osnet_cfg("x1_0", 1.0))
@@ -186,3 +200,28 @@ def osnet_x0_5(num_classes: int, **options):
 @register_model("osnet_x0_25", _osnet_cfg("x0_25", 0.25))
 def osnet_x0_25(num_classes: int, **options):
     return _osnet(0.25, num_classes, **options)
+
+
+@register_model("osnet_ibn_x1_0", _osnet_cfg("x1_0", 1.0, "ibn"))
+def osnet_ibn_x1_0(num_classes: int, **options):
+    return _osnet(1.0, num_classes, "ibn", **options)
+
+
+@register_model("osnet_ain_x1_0", _osnet_cfg("x1_0", 1.0, "ain"))
+def osnet_ain_x1_0(num_classes: int, **options):
+    return _osnet(1.0, num_classes, "ain", **options)
+
+
+@register_model("osnet_ain_x0_75", _osnet_cfg("x0_75", 0.75, "ain"))
+def osnet_ain_x0_75(num_classes: int, **options):
+    return _osnet(0.75, num_classes, "ain", **options)
+
+
+@register_model("osnet_ain_x0_5", _osnet_cfg("x0_5", 0.5, "ain"))
+def osnet_ain_x0_5(num_classes: int, **options):
+    return _osnet(0.5, num_classes, "ain", **options)
+
+
+@register_model("osnet_ain_x0_25", _osnet_cfg("x0_25", 0.25, "ain"))
+def osnet_ain_x0_25(num_classes: int, **options):
+    return _osnet(0.25, num_classes, "ain", **options)

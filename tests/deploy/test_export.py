@@ -62,7 +62,7 @@ def ort_run(path, batch, nchw=None):
 SHARED_EXPORT = "resnet18"
 ONE_OF_EACH_KIND = ("osnet_x0_25", "resnet50", "resnet50_ibn_a", "resnet50_ibn_b",
                     "timm/resnet50d", "timm/vit_small_patch16_224", "timm/convnext_tiny",
-                    "resnet18_ibn_a", "resnet18_ibn_b", "pcb_p6")  # fmt: skip
+                    "resnet18_ibn_a", "resnet18_ibn_b", "pcb_p6", "osnet_ain_x0_25")  # fmt: skip
 # options that bring layers of their own, on the models that accept them
 LAYER_OPTIONS = ({"non_local": True}, {"pooling": "gem"}, {"pooling": "gem", "gem_learnable": True})
 WITH_OPTIONS = {  # key: (name, options), exported beside ONE_OF_EACH_KIND

@@ -31,7 +31,10 @@ def test_every_model_builds_and_runs(name):
 
 
 def test_registry_names_and_suggestions():
-    assert list_models("osnet*") == ["osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25"]
+    widths = ["x1_0", "x0_75", "x0_5", "x0_25"]
+    assert list_models("osnet_x*") == [f"osnet_{w}" for w in widths]
+    assert list_models("osnet_ain*") == [f"osnet_ain_{w}" for w in widths]
+    assert list_models("osnet*") == [f"osnet_{w}" for w in widths] + list_models("osnet_[ia]*")
     assert {"resnet18", "resnet50", "resnet152"} <= set(list_models("resnet*"))
     with pytest.raises(UnknownNameError, match="did you mean 'osnet_x0_25'"):
         create_model("osnet_x025", num_classes=3)
@@ -118,7 +121,11 @@ def test_options_a_model_does_not_have_are_refused():
 @pytest.mark.parametrize(
     "pattern, hint",
     [
-        ("osnet", "hint: models like it: osnet_x1_0, osnet_x0_75, osnet_x0_5, osnet_x0_25"),
+        (
+            "osnet",
+            "hint: models like it: osnet_x1_0, osnet_x0_75, osnet_x0_5, osnet_x0_25, "
+            "osnet_ibn_x1_0, osnet_ain_x1_0, osnet_ain_x0_75, osnet_ain_x0_5, osnet_ain_x0_25",
+        ),
         ("osnt*", "hint: models like it: osnet_x1_0, osnet_x0_5, osnet_x0_75"),
         ("zzz", "hint: reidkit models list shows all"),
     ],
