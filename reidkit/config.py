@@ -37,6 +37,7 @@ class DataConfig:
     pad: int = 10  # pad, then random crop back to size
     erasing: float = 0.5  # probability of random erasing
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter
+    autoaugment: float = 0.0  # probability of torchvision's AutoAugment (ImageNet policy)
     skip_bad: bool = False  # leave unreadable images out (listed in train.log), not stop
     sources: list[str] = field(default_factory=list)  # train on several datasets; []: dataset
     val_ids: int = 0  # training identities held out as a validation split; best.pt follows it
@@ -53,6 +54,7 @@ class ModelConfig:
     last_stride: int | None = None  # None: the model's default (ResNets: 1, as BoT)
     bnneck: bool | None = None  # None: the model's default (ResNets: on)
     classifier: str | None = None  # linear or cosine; None: what loss.id_loss needs
+    neck_feat: str | None = None  # the metric losses' feature: before or after the BNNeck
     # the published designs' options (ResNets; None: the model's default)
     non_local: bool | None = None  # non-local blocks in layer2 and layer3 (AGW, SBS, MGN)
     pooling: str | None = None  # avg or gem
@@ -69,8 +71,8 @@ class ModelConfig:
 
 # ModelConfig's fields that are options of the model's builder
 MODEL_OPTIONS = (
-    "last_stride", "bnneck", "classifier", "non_local", "pooling", "gem_p", "gem_learnable",
-    "stem_pool", "part_feature",
+    "last_stride", "bnneck", "classifier", "neck_feat", "non_local", "pooling", "gem_p",
+    "gem_learnable", "stem_pool", "part_feature",
 )  # fmt: skip
 
 
@@ -109,6 +111,8 @@ class ScheduleConfig:
     name: str = "multistep"  # step, multistep, cosine
     warmup_epochs: int = 10
     warmup_factor: float = 0.01
+    warmup_iters: int = 0  # a warmup over iterations instead (fast-reid); warmup_epochs 0
+    delay_epochs: int = 0  # cosine: epochs at the full rate before the decay (fast-reid)
     milestones: list[int] = field(default_factory=lambda: [40, 70])
     step_size: int = 40
     gamma: float = 0.1
@@ -123,6 +127,7 @@ class TrainConfig:
     amp: str = "off"  # off, bf16, fp16
     channels_last: bool = False
     freeze_base_epochs: int = 0  # train only the new layers first
+    freeze_base_iters: int = 0  # the same, for this many iterations (fast-reid)
     device: str = "auto"
     save_every: int = 0  # also keep weights/epoch-NNN.pt every N epochs, 0: never
 
@@ -330,6 +335,7 @@ BOUNDS = {
     "data.pad": (0, None),
     "data.erasing": (0.0, 1.0),
     "data.color_jitter": (0.0, None),
+    "data.autoaugment": (0.0, 1.0),
     "data.val_ids": (0, None),
     "data.seq_len": (1, None),
     "data.max_frames": (1, None),
@@ -347,11 +353,14 @@ BOUNDS = {
     "optim.grad_clip": (0.0, None),
     "schedule.warmup_epochs": (0, None),
     "schedule.warmup_factor": (0.0, 1.0),
+    "schedule.warmup_iters": (0, None),
+    "schedule.delay_epochs": (0, None),
     "schedule.step_size": (1, None),
     "schedule.gamma": (0.0, None),
     "schedule.min_lr": (0.0, None),
     "train.epochs": (1, None),
     "train.freeze_base_epochs": (0, None),
+    "train.freeze_base_iters": (0, None),
     "train.save_every": (0, None),
     "eval.every": (0, None),
 }
@@ -391,6 +400,7 @@ def check_config(config: Config) -> Config:
             f"({d.num_instances}) with the pk sampler"
         )
     _check_frame_budget(d)
+    _check_schedule(config)
     _resolve_model(config)
     loss = config.loss
     if loss.triplet_warmup is None:  # cross-entropy shapes a new embedding first, if any
@@ -410,6 +420,28 @@ def check_config(config: Config) -> Config:
         if isinstance(value, str) and value.startswith("~"):
             setattr(getattr(config, section), name, os.path.expanduser(value))
     return config
+
+
+def _check_schedule(config: Config) -> None:
+    """One warmup (over epochs or over iterations), one freeze, and a delay only where it
+    means something (the cosine schedule)."""
+    s, t = config.schedule, config.train
+    if s.warmup_iters and s.warmup_epochs:
+        raise UsageError(
+            f"schedule.warmup_iters={s.warmup_iters} and schedule.warmup_epochs="
+            f"{s.warmup_epochs}: choose one warmup",
+            hint="schedule.warmup_epochs=0 for fast-reid's warmup over iterations",
+        )
+    if t.freeze_base_iters and t.freeze_base_epochs:
+        raise UsageError(
+            f"train.freeze_base_iters={t.freeze_base_iters} and train.freeze_base_epochs="
+            f"{t.freeze_base_epochs}: choose one",
+        )
+    if s.delay_epochs and s.name != "cosine":
+        raise UsageError(
+            f"schedule.delay_epochs is for the cosine schedule, not {s.name}",
+            hint="milestones and step_size already say when a step schedule decays",
+        )
 
 
 MAX_FRAMES = 512  # data.max_frames with data.sample=all, unless set

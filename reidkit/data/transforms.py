@@ -9,13 +9,18 @@ from reidkit.data.images import read_rgb
 
 
 def train_transform(data: Any):
-    """Resize, random flip, pad and random crop, optional colour jitter, to a normalised
-    tensor, random erasing; ``data`` is a :class:`reidkit.config.DataConfig`."""
+    """Optional AutoAugment (with probability ``data.autoaugment``, before the resize, as
+    fast-reid applies it), resize, random flip, pad and random crop, optional colour jitter,
+    to a normalised tensor, random erasing; ``data`` is a :class:`reidkit.config.DataConfig`."""
     import torch
     from torchvision.transforms import v2
 
     size = (data.height, data.width)
-    steps = [v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR)]
+    steps = []
+    if data.autoaugment > 0:
+        policy = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
+        steps.append(v2.RandomApply([policy], p=data.autoaugment))
+    steps.append(v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR))
     if data.flip > 0:
         steps.append(v2.RandomHorizontalFlip(data.flip))
     if data.pad > 0:

@@ -3,7 +3,10 @@
 Parameter groups: the pretrained base at ``optim.lr * optim.base_lr_mult`` and the new
 layers (the model's declared head) at ``optim.lr``. The schedule is a per-epoch factor of
 each group's base rate: a linear warmup from ``warmup_factor``, then step, multistep or
-cosine decay.
+cosine decay (after ``delay_epochs`` at the full rate). fast-reid's warmup runs over
+iterations instead (``warmup_iters``): a per-step factor on top of the epoch's
+(:func:`warmup_factor`), as fast-reid's warmup scheduler multiplies its epoch scheduler's
+rate.
 """
 
 from __future__ import annotations
@@ -29,12 +32,23 @@ def lr_factor(epoch: int, config: Config) -> float:
         return s.gamma ** (epoch // max(1, s.step_size))
     if s.name == "multistep":
         return s.gamma ** sum(epoch >= m for m in s.milestones)
-    if s.name == "cosine":
-        span = max(1, config.train.epochs - s.warmup_epochs)
-        progress = (epoch - s.warmup_epochs) / span
+    if s.name == "cosine":  # fast-reid: no step until the warmup and the delay are over
+        start = max(s.warmup_epochs, s.delay_epochs)
+        span = max(1, config.train.epochs - start)
+        progress = max(0, epoch - start) / span
         floor = s.min_lr / config.optim.lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     raise UsageError(f"unknown schedule '{s.name}'", hint=", ".join(SCHEDULES))
+
+
+def warmup_factor(step: int, config: Config) -> float:
+    """The iteration warmup's multiplier at ``step`` (from 0): linear from
+    ``warmup_factor`` to 1 over ``warmup_iters`` steps, then 1 (fast-reid's WarmupLR)."""
+    s = config.schedule
+    if step >= s.warmup_iters:
+        return 1.0
+    alpha = step / s.warmup_iters
+    return s.warmup_factor * (1 - alpha) + alpha
 
 
 def triplet_factor(epoch: int, config: Config) -> float:

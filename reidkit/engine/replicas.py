@@ -11,16 +11,16 @@ log = logging.getLogger(__name__)
 
 
 def freeze_unused_head(model) -> None:
-    """With loss.softmax=0 the classifier's logits feed no loss: the classifier and the
-    BNNeck before it get no gradient, which DDP refuses (it expects a gradient for every
-    parameter that requires one). They are frozen instead; the BNNeck's statistics still
-    follow the features."""
+    """With loss.softmax=0 the classifier's logits feed no loss: the parameters only they
+    train (the model's ``identity_only``: the classifier, and the BNNeck before it) get no
+    gradient, which DDP refuses (it expects a gradient for every parameter that requires
+    one). They are frozen instead; BatchNorm statistics still follow the features."""
     frozen = [
         name
-        for module in ("classifier", "bnneck")
-        if getattr(model, module, None) is not None
-        for name, p in getattr(model, module).named_parameters(prefix=module)
-        if p.requires_grad and not p.requires_grad_(False).requires_grad
+        for name, p in model.named_parameters()
+        if name.startswith(model.identity_only)
+        and p.requires_grad
+        and not p.requires_grad_(False).requires_grad
     ]
     log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
 

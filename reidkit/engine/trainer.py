@@ -94,6 +94,7 @@ class Trainer:
         seed_everything(c.train.seed)  # the same initial weights on every process
         self.model = create_model(c.model.name, self.num_classes, **run_model_kwargs(c))
         self.model.temporal = c.model.temporal  # how clips pool over time (video datasets)
+        self.model.check_input(c.data.height, c.data.width)
         # trained from scratch even when the rest is pretrained; everything else is "base"
         self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
         if pretrained is True:
@@ -106,6 +107,12 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         if not c.loss.softmax:  # nothing reaches the classifier, nor the BNNeck's scale
             freeze_unused_head(self.model)
+        if c.loss.center and self.model.metric_features > 1:
+            raise UsageError(
+                f"loss.center needs one feature per image; {c.model.name} trains "
+                f"{self.model.metric_features}",
+                hint="set loss.center=0",
+            )
         self.loss = ReIDLoss.from_config(c.loss, self.num_classes, self.model.feature_dim)
         self.loss.to(self.device)
         seed_augmentation(c.train.seed, self.rank)  # each process its own augmentations
@@ -195,13 +202,15 @@ class Trainer:
         with StopRequest() as stop:
             while self.epoch < c.train.epochs:
                 rebalance_threads()  # share the cores with commands started meanwhile
-                self._freeze(self.epoch < c.train.freeze_base_epochs)
+                self._freeze(self._frozen_now())
                 self.loss.triplet = c.loss.triplet * triplet_factor(self.epoch, c)
                 sampler.set_epoch(self.epoch)
                 sampler.skip = self.batch_in_epoch  # resumed inside this epoch: skip, not load
                 sums = dict.fromkeys(("loss", *LOSS_PARTS, "acc"), 0.0)
                 seen, frames, start, total = 0, 0, time.perf_counter(), len(sampler)
                 for b, (images, labels) in enumerate(loader, start=self.batch_in_epoch):
+                    if c.train.freeze_base_iters and self._frozen_now() != self.frozen:
+                        self._freeze(self._frozen_now())  # fast-reid's freeze ends mid-epoch
                     loss, parts, correct = self._step(images, labels)
                     self.batch_in_epoch = b + 1
                     n = len(labels)
@@ -255,6 +264,8 @@ class Trainer:
         if c.train.channels_last and isinstance(images, torch.Tensor) and images.dim() == 4:
             # clips go in flat, inside the model
             images = images.contiguous(memory_format=torch.channels_last)
+        if c.schedule.warmup_iters and self.step <= c.schedule.warmup_iters:
+            self._warm_up()
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
         with torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None):
             logits, features = self.net(images)
@@ -283,6 +294,20 @@ class Trainer:
         self.scaler.update()
         self.step += 1
         return values[0], dict(zip(parts, values[2:], strict=True)), values[1]
+
+    def _frozen_now(self) -> bool:
+        """Whether the base is frozen now: for its first epochs or iterations."""
+        t = self.config.train
+        return self.epoch < t.freeze_base_epochs or self.step < t.freeze_base_iters
+
+    def _warm_up(self) -> None:
+        """The iteration warmup's rate for this step: the epoch's rate times its factor
+        (fast-reid's WarmupLR over its epoch scheduler)."""
+        from reidkit.engine.optim import lr_factor, warmup_factor
+
+        factor = lr_factor(self.epoch, self.config) * warmup_factor(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
 
     def _center_gradients(self) -> None:
         """The centers step as if their loss had weight 1 (BoT), averaged over processes

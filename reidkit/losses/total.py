@@ -71,22 +71,33 @@ class ReIDLoss(nn.Module):
             loss.triplet_mining,
         )
 
-    def forward(self, logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor):
+    def forward(self, logits: torch.Tensor, features, labels: torch.Tensor):
+        """``logits`` (N, classes), or (N, heads, classes) for a classifier per part or
+        head (PCB, MGN): the identity loss is their mean. ``features`` (N, D), or a tuple of
+        them (MGN's): the triplet loss is the mean of theirs, and the logged distances are
+        the first's."""
         parts = {}
         total = logits.new_zeros((), dtype=torch.float32)
+        several = isinstance(features, tuple)
         if self.softmax:
-            if self.id_loss != "ce":
-                logits = margin_logits(logits, labels, self.id_loss, self.id_scale, self.id_margin)
-            if logits.dim() == 3:  # one classifier per part (PCB): the mean over the parts
+            labels_ce = labels
+            if logits.dim() == 3:  # one classifier per part or head: the mean over them
                 logits, labels_ce = logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1])
-            else:
-                labels_ce = labels
+            if self.id_loss != "ce":
+                logits = margin_logits(
+                    logits, labels_ce, self.id_loss, self.id_scale, self.id_margin
+                )
             ce = F.cross_entropy(logits.float(), labels_ce, label_smoothing=self.label_smoothing)
             total = total + self.softmax * ce
             parts["ce"] = ce.detach()
-        pairs = self.pairs(features, labels)
+        every = (
+            [self.pairs(f, labels) for f in features] if several else [self.pairs(features, labels)]
+        )
+        pairs = every[0]
+        features = features[0] if several else features
         if self.triplet:
-            tri = triplet_from_pairs(pairs, self.margin, self.soft_margin)
+            terms = [triplet_from_pairs(p, self.margin, self.soft_margin) for p in every]
+            tri = terms[0] if len(terms) == 1 else torch.stack(terms).mean()
             total = total + self.triplet * tri
             parts["triplet"] = tri.detach()
         if self.center is not None:

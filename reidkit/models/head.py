@@ -15,6 +15,8 @@ from torch import nn
 from reidkit.errors import UsageError
 
 CLASSIFIERS = ("linear", "cosine")
+# the feature the metric losses see: before the BNNeck (BoT) or after it (fast-reid's SBS)
+NECK_FEATS = ("before", "after")
 
 
 class CosineClassifier(nn.Linear):
@@ -49,12 +51,24 @@ def make_head(
     return neck, classifier
 
 
-def head_forward(feature: torch.Tensor, model: nn.Module):
-    """The embedding in eval mode; ``(logits, feature before the BNNeck)`` in train mode.
+def check_neck_feat(neck_feat: str, bnneck: bool) -> str:
+    """``neck_feat`` if known and meaningful (after needs a BNNeck); a UsageError if not."""
+    if neck_feat not in NECK_FEATS:
+        raise UsageError(
+            f"model.neck_feat: unknown value {neck_feat!r}", hint=f"one of: {', '.join(NECK_FEATS)}"
+        )
+    if neck_feat == "after" and not bnneck:
+        raise UsageError("model.neck_feat=after needs the BNNeck, and model.bnneck is off")
+    return neck_feat
 
-    ``model`` has ``bnneck`` (or None) and ``classifier``, made by :func:`make_head`.
+
+def head_forward(feature: torch.Tensor, model: nn.Module):
+    """The embedding in eval mode; ``(logits, metric feature)`` in train mode, the metric
+    feature taken before the BNNeck or after it (``model.neck_feat``).
+
+    ``model`` has ``bnneck`` (or None), ``classifier`` (:func:`make_head`) and ``neck_feat``.
     """
     neck = model.bnneck(feature) if model.bnneck is not None else feature
     if not model.training:
         return neck
-    return model.classifier(neck), feature
+    return model.classifier(neck), neck if model.neck_feat == "after" else feature

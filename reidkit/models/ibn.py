@@ -51,7 +51,7 @@ LAYOUTS = {  # torchvision's: the block and the blocks per stage of each depth
 }
 
 
-class _NormAfterAdd:
+class NormAfterAdd:
     """A torchvision ResNet block whose ``IN``, when it has one, normalises the sum of the
     residual addition before the last ReLU (IBN-b)."""
 
@@ -68,11 +68,11 @@ class _NormAfterAdd:
         return self.relu(out if self.IN is None else self.IN(out))
 
 
-class BasicBlock(_NormAfterAdd, tv_resnet.BasicBlock):
+class BasicBlock(NormAfterAdd, tv_resnet.BasicBlock):
     pass
 
 
-class Bottleneck(_NormAfterAdd, tv_resnet.Bottleneck):
+class Bottleneck(NormAfterAdd, tv_resnet.Bottleneck):
     pass
 
 

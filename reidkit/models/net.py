@@ -20,9 +20,18 @@ class ReIDNet(nn.Module):
     """Base of the registered networks: ``forward`` takes images or clips."""
 
     temporal = "avg"  # how clips are pooled over time; set from model.temporal
+    # parameter names (prefixes) only the identity loss trains: frozen without it
+    identity_only: tuple[str, ...] = ("classifier.", "bnneck.")
+    metric_features = 1  # features the metric losses see (MGN: several, one term each)
+    # modules that options add to the trunk (non-local blocks): ImageNet files never hold
+    # them, so a start from one leaves them as initialised (they start as the identity)
+    option_layers: tuple[str, ...] = ()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def check_input(self, height: int, width: int) -> None:
+        """Raise a UsageError for images of a size the model cannot take (MGN's parts)."""
 
     def head(self, feature: torch.Tensor):
         raise NotImplementedError

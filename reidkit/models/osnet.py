@@ -94,7 +94,7 @@ class _AggregationGate(nn.Module):
         return x * weights
 
 
-class _OSBlock(nn.Module):
+class OSBlock(nn.Module):
     """Omni-scale residual bottleneck: 1x1 reduce, gated multi-stream lite 3x3s, 1x1 expand;
     ``instance_norm`` "sum" or "branch" adds an affine instance norm (see :data:`DESIGNS`)."""
 
@@ -183,8 +183,8 @@ class OSNet(ReIDNet):
         def blocks(cin: int, cout: int, stage: int) -> list[nn.Module]:
             first, second = places[stage]
             return [
-                _OSBlock(cin, cout, instance_norm=first),
-                _OSBlock(cout, cout, instance_norm=second),
+                OSBlock(cin, cout, instance_norm=first),
+                OSBlock(cout, cout, instance_norm=second),
             ]
 
         self.conv2 = nn.Sequential(*blocks(c1, c2, 0), _transition(c2))

@@ -62,6 +62,10 @@ class PCB(ReIDNet):
             nn.init.normal_(linear.weight, 0, 0.01)
             nn.init.zeros_(linear.bias)
         self.feature_dim = (WIDTH if part_feature == "full" else REDUCED_DIM) * parts
+        # the full stripes' metric feature is taken before the reduction
+        self.identity_only = (
+            ("classifier.", "conv5.") if part_feature == "full" else ("classifier.",)
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.parts_avgpool(stem_and_stages(self, x)).flatten(1)

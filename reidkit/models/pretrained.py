@@ -92,8 +92,9 @@ def load_pretrained(
     else:
         weights = path = Path(os.path.expanduser(pretrained))
         source = "file"
+    new = (*cfg.head, *model.option_layers) if pretrained == "imagenet" else cfg.head
     report = load_weights(
-        model, weights, source=str(path), may_miss=cfg.head, allow_partial=allow_partial
+        model, weights, source=str(path), may_miss=new, allow_partial=allow_partial
     )
     record = {"source": source, "file": str(path), "sha256": file_sha256(path), **summary(report)}
     log.info(

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from reidkit.errors import UsageError
-from reidkit.models.head import head_forward, make_head
+from reidkit.models.head import check_neck_feat, head_forward, make_head
 from reidkit.models.ibn import ibn_resnet
 from reidkit.models.net import ReIDNet
 from reidkit.models.nonlocal_block import BLOCKS_BY_DEPTH, NonLocal, positions
@@ -74,6 +74,8 @@ class ReIDResNet(ReIDNet):
         bnneck: batch-norm bottleneck before the classifier.
         last_stride: stride of the last stage (1 keeps a 16x8 map at 256x128 input).
         classifier: "linear", or "cosine" for the margin losses.
+        neck_feat: the metric losses' feature, "before" the BNNeck (BoT) or "after" it
+            (fast-reid's SBS and MGN).
         ibn: None, or IBN-Net's design "a" or "b" (:mod:`reidkit.models.ibn`).
         non_local: non-local blocks after the last blocks of layer2 and layer3, where AGW
             and fast-reid place them (ResNet-50 and 101).
@@ -82,8 +84,8 @@ class ReIDResNet(ReIDNet):
         stem_pool: "padding" (torchvision) or "ceil" (fast-reid): see the module's text.
 
     In eval mode ``forward`` returns the embedding (after the BNNeck when there is one); in
-    train mode it returns ``(logits, feature)`` with the feature before the BNNeck, as
-    triplet losses use it.
+    train mode it returns ``(logits, feature)`` with the feature the triplet losses use
+    (``neck_feat``).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class ReIDResNet(ReIDNet):
         bnneck: bool = True,
         last_stride: int = 1,
         classifier: str = "linear",
+        neck_feat: str = "before",
         ibn: str | None = None,
         non_local: bool = False,
         pooling: str = "avg",
@@ -123,7 +126,11 @@ class ReIDResNet(ReIDNet):
                 setattr(self, f"NL_{stage + 1}", blocks)
         self.feature_dim = trunk.fc.in_features
         self.pool = make_pool(pooling, gem_p, gem_learnable)
+        self.option_layers = tuple(
+            f"NL_{s + 1}" for s, after in enumerate(self.non_local_after) if after
+        )
         self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
+        self.neck_feat = check_neck_feat(neck_feat, bnneck)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -60,6 +60,7 @@ class TimmReID(ReIDNet):
         self.trunk = timm.create_model(arch, pretrained=False, **self.timm_kwargs)
         self.feature_dim = self.trunk.num_features
         self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
+        self.neck_feat = "before"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)

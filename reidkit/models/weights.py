@@ -79,7 +79,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def in_model_names(state: Mapping[str, Any], model) -> dict[str, Any]:
     """``state`` in ``model``'s names: a timm state dict (timm's own names, as timm and the
-    Hugging Face hub save it) gets the ``trunk.`` prefix of a ``timm/*`` model."""
+    Hugging Face hub save it) gets the ``trunk.`` prefix of a ``timm/*`` model; a model
+    with a ``translate_state`` (MGN: a ResNet's names into its branches) translates it."""
+    translate = getattr(model, "translate_state", None)
+    if translate is not None:
+        return dict(translate(dict(state)))
     if hasattr(model, "trunk") and not any(k.startswith("trunk.") for k in state):
         return {f"trunk.{k}": v for k, v in state.items()}
     return dict(state)

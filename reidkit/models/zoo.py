@@ -21,13 +21,14 @@ RESNET_OPTIONS = {
     "bnneck": True,
     "last_stride": 1,
     "classifier": "linear",
+    "neck_feat": "before",
     "non_local": False,
     "pooling": "avg",
     "gem_p": None,  # GeM's p: 3 when not given
     "gem_learnable": False,
     "stem_pool": "padding",
 }
-RESNET_HEAD = ("bnneck", "classifier")
+RESNET_HEAD = ("bnneck", "classifier", "pool")  # a learned GeM p is the head's, as fast-reid's
 
 
 def _torchvision(depth: int, digest: str) -> Pretrained:
@@ -137,6 +138,47 @@ def pcb_p6(num_classes: int, **options):
 @register_model("pcb_p4", _pcb_cfg(4))
 def pcb_p4(num_classes: int, **options):
     return _pcb(4, num_classes, **options)
+
+
+MGN_OPTIONS = {
+    "last_stride": 1,  # of the first branch (the part branches' layer4 has stride 1)
+    "classifier": "linear",
+    "pooling": "gem",
+    "gem_p": None,  # 3 when not given
+    "gem_learnable": True,
+    "stem_pool": "padding",
+}
+MGN_HEADS = tuple(f"{b}_head" for b in ("b1", "b2", "b3", "b21", "b22", "b31", "b32", "b33"))
+
+
+def _mgn_cfg(ibn: str | None, pretrained: Pretrained) -> ModelCfg:
+    design = f"-IBN-{ibn}" if ibn else ""
+    return ModelCfg(
+        f"MGN (Wang et al., ACM MM 2018) as fast-reid builds it on ResNet-50{design}: "
+        "three branches, eight 256-d heads",
+        feature_dim=2048,
+        input_size=(384, 128),  # fast-reid's MGN recipe
+        options=MGN_OPTIONS,
+        distance="cosine",  # fast-reid ranks MGN's features by cosine
+        head=MGN_HEADS,
+        pretrained=pretrained,
+    )
+
+
+def _mgn(num_classes: int, ibn: str | None = None, **options):
+    from reidkit.models.mgn import MGN
+
+    return MGN(num_classes, ibn=ibn, **options)
+
+
+@register_model("mgn_resnet50", _mgn_cfg(None, _torchvision(50, "0676ba61")))
+def mgn_resnet50(num_classes: int, **options):
+    return _mgn(num_classes, **options)
+
+
+@register_model("mgn_resnet50_ibn_a", _mgn_cfg("a", _ibn_file("resnet50_ibn_a")))
+def mgn_resnet50_ibn_a(num_classes: int, **options):
+    return _mgn(num_classes, "a", **options)
 
 
 # torchreid's Google Drive files of OSNet trained on ImageNet

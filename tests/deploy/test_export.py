@@ -24,9 +24,12 @@ from reidkit.features.options import ExtractOptions
 from reidkit.features.source import load_model_source
 from reidkit.fileio import file_sha256
 from reidkit.models import create_model, list_models, model_options
+from reidkit.models.ibn import NormAfterAdd
+from reidkit.models.osnet import OSBlock
 from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE = (64, 32)
+EXPORT_SIZE = (80, 32)  # the registered models': MGN's parts need 80 pixels (a 5-row map)
 
 
 def props(path) -> dict[str, str]:
@@ -52,22 +55,24 @@ def ort_run(path, batch, nchw=None):
     return session, session.run(None, {"images": x})[0]
 
 
-# CI exports one registered model of each kind (see model_kind), each once, the slowest
-# first (they go two at a time): all 12 took 134 s on 2 cores, these six 57 s one at a time
-# (5-26 s a model, resnet152 the slowest); the four IBN-Net kinds (a and b, basic and
-# bottleneck blocks) 22 s. resnet18's is
-# the session's shared export of a resnet18 checkpoint (deploy/conftest.py), checked like
-# the others in test_cli_exports_a_run_directory_with_metadata_and_verification. The
-# explore profile (HYPOTHESIS_PROFILE=explore, by hand) exports every registered model.
+# CI exports what covers every registered model's parts (see model_parts), each export
+# once, two at a time (tests/parallel_exports.py): a model's parts are its module types and
+# the variants of the blocks whose forward branches on how they were built (an IBN-b
+# block's norm after the sum, an OSNet block's instance norm); a model whose parts all come
+# in exported models is covered by them, as depth, width and wiring add no layer of their
+# own. resnet18's export is the session's shared export of a resnet18 checkpoint
+# (deploy/conftest.py), checked like the others in
+# test_cli_exports_a_run_directory_with_metadata_and_verification. The explore profile
+# (HYPOTHESIS_PROFILE=explore, by hand) exports every registered model.
 SHARED_EXPORT = "resnet18"
-ONE_OF_EACH_KIND = ("osnet_x0_25", "resnet50", "resnet50_ibn_a", "resnet50_ibn_b",
-                    "timm/resnet50d", "timm/vit_small_patch16_224", "timm/convnext_tiny",
-                    "resnet18_ibn_a", "resnet18_ibn_b", "pcb_p6", "osnet_ain_x0_25")  # fmt: skip
+ONE_OF_EACH_KIND = ("mgn_resnet50_ibn_a", "pcb_p6", "timm/resnet50d", "timm/vit_small_patch16_224",
+                    "timm/convnext_tiny", "resnet18_ibn_a", "resnet18_ibn_b", "osnet_ain_x0_25",
+                    "osnet_ibn_x1_0")  # fmt: skip
 # options that bring layers of their own, on the models that accept them
 LAYER_OPTIONS = ({"non_local": True}, {"pooling": "gem"}, {"pooling": "gem", "gem_learnable": True})
 WITH_OPTIONS = {  # key: (name, options), exported beside ONE_OF_EACH_KIND
-    "resnet50+nl+gem+ceil": (
-        "resnet50",
+    "resnet50_ibn_b+nl+gem+ceil": (
+        "resnet50_ibn_b",
         {"non_local": True, "pooling": "gem", "gem_learnable": True, "stem_pool": "ceil"},
     ),
 }
@@ -79,45 +84,53 @@ EXPORTED = {
 }  # fmt: skip
 
 
-def model_kind(name: str, options: dict | None = None) -> frozenset[str]:
-    """The module types a registered model is built from: what torch's exporter traces and
-    ONNX Runtime runs. Models of one kind differ only in depth or width (resnet18 and
-    resnet34; resnet50, 101 and 152; the OSNet widths); an option that brings a layer of its
-    own (IBN, SE, non-local, GeM, part heads) makes a kind of its own."""
+def _variant(module) -> str:
+    """How a block whose forward branches was built: IBN-b's norm after the sum, OSNet's
+    instance norm ("" for the others)."""
+    if isinstance(module, NormAfterAdd):
+        return "[IN]" if module.IN is not None else "[-]"
+    if isinstance(module, OSBlock):
+        return f"[{module.instance_norm}]"
+    return ""
+
+
+def model_parts(name: str, options: dict | None = None) -> frozenset[str]:
+    """What torch's exporter traces and ONNX Runtime runs of a registered model: its module
+    types, with the variants of the blocks that branch (:func:`_variant`)."""
     with torch.device("meta"):  # no weights are made: a few seconds for all of them
         model = create_model(name, num_classes=4, image_size=SIZE, **(options or {}))
-    return frozenset(f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules())
+    return frozenset(
+        f"{type(m).__module__}.{type(m).__qualname__}{_variant(m)}" for m in model.modules()
+    )
 
 
-def option_kinds() -> dict[str, frozenset[str]]:
-    """The kinds of the registered models built with each of LAYER_OPTIONS they take."""
-    kinds = {}
+def option_parts() -> dict[str, frozenset[str]]:
+    """The parts of the registered models built with each of LAYER_OPTIONS they take."""
+    parts = {}
     for name in list_models():
         for options in LAYER_OPTIONS:
             if set(options) <= set(model_options(name)):
                 with contextlib.suppress(UsageError):  # e.g. non-local blocks in a ResNet-18
-                    kinds[f"{name} {options}"] = model_kind(name, options)
-    return kinds
+                    parts[f"{name} {options}"] = model_parts(name, options)
+    return parts
 
 
-def test_ci_exports_a_model_of_every_registered_kind():
-    """Each registered model's kind is exported, and each module type that a layer option
-    brings is exported in some model (its combinations with every trunk are not)."""
-    exported = {model_kind(SHARED_EXPORT)} | {model_kind(*EXPORTED[k]) for k in EXPORTED}
-    unexported = [name for name in list_models() if model_kind(name) not in exported]
-    assert not unexported, (
-        f"no model of the kind of {unexported} is exported in CI: add one to ONE_OF_EACH_KIND"
+def test_ci_exports_every_part_of_every_registered_model():
+    """Each registered model's parts, and each part that a layer option brings, are
+    exported in some model (their combinations with every trunk are not)."""
+    traced = model_parts(SHARED_EXPORT).union(*(model_parts(*EXPORTED[k]) for k in EXPORTED))
+    models = {name: model_parts(name) for name in list_models()} | option_parts()
+    untraced = {k: sorted(parts - traced) for k, parts in models.items() if parts - traced}
+    assert not untraced, (
+        f"these parts are never exported in CI: {untraced} (add a model to ONE_OF_EACH_KIND)"
     )
-    traced = frozenset().union(*exported)
-    untraced = {k: sorted(kind - traced) for k, kind in option_kinds().items() if kind - traced}
-    assert not untraced, f"these layers are never exported in CI: {untraced} (see WITH_OPTIONS)"
 
 
 @pytest.fixture(scope="module")
 def registered_exports(synth_tiny, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     """EXPORTED, each exported once with export_model (seeded random weights), two at a time
     (tests/parallel_exports.py): {key: (file, result)}."""
-    return export_all(EXPORTED, SIZE, synth_tiny, tmp_path_factory.mktemp("registered"))
+    return export_all(EXPORTED, EXPORT_SIZE, synth_tiny, tmp_path_factory.mktemp("registered"))
 
 
 @pytest.mark.parametrize("key", list(EXPORTED))
@@ -126,25 +139,27 @@ def test_registered_models_export_and_match_pytorch(key, registered_exports, syn
     the reference, so the check does not lean on the exporter's own copy of it."""
     path, result = registered_exports[key]
     name, options = EXPORTED[key]
+    height, width = EXPORT_SIZE
     source = load_model_source(
-        None, name, height=SIZE[0], width=SIZE[1], model_options=options or None
+        None, name, height=height, width=width, model_options=options or None
     )
     v = result["verification"]
     assert v["images"] == 8 and v["batch_sizes"] == [8, 1]
     assert v["scaled_diff"] < 1e-4 and v["min_cosine"] > 0.9999
     # independently of the verifier: ONNX Runtime at a third batch size against PyTorch
-    batch = pixels(synth_tiny, 3)
+    batch = pixels(synth_tiny, 3, EXPORT_SIZE)
     session, features = ort_run(path, batch)
-    reference = torch_features(source.model, batch, data=source.data)  # ViT's is 0.5, 0.5
+    # ViT's mean and std are 0.5, 0.5
+    reference = torch_features(source.model, batch, size=EXPORT_SIZE, data=source.data)
     assert features.shape == (3, source.model.feature_dim)
     scale = max(1.0, float(np.abs(reference).max()))
     assert np.abs(features - reference).max() / scale < 1e-4
     (images,) = session.get_inputs()
-    assert images.type == "tensor(uint8)" and images.shape == ["batch", 3, *SIZE]
+    assert images.type == "tensor(uint8)" and images.shape == ["batch", 3, *EXPORT_SIZE]
     meta = props(path)
     assert meta["model"] == name and meta["feature_dim"] == str(source.model.feature_dim)
     assert json.loads(meta["model_options"]) == model_options(name, options)  # with defaults
-    assert (meta["height"], meta["width"], meta["batch"]) == ("64", "32", "dynamic")
+    assert (meta["height"], meta["width"], meta["batch"]) == (str(height), str(width), "dynamic")
     assert meta["checkpoint_sha256"] == ""  # random weights, seeded
     assert json.loads(meta["mean"]) == pytest.approx(source.data["mean"])
 

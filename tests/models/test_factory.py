@@ -17,13 +17,18 @@ from reidkit.models import create_model, list_models, load_weights, model_distan
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_builds_and_runs(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=7, image_size=(64, 32))
-    x = torch.randn(2, 3, 64, 32)
+    size = (80, 32) if name.startswith("mgn") else (64, 32)  # MGN's 3 parts: 5 rows or more
+    model = create_model(name, num_classes=7, image_size=size)
+    x = torch.randn(2, 3, *size)
     model.train()
     logits, feature = model(x)
-    parts = getattr(model, "parts", None)  # a classifier per part (PCB)
-    assert logits.shape == ((2, parts, 7) if parts else (2, 7))
-    assert feature.shape == (2, model.feature_dim)
+    # a classifier per part (PCB) or head (MGN), whose features the triplet loss sees apart
+    heads = getattr(model, "parts", None) or (8 if name.startswith("mgn") else None)
+    assert logits.shape == ((2, heads, 7) if heads else (2, 7))
+    if name.startswith("mgn"):
+        assert [f.shape for f in feature] == [(2, 256)] * 3 + [(2, 512), (2, 768)]
+    else:
+        assert feature.shape == (2, model.feature_dim)
     model.eval()
     with torch.no_grad():
         embedding = model(x)
@@ -93,11 +98,12 @@ def test_models_list_shows_what_each_model_declares(cli):
     r50, osnet = models["resnet50"], models["osnet_x0_25"]
     vit = models["timm/vit_small_patch16_224"]
     assert r50["options"] == {
-        "bnneck": True, "last_stride": 1, "classifier": "linear", "non_local": False,
+        "bnneck": True, "last_stride": 1, "classifier": "linear", "neck_feat": "before",
+        "non_local": False,
         "pooling": "avg", "gem_p": None, "gem_learnable": False, "stem_pool": "padding",
     }  # fmt: skip
     assert r50["distance"] == "cosine"
-    assert r50["head"] == ["bnneck", "classifier"] and r50["pretrained"] == "torchvision"
+    assert r50["head"] == ["bnneck", "classifier", "pool"] and r50["pretrained"] == "torchvision"
     assert osnet["options"] == {} and osnet["distance"] == "euclidean"
     assert osnet["head"] == ["classifier"] and osnet["pretrained"] == "torchreid"
     assert vit["mean"] == [0.5, 0.5, 0.5] and vit["input_size"] == [256, 128]

@@ -4,10 +4,13 @@ stem pooling, against tests/resnet_reference.py (written from the authors' code)
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from helpers import FAST_TRAIN, counted, query_features
+from published import ibn_imagenet_file
 from resnet_reference import NON_LOCAL, resnet_features, resnet_state
 
 from reidkit.errors import UsageError
@@ -122,17 +125,27 @@ def test_the_cli_refuses_non_local_blocks_where_none_are_published(cli, synth_ti
     assert not (tmp_path / "run" / "weights").exists()
 
 
-def test_agw_on_r50_ibn_trains_its_blocks_and_p_and_extracts(cli, synth_tiny, tmp_path):
+def test_agw_on_r50_ibn_trains_its_blocks_and_p_and_extracts(
+    cli, synth_tiny, tmp_path, monkeypatch
+):
     """One epoch of the AGW trunk (R50-ibn-a, non-local blocks, GeM with a learned p) from
-    scratch at 32x16: the blocks' BatchNorm leaves zero, p leaves 3, and it extracts."""
+    IBN-Net's ImageNet file (a stand-in), which has neither the blocks nor p: they start as
+    initialised, as in fast-reid, where the rest loads; at 32x16 the blocks' BatchNorm
+    leaves zero, p leaves 3, and it extracts."""
     run, feats = tmp_path / "run", tmp_path / "feats"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    imagenet = tmp_path / "torch" / "hub" / "checkpoints" / "resnet50_ibn_a-d9d0bb7b.pth"
+    state = ibn_imagenet_file(50, "a", imagenet)
     code, _, err = cli(
         "train", "--dataset", "synthreid", "--root", synth_tiny, "--model", "resnet50_ibn_a",
-        "--pretrained", "none", "--run", run, "--epochs", "1", *FAST_TRAIN,
+        "--run", run, "--epochs", "1", *FAST_TRAIN, "model.pretrained=imagenet",
         "data.height=32", "data.width=16", "model.non_local=true", "model.pooling=gem",
         "model.gem_learnable=true", "--json",
     )  # fmt: skip
     assert code == 0, err
+    record = json.loads((run / "env.json").read_text())["pretrained"]
+    # the file's all but fc; new: 5 blocks x 12 tensors, p, the BNNeck's 4 and the classifier
+    assert (record["used"], record["skipped"], record["missing"]) == (len(state) - 2, 2, 66)
     checkpoint = load_checkpoint(run / "weights" / "last.pt")
     weights = checkpoint["state_dict"]
     assert checkpoint["model"]["kwargs"]["non_local"] is True
@@ -141,3 +154,18 @@ def test_agw_on_r50_ibn_trains_its_blocks_and_p_and_extracts(cli, synth_tiny, tm
     assert weights["pool.p"].item() != 3.0
     features = query_features(cli, run / "weights" / "last.pt", synth_tiny, feats)
     assert features.shape == (48, 2048) and np.isfinite(features).all()
+
+
+def test_neck_feat_after_gives_the_metric_losses_the_feature_after_the_bnneck():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 32)
+    for neck_feat in ("before", "after"):
+        model = create_model("resnet18", 5, neck_feat=neck_feat).train()
+        _, metric = model(x)
+        pooled = model.features(x)
+        want = model.bnneck(pooled) if neck_feat == "after" else pooled
+        assert torch.allclose(metric, want) and not torch.allclose(pooled, model.bnneck(pooled))
+    with pytest.raises(UsageError, match="model.neck_feat=after needs the BNNeck"):
+        create_model("resnet18", 5, neck_feat="after", bnneck=False)
+    with pytest.raises(UsageError, match="model.neck_feat: unknown value 'middle'"):
+        create_model("resnet18", 5, neck_feat="middle")
