@@ -146,9 +146,9 @@ class MGN(ReIDNet):
         return [getattr(self, f"{name}_head") for name in HEADS]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x.shape[2], x.shape[3])
         shared = self.backbone(x)
         maps = {1: self.b1(shared), 2: self.b2(shared), 3: self.b3(shared)}
-        self.check_input(x.shape[2], x.shape[3])
         pooled = []
         for head, (branch, part, parts) in zip(self.heads(), HEADS.values(), strict=True):
             region = torch.chunk(maps[branch], parts, dim=2)[part]  # as fast-reid cuts them
@@ -164,7 +164,7 @@ class MGN(ReIDNet):
             raise UsageError(
                 f"MGN cuts a map {rows} rows high into {pieces} parts, not 3: images "
                 f"{height} pixels high are too low",
-                hint="give data.height of 96 or more (fast-reid's MGN: 384)",
+                hint="give data.height of 80 or more (fast-reid's MGN: 384)",
             )
 
     def head(self, feature: torch.Tensor):

@@ -208,7 +208,7 @@ def test_torchrun_two_cpu_processes_train_one_video_model(video, tmp_path, sampl
     ckpt = load_checkpoint(run / "weights" / "last.pt")
     assert ckpt["step"] == 2 * (pk_batches(video) // 2) >= 2  # each process took half
     assert ckpt["config"]["data"]["sample"] == sample
-    frozen = "loss.softmax=0: nothing trains classifier.weight, bnneck.weight; frozen"
+    frozen = "loss.softmax=0: nothing trains bnneck.weight, classifier.weight; frozen"
     assert (frozen in done.stderr) == bool(loss)
 
 

@@ -165,7 +165,7 @@ def test_neck_feat_after_gives_the_metric_losses_the_feature_after_the_bnneck():
         pooled = model.features(x)
         want = model.bnneck(pooled) if neck_feat == "after" else pooled
         assert torch.allclose(metric, want) and not torch.allclose(pooled, model.bnneck(pooled))
-    with pytest.raises(UsageError, match="model.neck_feat=after needs the BNNeck"):
+    with pytest.raises(UsageError, match=r"model\.neck_feat=after needs the BNNeck"):
         create_model("resnet18", 5, neck_feat="after", bnneck=False)
-    with pytest.raises(UsageError, match="model.neck_feat: unknown value 'middle'"):
+    with pytest.raises(UsageError, match=r"model\.neck_feat: unknown value 'middle'"):
         create_model("resnet18", 5, neck_feat="middle")
