@@ -79,7 +79,8 @@ def reidkit(*argv) -> dict:
 def evaluate(work: Path, root: Path, weights: list[str], name: str) -> dict:
     feats = work / "feats" / name
     reidkit("extract", *weights, "--dataset", "synthreid", "--root", root, "--out", feats)
-    return reidkit("evaluate", feats / "synthreid-query.h5", feats / "synthreid-gallery.h5")
+    result = reidkit("evaluate", feats / "synthreid-query.h5", feats / "synthreid-gallery.h5")
+    return {"mAP": result["mAP"], "rank1": result["cmc"]["1"]}
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ the graph as documented; the metadata says how to feed the file; bad input leave
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -97,8 +98,13 @@ def _variant(module) -> str:
 def model_parts(name: str, options: dict | None = None) -> frozenset[str]:
     """What torch's exporter traces and ONNX Runtime runs of a registered model: its module
     types, with the variants of the blocks that branch (:func:`_variant`)."""
+    return _parts(name, tuple(sorted((options or {}).items())))
+
+
+@functools.cache  # a model asked for again (exported, and registered) is built once
+def _parts(name: str, options: tuple) -> frozenset[str]:
     with torch.device("meta"):  # no weights are made: a few seconds for all of them
-        model = create_model(name, num_classes=4, image_size=SIZE, **(options or {}))
+        model = create_model(name, num_classes=4, image_size=SIZE, **dict(options))
     return frozenset(
         f"{type(m).__module__}.{type(m).__qualname__}{_variant(m)}" for m in model.modules()
     )

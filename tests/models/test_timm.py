@@ -38,7 +38,7 @@ def test_timm_models_train_resume_and_extract(cli, synth_tiny, tmp_path, name):
     run, feats = tmp_path / "run", tmp_path / "feats"
     code, _, err = cli(
         "train", "--dataset", "synthreid", "--root", synth_tiny, "--model", name, "--run", run,
-        "--epochs", "1", *FAST_TRAIN, "data.batch_size=8", "--json",
+        "--epochs", "1", *FAST_TRAIN, "--json",
     )  # fmt: skip
     assert code == 0, err
     checkpoint = load_checkpoint(run / "weights" / "last.pt")
