@@ -442,6 +442,16 @@ def _check_schedule(config: Config) -> None:
             f"schedule.delay_epochs is for the cosine schedule, not {s.name}",
             hint="milestones and step_size already say when a step schedule decays",
         )
+    if s.delay_epochs and s.delay_epochs < s.warmup_epochs:
+        raise UsageError(
+            f"schedule.delay_epochs={s.delay_epochs} ends inside the warmup "
+            f"(schedule.warmup_epochs={s.warmup_epochs}): it would delay nothing",
+        )
+    if s.delay_epochs and s.delay_epochs >= t.epochs:
+        raise UsageError(
+            f"schedule.delay_epochs={s.delay_epochs} leaves no epoch of the {t.epochs} "
+            "(train.epochs) to decay in",
+        )
 
 
 MAX_FRAMES = 512  # data.max_frames with data.sample=all, unless set

@@ -223,3 +223,39 @@ def test_delayed_cosine_is_fast_reids(tmp_path):
     ours = [3.5e-4 * lr_factor(epoch, config) for epoch in range(60)]
     assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
     assert ours[:31] == [3.5e-4] * 31 and ours[59] < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["schedule.name=multistep", "schedule.delay_epochs=5"],
+         "schedule.delay_epochs is for the cosine schedule, not multistep"),
+        (["schedule.name=cosine", "schedule.warmup_epochs=10", "schedule.delay_epochs=5"],
+         "schedule.delay_epochs=5 ends inside the warmup (schedule.warmup_epochs=10): it "
+         "would delay nothing"),
+        (["schedule.name=cosine", "schedule.delay_epochs=60", "train.epochs=60"],
+         "schedule.delay_epochs=60 leaves no epoch of the 60 (train.epochs) to decay in"),
+        (["schedule.warmup_iters=100"],  # warmup_epochs is 10 by default
+         "schedule.warmup_iters=100 and schedule.warmup_epochs=10: choose one warmup"),
+        (["train.freeze_base_iters=10", "train.freeze_base_epochs=1"],
+         "train.freeze_base_iters=10 and train.freeze_base_epochs=1: choose one"),
+    ],
+)  # fmt: skip
+def test_schedules_that_would_not_do_what_they_say_are_refused(overrides, message):
+    from reidkit.errors import UsageError
+
+    with pytest.raises(UsageError) as err:
+        load_config(None, overrides)
+    assert err.value.message == message
+
+
+def test_a_freeze_with_nothing_left_to_train_is_refused(tiny, tmp_path):
+    from reidkit.errors import UsageError
+
+    config = load_config(
+        None,
+        [f"data.root={tiny}", "model.name=resnet18", "model.pretrained=none",
+         "loss.softmax=0", "train.freeze_base_iters=5", "train.device=cpu"],
+    )  # fmt: skip
+    with pytest.raises(UsageError, match=r"loss\.softmax=0 leaves nothing of resnet18's new"):
+        Trainer(config, tmp_path / "run")

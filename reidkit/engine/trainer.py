@@ -95,6 +95,12 @@ class Trainer:
         self.model = create_model(c.model.name, self.num_classes, **run_model_kwargs(c))
         self.model.temporal = c.model.temporal  # how clips pool over time (video datasets)
         self.model.check_input(c.data.height, c.data.width)
+        if c.loss.center and self.model.metric_features > 1:
+            raise UsageError(
+                f"loss.center needs one feature per image; {c.model.name} trains "
+                f"{self.model.metric_features}",
+                hint="set loss.center=0",
+            )
         # trained from scratch even when the rest is pretrained; everything else is "base"
         self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
         if pretrained is True:
@@ -107,12 +113,18 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         if not c.loss.softmax:  # nothing reaches the classifier, nor the BNNeck's scale
             freeze_unused_head(self.model)
-        if c.loss.center and self.model.metric_features > 1:
-            raise UsageError(
-                f"loss.center needs one feature per image; {c.model.name} trains "
-                f"{self.model.metric_features}",
-                hint="set loss.center=0",
+            trains = any(
+                p.requires_grad
+                for n, p in self.model.named_parameters()
+                if n.startswith(self.new_layers)
             )
+            freeze = c.train.freeze_base_epochs or c.train.freeze_base_iters
+            if freeze and not trains:
+                raise UsageError(
+                    f"loss.softmax=0 leaves nothing of {c.model.name}'s new layers to train "
+                    "while train.freeze_base_epochs / freeze_base_iters freeze the rest",
+                    hint="drop the freeze, or keep the identity loss",
+                )
         self.loss = ReIDLoss.from_config(c.loss, self.num_classes, self.model.feature_dim)
         self.loss.to(self.device)
         seed_augmentation(c.train.seed, self.rank)  # each process its own augmentations

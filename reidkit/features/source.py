@@ -110,6 +110,7 @@ def load_model_source(
         seed = 0 if seed is None else seed
         torch.manual_seed(seed)
         model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
+        model.check_input(*size)  # before any image is read, or the exporter traces it
         built_with = options_with_defaults(model_name, given_options)
         if state is not None:
             # features are the whole model's: only the classifier may stay as initialised

@@ -108,7 +108,7 @@ class MGN(ReIDNet):
         classifier: str = "linear",
         pooling: str = "gem",
         gem_p: float | None = None,
-        gem_learnable: bool = True,
+        gem_learnable: bool | None = None,
         stem_pool: str = "padding",
     ) -> None:
         super().__init__()
@@ -131,10 +131,12 @@ class MGN(ReIDNet):
                 setattr(
                     self, f"b{branch}", nn.Sequential(copy.deepcopy(rest_of_layer3), layer4[branch])
                 )
-            pool = make_pool(pooling, gem_p, gem_learnable if pooling == "gem" else False)
+            learned = pooling == "gem" if gem_learnable is None else gem_learnable
+            pool = make_pool(pooling, gem_p, learned)  # refuses p or learning with avg
             setattr(self, f"{name}_head", EmbeddingHead(num_classes, pool, classifier == "cosine"))
         self.feature_dim = EMBEDDING_DIM * len(HEADS)
         self.identity_only = tuple(f"{name}_head.weight" for name in HEADS)
+        self.classifier_names = self.identity_only
         self.metric_features = len(TRIPLET_FEATURES)
 
     @staticmethod
@@ -157,14 +159,15 @@ class MGN(ReIDNet):
 
     def check_input(self, height: int, width: int) -> None:
         """torch.chunk cuts n rows into pieces of ceil(n / parts) rows: fewer pieces than
-        parts when n is 1, 2 or 4 (b3's map of a 64-pixel image is 4 rows high)."""
+        parts when n is 1, 2 or 4 (b3's map of a 64-pixel image is 4 rows high); heights
+        of 80 pixels and more always give 3."""
         rows = _part_rows(height, self.backbone[3])
         pieces = len(range(0, rows, -(-rows // 3)))
         if pieces < 3:
             raise UsageError(
                 f"MGN cuts a map {rows} rows high into {pieces} parts, not 3: images "
                 f"{height} pixels high are too low",
-                hint="give data.height of 80 or more (fast-reid's MGN: 384)",
+                hint="images 80 pixels high or more (data.height; --height): fast-reid's are 384",
             )
 
     def head(self, feature: torch.Tensor):

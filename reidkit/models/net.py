@@ -20,6 +20,9 @@ class ReIDNet(nn.Module):
     """Base of the registered networks: ``forward`` takes images or clips."""
 
     temporal = "avg"  # how clips are pooled over time; set from model.temporal
+    # what may stay unloaded from a weights file for extraction: the identity classifier
+    # (modules, or tensors: MGN's heads each hold their classifier's weight)
+    classifier_names: tuple[str, ...] = ("classifier",)
     # parameter names (prefixes) only the identity loss trains: frozen without it
     identity_only: tuple[str, ...] = ("classifier.", "bnneck.")
     metric_features = 1  # features the metric losses see (MGN: several, one term each)

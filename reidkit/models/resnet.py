@@ -131,6 +131,8 @@ class ReIDResNet(ReIDNet):
         )
         self.bnneck, self.classifier = make_head(self.feature_dim, num_classes, bnneck, classifier)
         self.neck_feat = check_neck_feat(neck_feat, bnneck)
+        if neck_feat == "after":  # the metric losses train the BNNeck too
+            self.identity_only = ("classifier.",)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -95,7 +95,7 @@ def load_weights(
     *,
     source: str | None = None,
     extra: Mapping[str, Any] | None = None,
-    may_miss: Iterable[str] = ("classifier",),
+    may_miss: Iterable[str] | None = None,
     allow_partial: bool = False,
 ) -> dict[str, list[str]]:
     """Load a weights file (or a state dict read already) into ``model``: every tensor that
@@ -106,7 +106,9 @@ def load_weights(
         source: what the tensors came from, for messages (default: the file's name).
         extra: the file's other entries, when ``weights`` is a state dict read already
             (:func:`read_weights`), for the hints of a refusal.
-        may_miss: module names that may stay as initialised (the head).
+        may_miss: module or tensor names that may stay as initialised (the head);
+            by default the model's classifier (``classifier_names``: one weight per head
+            for MGN).
         allow_partial: load what fits and only warn about the trunk tensors left out.
 
     Returns:
@@ -135,8 +137,9 @@ def load_weights(
             f"{source}: none of its {sum(not is_counter(k) for k in state)} tensors fit this model",
             hint="are they the weights of another architecture?",
         )
-    head = tuple(f"{name}." for name in may_miss)
-    trunk_missing = [k for k in report["missing"] if not k.startswith(head)]
+    names = tuple(model.classifier_names if may_miss is None else may_miss)
+    head = tuple(f"{name}." for name in names)
+    trunk_missing = [k for k in report["missing"] if not k.startswith(head) and k not in names]
     if trunk_missing:
         counted = sum(not is_counter(k) for k in own)
         message = (

@@ -145,7 +145,7 @@ MGN_OPTIONS = {
     "classifier": "linear",
     "pooling": "gem",
     "gem_p": None,  # 3 when not given
-    "gem_learnable": True,
+    "gem_learnable": None,  # learned with GeM, as fast-reid's MGN (GeneralizedMeanPoolingP)
     "stem_pool": "padding",
 }
 MGN_HEADS = tuple(f"{b}_head" for b in ("b1", "b2", "b3", "b21", "b22", "b31", "b32", "b33"))

@@ -30,7 +30,7 @@ from reidkit.models.osnet import OSBlock
 from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 SIZE = (64, 32)
-EXPORT_SIZE = (80, 32)  # the registered models': MGN's parts need 80 pixels (a 5-row map)
+EXPORT_SIZE = (80, 32)  # the registered models': MGN cuts 64 pixels' 4-row map into 2 parts
 
 
 def props(path) -> dict[str, str]:

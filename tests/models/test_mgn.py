@@ -4,6 +4,8 @@ it cannot honour."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from mgn_reference import FEATURE_ORDER, mgn_feature, mgn_shapes
 from resnet_reference import resnet_state
 
 from reidkit.engine.replicas import freeze_unused_head
+from reidkit.errors import UsageError
 from reidkit.losses import ReIDLoss
 from reidkit.losses.margin import margin_logits
 from reidkit.losses.triplet import MINING, triplet_from_pairs
@@ -118,3 +121,29 @@ def test_mgn_trains_and_extracts_and_refuses_a_center_loss(cli, synth_tiny, tmp_
                for h in FEATURE_ORDER)  # fmt: skip
     features = query_features(cli, run / "weights" / "last.pt", synth_tiny, tmp_path / "feats")
     assert features.shape == (48, 2048) and np.isfinite(features).all()
+
+
+def test_a_state_dict_extracts_with_its_classifiers_left_out(cli, synth_tiny, tmp_path):
+    """A state dict of a 751-class MGN (as fast-reid's later code saves one) given with
+    --model: the eight classifier weights are the only tensors it may leave out; images too
+    low for three parts are refused before any is read."""
+    torch.manual_seed(0)
+    model = create_model("mgn_resnet50", 751)
+    torch.save(model.state_dict(), tmp_path / "mgn.pth")
+    args = ["extract", "--model", "mgn_resnet50", "--weights", tmp_path / "mgn.pth",
+            "--dataset", "synthreid", "--root", synth_tiny, "--subsets", "query",
+            "--json"]  # fmt: skip
+    code, _, err = cli(*args, "--height", "64", "--width", "32", "--out", tmp_path / "low")
+    assert code == 2 and "error: MGN cuts a map 4 rows high into 2 parts, not 3" in err
+    assert not (tmp_path / "low").exists()
+    code, out, err = cli(*args, "--height", "80", "--width", "32", "--out", tmp_path / "f")
+    assert code == 0, err
+    weights = json.loads(out)["weights"]
+    assert sorted(weights["missing_keys"]) == sorted(f"{h}_head.weight" for h in FEATURE_ORDER)
+
+
+def test_avg_pooling_learns_no_p_and_refuses_learning_one():
+    model = create_model("mgn_resnet50", 3, pooling="avg")
+    assert not any(n.endswith("pool_layer.p") for n, _ in model.named_parameters())
+    with pytest.raises(UsageError, match=r"model\.gem_learnable is for model\.pooling=gem"):
+        create_model("mgn_resnet50", 3, pooling="avg", gem_learnable=True)

@@ -169,3 +169,16 @@ def test_neck_feat_after_gives_the_metric_losses_the_feature_after_the_bnneck():
         create_model("resnet18", 5, neck_feat="after", bnneck=False)
     with pytest.raises(UsageError, match=r"model\.neck_feat: unknown value 'middle'"):
         create_model("resnet18", 5, neck_feat="middle")
+
+
+def test_without_the_identity_loss_a_bnneck_the_triplet_sees_still_learns():
+    from reidkit.engine.replicas import freeze_unused_head
+
+    for neck_feat, frozen in (("before", ["bnneck.weight", "classifier.weight"]),
+                              ("after", ["classifier.weight"])):  # fmt: skip
+        model = create_model("resnet18", 5, neck_feat=neck_feat)
+        freeze_unused_head(model)
+        # the BNNeck's shift is frozen by design (BoT)
+        assert sorted(n for n, p in model.named_parameters() if not p.requires_grad) == sorted(
+            [*frozen, "bnneck.bias"]
+        )
