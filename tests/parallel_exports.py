@@ -9,7 +9,7 @@ threads each on 2 cores spin against each other and run many times slower.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,12 @@ def export_all(
     models: dict[str, tuple[str, dict]], size: tuple[int, int], data_root: Path, folder: Path
 ) -> dict[str, tuple[Path, dict]]:
     """Each of MODELS ({key: (name, options)}) exported at SIZE to FOLDER/<i>.onnx by
-    :func:`export_registered`, the worker taking the next one whenever it is free and this
-    process the others; {key: (file, result)}."""
+    :func:`export_registered`; {key: (file, result)}. This process and the worker take the
+    next one from one queue as soon as each is free (a thread here feeds the worker), in
+    MODELS' order: put the longest first, so that neither side is left with a long one
+    while the other has finished."""
+    import threading
+
     import torch
 
     pending = list(models)
@@ -51,22 +55,34 @@ def export_all(
         for i, key in enumerate(models)
     }
     results: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def take() -> str | None:
+        with lock:
+            return pending.pop(0) if pending else None
+
+    def feed(worker: ProcessPoolExecutor, failures: list[BaseException]) -> None:
+        try:
+            while (key := take()) is not None:
+                results[key] = worker.submit(export_registered, *jobs[key]).result()
+        except BaseException as exc:  # re-raised in the test's thread
+            failures.append(exc)
+
     threads = torch.get_num_threads()
     context = multiprocessing.get_context("spawn")  # a fork would inherit torch's threads
+    failures: list[BaseException] = []
     with ProcessPoolExecutor(1, mp_context=context, initializer=_one_thread) as worker:
-        running: tuple[str, Future] | None = None
+        feeder = threading.Thread(target=feed, args=(worker, failures))
         torch.set_num_threads(1)
+        feeder.start()
         try:
-            while pending or running:
-                if running and (running[1].done() or not pending):
-                    results[running[0]] = running[1].result()
-                    running = None
-                if running is None and pending:
-                    name = pending.pop(0)
-                    running = (name, worker.submit(export_registered, *jobs[name]))
-                elif pending:
-                    name = pending.pop(0)
-                    results[name] = export_registered(*jobs[name])
+            while (key := take()) is not None:
+                results[key] = export_registered(*jobs[key])
         finally:
+            with lock:
+                pending.clear()  # after a failure here, the worker stops after its current one
+            feeder.join()
             torch.set_num_threads(threads)
+    if failures:
+        raise failures[0]
     return {key: (Path(jobs[key][-1]), results[key]) for key in models}
