@@ -1,9 +1,9 @@
-"""The published architectures at one small budget on synthreid, and their extraction rate.
+"""The published architectures at one small budget on synthreid.
 
 Usage::
 
     python benchmarks/bench_architectures.py [--epochs 10] [--size 80x32] [--out DIR]
-        [--models resnet50,resnet50_ibn_a,...]
+        [--models bot_r50,bot_r50_ibn_a,...]
 
 Each model trains from scratch (no ImageNet file can be fetched here) on synthreid's small
 preset (120 identities, 1800 images) for the same number of epochs at the same input size
@@ -13,15 +13,18 @@ the first step collapses runs from scratch here, docs/training.md), and the loss
 published recipe uses (cross-entropy with label smoothing and a batch-hard triplet; AGW's
 weighted triplet; MGN's and SBS's Circle softmax with soft-margin triplets; PCB's
 cross-entropy alone); then it is evaluated on the query and gallery with its own distance.
-The untrained resnet50 is the baseline measured in the same run. The extraction rate is
-``reidkit extract``'s own figure (images/s at 256x128, batch 64, fp32, this machine's
-threads) on the 400 query images, at each model's own input size (384x128 for PCB and
-MGN).
+The untrained resnet50 is the baseline measured in the same folder. Extraction rates have
+their own benchmark (bench_extract.py).
+
+The runs take hours, so the benchmark can be stopped and started again with the same
+``--out``: a model whose figures are in ``DIR/results`` is not run again, and a run that
+was stopped continues from its last checkpoint (``reidkit resume``, exact). The training
+seconds printed are the wall time of this invocation's part of the run.
 
 synthreid is a testbed for plumbing and learning dynamics, not a proxy for real data:
 these figures say that each model learns at this budget, not how it ranks on Market-1501.
 At the default 10 epochs a ResNet-50 from scratch does not rank yet (docs/benchmarks.md):
-give ``--epochs 30`` (about 2 hours for the nine models on 2 cores).
+give ``--epochs 30`` (about 3 hours for the nine models on 2 cores).
 """
 
 from __future__ import annotations
@@ -88,6 +91,26 @@ def evaluate(work: Path, root: Path, weights: list[str], name: str) -> dict:
     return {"mAP": result["mAP"], "rank1": result["cmc"]["1"]}
 
 
+def cached(path: Path, compute) -> dict:
+    """The figures in ``path``, or compute them and keep them there."""
+    if path.exists():
+        return json.loads(path.read_text())
+    figures = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures))
+    return figures
+
+
+def train(run: Path, argv: list) -> float:
+    """Train (or continue a stopped run of) one model; the wall seconds spent here."""
+    start = time.perf_counter()
+    if (run / "weights" / "last.pt").exists():
+        reidkit("resume", run)
+    else:
+        reidkit("train", *argv, "--run", run)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=10)
@@ -99,38 +122,42 @@ def main() -> None:
     print(describe())
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-arch-"))
     root = work / "data"
-    reidkit("datasets", "synth", "--root", root, "--preset", "small", "--seed", "0")
+    if not (root / "synthreid").exists():
+        reidkit("datasets", "synth", "--root", root, "--preset", "small", "--seed", "0")
     size = [f"data.height={height}", f"data.width={width}"]
-    untrained = evaluate(
-        work, root, ["--model", "resnet50", "--height", height, "--width", width], "untrained"
+    budget = f"{args.epochs}ep-{height}x{width}"
+    untrained = cached(
+        work / "results" / f"untrained-{height}x{width}.json",
+        lambda: evaluate(
+            work, root, ["--model", "resnet50", "--height", height, "--width", width], "untrained"
+        ),
     )
     print(f"untrained resnet50: mAP {untrained['mAP']:.3f}, rank-1 {untrained['rank1']:.3f}")
     rows = []
     for key in args.models.split(","):
         model, options = MODELS[key]
-        run = work / "runs" / key
-        start = time.perf_counter()
-        result = reidkit(
-            "train", "--dataset", "synthreid", "--root", root, "--model", model,
-            "--pretrained", "none", "--epochs", args.epochs, "--run", run, *size,
-            "eval.every=0", *COMMON, *options,
-        )  # fmt: skip
-        seconds = time.perf_counter() - start
-        scores = evaluate(work, root, [run / "weights" / "last.pt"], key)
-        speed = reidkit(
-            "extract", "--model", model, "--dataset", "synthreid", "--root", root,
-            "--out", work / "speed" / key, "--subsets", "query", "--batch-size", "64",
-        )  # fmt: skip
-        rows.append((key, model, scores, seconds, result, speed))  # result: the run's JSON
+        run = work / "runs" / f"{key}-{budget}"
+
+        def measure(key=key, model=model, options=options, run=run) -> dict:
+            seconds = train(
+                run,
+                ["--dataset", "synthreid", "--root", root, "--model", model,
+                 "--pretrained", "none", "--epochs", args.epochs, *size, "eval.every=0",
+                 *COMMON, *options],
+            )  # fmt: skip
+            return {
+                "train_s": round(seconds),
+                **evaluate(work, root, [run / "weights" / "last.pt"], key),
+            }
+
+        figures = cached(work / "results" / f"{key}-{budget}.json", measure)
+        rows.append({"key": key, "model": model, **figures})
         print(
-            f"{key:16s} {model:20s} mAP {scores['mAP']:.3f} rank-1 {scores['rank1']:.3f} "
-            f"train {seconds:.0f} s; extract {speed['files'][0]['images_per_second']:.1f} images/s",
+            f"{key:16s} {model:20s} mAP {figures['mAP']:.3f} rank-1 {figures['rank1']:.3f} "
+            f"train {figures['train_s']} s (this invocation's part)",
             flush=True,
         )
-    print(json.dumps([{"key": r[0], "model": r[1], "mAP": r[2]["mAP"], "rank1": r[2]["rank1"],
-                       "train_s": round(r[3]),
-                       "extract_images_per_s": r[5]["files"][0]["images_per_second"]}
-                      for r in rows], indent=1))  # fmt: skip
+    print(json.dumps({"budget": budget, "untrained": untrained, "models": rows}, indent=1))
 
 
 if __name__ == "__main__":
