@@ -29,6 +29,7 @@ class DataConfig:
     width: int = 128
     mean: list[float] | None = None  # None: the model's (ImageNet's for most)
     std: list[float] | None = None
+    interpolation: str = "bilinear"  # the resize: bilinear, or bicubic (fast-reid's)
     sampler: str = "pk"  # "pk": P identities x K images per batch; "random"
     batch_size: int = 64
     num_instances: int = 4  # K of the PK sampler
@@ -60,7 +61,8 @@ class ModelConfig:
     pooling: str | None = None  # avg or gem
     gem_p: float | None = None  # GeM's p (3 when not given)
     gem_learnable: bool | None = None  # GeM's p learned (SBS, MGN)
-    stem_pool: str | None = None  # padding (torchvision) or ceil (fast-reid since 2020-08)
+    stem_pool: str | None = None  # padding (torchvision) or ceil (fast-reid since 2020-11)
+    head_layout: str | None = None  # MGN: later (fast-reid's code), or zoo (its 2020 files)
     part_feature: str | None = None  # PCB's test feature: full (2048 x parts) or reduced
     temporal: str = "avg"  # video: a clip's frame features pooled over time by avg or max
 
@@ -72,7 +74,7 @@ class ModelConfig:
 # ModelConfig's fields that are options of the model's builder
 MODEL_OPTIONS = (
     "last_stride", "bnneck", "classifier", "neck_feat", "non_local", "pooling", "gem_p",
-    "gem_learnable", "stem_pool", "part_feature",
+    "gem_learnable", "stem_pool", "part_feature", "head_layout",
 )  # fmt: skip
 
 
@@ -312,6 +314,7 @@ def load_config(
 
 CHOICES = {
     "data.sampler": ("pk", "random"),
+    "data.interpolation": ("bilinear", "bicubic"),
     "data.sample": ("evenly", "random", "all"),
     "model.temporal": ("avg", "max"),
     "eval.sample": ("all", "evenly"),

@@ -6,7 +6,7 @@ Facts used:
 
 - a torchvision-style ResNet (7x7 stem, stride 2, 3x3 max pool, the stride of a bottleneck
   on its 3x3 conv, downsample = 1x1 conv + BN); the stem's pool pads by one (torchvision,
-  torchreid, fast-reid before 2020-08-14) or, in fast-reid's later code, has no padding and
+  torchreid, fast-reid before 2020-11-06) or, in fast-reid's later code, has no padding and
   rounds up (``ceil_mode=True``);
 - IBN-Net (XingangPan/IBN-Net ibnnet/resnet_ibn.py and modules.py; torchreid's
   resnet_ibn_a.py / resnet_ibn_b.py build the same trunks under the same names): IBN-a:

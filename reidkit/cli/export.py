@@ -9,13 +9,17 @@ from typing import Annotated
 import typer
 
 from reidkit.cli import output
-from reidkit.cli.extract import BnneckOpt, LastStrideOpt, ModelOpt, SeedOpt, WeightsOpt
+from reidkit.cli.extract import ModelOpt, SeedOpt, WeightsOpt
 from reidkit.cli.options import (
     AllowPartialOpt,
+    BnneckOpt,
+    FastreidConfigOpt,
     ForceOpt,
     JsonOpt,
+    LastStrideOpt,
     QuietOpt,
     RootOpt,
+    StemPoolOpt,
     ThreadsOpt,
     VerboseOpt,
     complete_dataset,
@@ -41,6 +45,8 @@ def export(
     seed: SeedOpt = None,
     bnneck: BnneckOpt = None,
     last_stride: LastStrideOpt = None,
+    stem_pool: StemPoolOpt = None,
+    config: FastreidConfigOpt = None,
     allow_partial: AllowPartialOpt = False,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset to write.")] = 18,
     batch: Annotated[
@@ -121,8 +127,8 @@ def export(
         checkpoint = onnx_export.checkpoint_of(checkpoint)
     source = load_model_source(
         checkpoint, model, weights=weights, seed=seed, height=height, width=width,
-        model_options={"bnneck": bnneck, "last_stride": last_stride},
-        allow_partial=allow_partial,
+        model_options={"bnneck": bnneck, "last_stride": last_stride, "stem_pool": stem_pool},
+        allow_partial=allow_partial, config=config,
     )  # fmt: skip
     info = onnx_export.deploy_info(source, options)
     if onnx_export.is_current(out, info, opset, force=force):

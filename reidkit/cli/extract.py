@@ -14,10 +14,14 @@ from reidkit.cli.models import complete_model
 from reidkit.cli.options import (
     DEFAULT_ROOT,
     AllowPartialOpt,
+    BnneckOpt,
+    FastreidConfigOpt,
     ForceOpt,
     JsonOpt,
+    LastStrideOpt,
     QuietOpt,
     RootOpt,
+    StemPoolOpt,
     ThreadsOpt,
     VerboseOpt,
     WaitForLockOpt,
@@ -41,7 +45,8 @@ WeightsOpt = Annotated[
     typer.Option(
         "--weights",
         help="Weights for --model: a state dict, a reidkit or torchreid checkpoint; all of "
-        "the model but its classifier must load.",
+        "the model but its classifier must load. A fast-reid checkpoint needs no --model: "
+        "the file says its model.",
         dir_okay=False,
         show_default=False,
     ),
@@ -49,24 +54,6 @@ WeightsOpt = Annotated[
 SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", show_default=False, help="Seed of --model's random weights (0)."),
-]
-BnneckOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--bnneck/--no-bnneck",
-        help="--model with or without a BNNeck (default: the model's; 'models list' "
-        "shows which models have the option).",
-        show_default=False,
-    ),
-]
-LastStrideOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--last-stride",
-        help="--model's last stride, 1 or 2 (default: the model's); torchreid's resnet50 "
-        "is --no-bnneck --last-stride 2.",
-        show_default=False,
-    ),
 ]
 
 
@@ -111,6 +98,8 @@ def extract(
     seed: SeedOpt = None,
     bnneck: BnneckOpt = None,
     last_stride: LastStrideOpt = None,
+    stem_pool: StemPoolOpt = None,
+    config: FastreidConfigOpt = None,
     allow_partial: AllowPartialOpt = False,
     onnx: Annotated[
         Path | None,
@@ -248,8 +237,9 @@ def extract(
             out_dir=out,
             options=options,
             device=device,
-            model_options={"bnneck": bnneck, "last_stride": last_stride},
+            model_options={"bnneck": bnneck, "last_stride": last_stride, "stem_pool": stem_pool},
             allow_partial=allow_partial,
+            config=config,
             onnx=onnx,
             batch_size=batch_size,
             workers=workers,

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from reidkit.cli import output
-from reidkit.cli.options import JsonOpt, QuietOpt, VerboseOpt
+from reidkit.cli.options import (
+    AllowPartialOpt,
+    BnneckOpt,
+    FastreidConfigOpt,
+    JsonOpt,
+    LastStrideOpt,
+    QuietOpt,
+    StemPoolOpt,
+    VerboseOpt,
+)
 
-app = typer.Typer(help="List the registered models.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="List the registered models; import weights from elsewhere as a checkpoint.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def complete_model(incomplete: str) -> list[str]:
@@ -65,3 +79,72 @@ def _imagenet(m: dict) -> str:
     if m["pretrained"] is None:
         return "none"
     return f"{m['pretrained']}, {'cached' if m['imagenet_cached'] else 'not cached'}"
+
+
+@app.command("import")
+def import_(
+    weights: Annotated[
+        Path,
+        typer.Argument(
+            help="A fast-reid checkpoint (its model is read from the file), or any weights "
+            "file with --model.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="The reidkit checkpoint to write.", dir_okay=False, show_default=False
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="The registered model the weights are for (default: a fast-reid file's own).",
+            autocompletion=complete_model,
+            show_default=False,
+        ),
+    ] = None,
+    config: FastreidConfigOpt = None,
+    bnneck: BnneckOpt = None,
+    last_stride: LastStrideOpt = None,
+    stem_pool: StemPoolOpt = None,
+    height: Annotated[
+        int | None,
+        typer.Option("--height", min=1, show_default=False, help="Input height to record."),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option("--width", min=1, show_default=False, help="Input width to record."),
+    ] = None,
+    allow_partial: AllowPartialOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write WEIGHTS as a reidkit checkpoint whose model card says its model, options,
+    identities, input size, resize, pixel mean and std and distance, for extract, export
+    and cron pipelines."""
+    from reidkit.cli.signals import finishing
+    from reidkit.models.importer import import_weights
+
+    output.setup(quiet, verbose)
+    with finishing():
+        result = import_weights(
+            weights, out, model_name=model, config=config, height=height, width=width,
+            model_options={"bnneck": bnneck, "last_stride": last_stride, "stem_pool": stem_pool},
+            allow_partial=allow_partial,
+        )  # fmt: skip
+    output.render(result, as_json, import_report)
+
+
+def import_report(result: dict) -> str:
+    data = result["data"]
+    options = ", ".join(f"{k}={v}" for k, v in result["model_options"].items()) or "defaults"
+    return (
+        f"wrote {result['file']}: {result['model']} ({options}), {result['num_classes']} "
+        f"identities, {data['height']}x{data['width']} {data.get('interpolation', 'bilinear')}, "
+        f"{result['feature_dim']}-d features ranked by {result['distance']} distance"
+    )

@@ -86,3 +86,43 @@ AllowPartialOpt = Annotated[
         "instead of stopping.",
     ),
 ]
+
+# model options of extract, export and models import (None: the model's, or the file's)
+BnneckOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--bnneck/--no-bnneck",
+        help="--model with or without a BNNeck (default: the model's; 'models list' "
+        "shows which models have the option).",
+        show_default=False,
+    ),
+]
+LastStrideOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--last-stride",
+        help="--model's last stride, 1 or 2 (default: the model's); torchreid's resnet50 "
+        "is --no-bnneck --last-stride 2.",
+        show_default=False,
+    ),
+]
+
+StemPoolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stem-pool",
+        help="The stem's max pooling, padding or ceil (default: the model's; for a fast-reid "
+        "file, padding for its model zoo's head layout and ceil for the later one).",
+        show_default=False,
+    ),
+]
+FastreidConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="fast-reid's config.yaml for a fast-reid --weights file (default: the one "
+        "beside it): its test size, last stride, pooling and pixels.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]

@@ -7,6 +7,10 @@ import os
 
 from reidkit.errors import DataError
 
+# how images are resized to the model's input: torchreid's and reidkit's bilinear, or
+# fast-reid's bicubic (its transforms' ``interpolation=3``); PIL's resampling filters
+INTERPOLATIONS = ("bilinear", "bicubic")
+
 
 class UnreadableImage(DataError):
     """An image file that cannot be decoded; ``reason`` says why, without the path."""
@@ -19,9 +23,14 @@ class UnreadableImage(DataError):
         return type(self), (self.path, self.reason)
 
 
-def read_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None):
-    """The image at ``path`` as an 8-bit RGB PIL image, resized (bilinear) to ``size`` =
-    (width, height) when given. Grey, palette, RGBA, CMYK and 16-bit files are converted.
+def read_rgb(
+    path: str | os.PathLike[str],
+    size: tuple[int, int] | None = None,
+    interpolation: str = "bilinear",
+):
+    """The image at ``path`` as an 8-bit RGB PIL image, resized to ``size`` = (width,
+    height) when given, with ``interpolation`` (:data:`INTERPOLATIONS`). Grey, palette,
+    RGBA, CMYK and 16-bit files are converted.
 
     Raises:
         UnreadableImage: the file is missing, truncated, or not an image.
@@ -33,7 +42,9 @@ def read_rgb(path: str | os.PathLike[str], size: tuple[int, int] | None = None):
             rgb = image.convert("RGB")  # loads the pixels before the file is closed
     except Exception as exc:  # PIL raises many types for corrupt or foreign files
         raise UnreadableImage(path, f"{type(exc).__name__}: {exc}") from None
-    return rgb if size is None else rgb.resize(size, Image.Resampling.BILINEAR)
+    if size is None:
+        return rgb
+    return rgb.resize(size, Image.Resampling[interpolation.upper()])
 
 
 def _reason_unreadable(path: str) -> tuple[str, str] | None:

@@ -20,7 +20,8 @@ def train_transform(data: Any):
     if data.autoaugment > 0:
         policy = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
         steps.append(v2.RandomApply([policy], p=data.autoaugment))
-    steps.append(v2.Resize(size, interpolation=v2.InterpolationMode.BILINEAR))
+    resize = v2.InterpolationMode[data.interpolation.upper()]  # PIL's filter on PIL images
+    steps.append(v2.Resize(size, interpolation=resize))
     if data.flip > 0:
         steps.append(v2.RandomHorizontalFlip(data.flip))
     if data.pad > 0:
@@ -60,8 +61,17 @@ class TrainClips:
     ``(index, cap)``: a tracklet longer than ``cap`` gives ``cap`` random frames in time
     order (the batch's frame budget, :func:`reidkit.data.clips.frame_caps`)."""
 
-    def __init__(self, tracklets, transform, size: tuple[int, int], seq_len: int, how: str):
+    def __init__(
+        self,
+        tracklets,
+        transform,
+        size: tuple[int, int],
+        seq_len: int,
+        how: str,
+        interpolation: str = "bilinear",
+    ) -> None:
         self.tracklets, self.transform = tracklets, transform
+        self.interpolation = interpolation
         self.size, self.seq_len, self.how = size, seq_len, how  # size: (width, height)
 
     def __len__(self) -> int:
@@ -80,6 +90,6 @@ class TrainClips:
             picked = pick_frames(t.frames, cap, "random")
         else:
             picked = pick_frames(t.frames, self.seq_len, self.how)
-        frames = [np.asarray(read_rgb(t.paths[j], self.size)) for j in picked]
+        frames = [np.asarray(read_rgb(t.paths[j], self.size, self.interpolation)) for j in picked]
         video = tv_tensors.Video(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2))
         return self.transform(video).as_subclass(torch.Tensor), t.pid

@@ -91,20 +91,20 @@ def deploy_graph(model, info: DeployInfo):
     """The module that is exported: preprocessing, model, flip averaging, float32 out."""
     import torch
 
-    from reidkit.features.batches import pixel_scale_shift
+    from reidkit.features.batches import pixel_offset_divisor
 
     class DeployGraph(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
-            scale, shift = pixel_scale_shift(info.mean, info.std)  # as extraction does
-            self.register_buffer("scale", torch.from_numpy(scale))
-            self.register_buffer("shift", torch.from_numpy(shift))
+            offset, divisor = pixel_offset_divisor(info.mean, info.std)  # as extraction's
+            self.register_buffer("offset", torch.from_numpy(offset))
+            self.register_buffer("divisor", torch.from_numpy(divisor))
 
         def forward(self, images):
             x = images.float()
             if info.input_format == "uint8":
-                x = x * self.scale - self.shift
+                x = (x - self.offset) / self.divisor
             if info.half:
                 x = x.half()
             features = self.model(x).float()
@@ -164,6 +164,7 @@ def deploy_info(source, options: ExportOptions) -> DeployInfo:
         width=options.width or source.data["width"],
         mean=[float(v) for v in source.data["mean"]],
         std=[float(v) for v in source.data["std"]],
+        interpolation=source.data.get("interpolation", "bilinear"),
         input_format=options.input_format,
         flip=options.flip,
         half=options.half,

@@ -6,6 +6,8 @@ The values are ONNX metadata properties (strings), readable by any ONNX tool:
     input_format       "uint8": RGB pixels 0..255, NCHW, already resized to height x width;
                        "float": float32 NCHW, already standardised with mean and std
     height, width      the input size
+    interpolation      how images are resized to it: "bilinear" or "bicubic" (absent in
+                       files exported before it was said: bilinear)
     mean, std          per-channel, on the 0..1 scale (JSON lists)
     flip               "true" when the graph averages each image with its mirror image
     half               "true" when the model runs in float16 (the output is float32)
@@ -34,6 +36,7 @@ class DeployInfo:
     width: int
     mean: list[float]
     std: list[float]
+    interpolation: str = "bilinear"
     input_format: str = "uint8"
     flip: bool = False
     half: bool = False
@@ -71,6 +74,7 @@ class DeployInfo:
                 width=int(props["width"]),
                 mean=[float(v) for v in json.loads(props["mean"])],
                 std=[float(v) for v in json.loads(props["std"])],
+                interpolation=props.get("interpolation", "bilinear"),
                 input_format=props["input_format"],
                 flip=props["flip"] == "true",
                 half=props["half"] == "true",

@@ -238,7 +238,7 @@ def onnx_extraction(path: str | Path, *, device: str, options):
     runner.flip_here = options.flip and not info.flip
     resolved = replace(
         options, height=info.height, width=info.width, mean=list(info.mean),
-        std=list(info.std), flip=options.flip or info.flip,
+        std=list(info.std), interpolation=info.interpolation, flip=options.flip or info.flip,
     )  # fmt: skip
     attrs = {
         "model": info.model or Path(path).stem,

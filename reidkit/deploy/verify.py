@@ -59,15 +59,16 @@ def verify_export(
 
     if not paths:
         raise UsageError("nothing to verify the export on: no images")
-    images = ImageList(paths, 0, info.height, info.width)
+    images = ImageList(paths, 0, info.height, info.width, info.interpolation)
     (pixels, _, errors), *_ = batches_in_process(images, len(images))
     for path, error in zip(paths, errors, strict=True):
         if error:
             raise DataError(f"cannot read image {path}: {error}", hint="verify on --images DIR")
     ok = np.ones(len(pixels), dtype=bool)
     options = ExtractOptions(
-        height=info.height, width=info.width, mean=info.mean, std=info.std, flip=info.flip
-    )
+        height=info.height, width=info.width, mean=info.mean, std=info.std,
+        interpolation=info.interpolation, flip=info.flip,
+    )  # fmt: skip
     reference = TorchRunner(model, options, "cpu").forward(pixels, ok)
     runner = OnnxRunner(open_session(serialized, "cpu", thread_count()), info, "the export")
     whole = runner.forward(pixels, ok)

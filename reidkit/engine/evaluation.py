@@ -104,7 +104,8 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
         video = video_options(ExtractOptions(sample=c.eval.sample), {"config": c.to_dict()})
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
-        flip=c.eval.flip, amp=c.train.amp, channels_last=c.train.channels_last, **video,
+        interpolation=c.data.interpolation, flip=c.eval.flip, amp=c.train.amp,
+        channels_last=c.train.channels_last, **video,
     )  # fmt: skip
     workers = worker_count(c, device)
     features = []

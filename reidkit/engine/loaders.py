@@ -150,7 +150,9 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     video = kind_of(samples) == "tracklet"
     batches = EpochBatches(sampler)
     if video:  # clips (of seq_len frames, or all), PK over tracklets
-        items = TrainClips(samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample)
+        items = TrainClips(
+            samples, train_transform(d), (d.width, d.height), d.seq_len, d.sample, d.interpolation
+        )
         if d.sample == "all":
             batches = EpochBatches(sampler, [t.frames for t in samples], d.max_frames)
             log.info(

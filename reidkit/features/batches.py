@@ -16,19 +16,29 @@ from reidkit.data.images import UnreadableImage, read_rgb
 
 
 class ImageList:
-    """A map-style dataset of image files at one size (width, height) for the model."""
+    """A map-style dataset of image files at one size (width, height) for the model,
+    resized with ``interpolation`` (:data:`reidkit.data.images.INTERPOLATIONS`)."""
 
-    def __init__(self, paths: list[str], offset: int, height: int, width: int) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        offset: int,
+        height: int,
+        width: int,
+        interpolation: str = "bilinear",
+    ) -> None:
         self.paths = paths
         self.offset = offset
         self.size = (width, height)
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, str]:
         try:
-            array = np.array(read_rgb(self.paths[i], self.size))  # writable, for torch too
+            # writable, for torch too
+            array = np.array(read_rgb(self.paths[i], self.size, self.interpolation))
             error = ""
         except UnreadableImage as exc:
             array = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
@@ -53,18 +63,19 @@ def batches_in_process(
         )
 
 
-def pixel_scale_shift(mean: list[float], std: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """The one pixel normalisation of reidkit's inference paths, (x / 255 - mean) / std,
-    as one scale and one shift: ``x * scale - shift``, float32 (1, 3, 1, 1). PyTorch
-    extraction, ONNX Runtime extraction and the exported graph all use these numbers."""
-    std_ = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
-    mean_ = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
-    scale = (np.float32(1.0) / (np.float32(255.0) * std_)).astype(np.float32)
-    return scale, (mean_ / std_).astype(np.float32)
+def pixel_offset_divisor(mean: list[float], std: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The one pixel normalisation of reidkit's inference paths, (x / 255 - mean) / std on
+    0..1 values, computed as fast-reid computes it on 0..255 pixels: ``(x - offset) /
+    divisor`` with offset = 255 mean and divisor = 255 std, float32 (1, 3, 1, 1). PyTorch
+    extraction, ONNX Runtime extraction and the exported graph all use these numbers, so a
+    fast-reid model gets, bit for bit, the input fast-reid gives it."""
+    mean_ = np.asarray(mean, dtype=np.float64).reshape(1, 3, 1, 1)
+    std_ = np.asarray(std, dtype=np.float64).reshape(1, 3, 1, 1)
+    return (255.0 * mean_).astype(np.float32), (255.0 * std_).astype(np.float32)
 
 
 def normalize_nchw(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """uint8 (N, H, W, 3) to float32 (N, 3, H, W), normalised (:func:`pixel_scale_shift`)."""
-    scale, shift = pixel_scale_shift(mean, std)
+    """uint8 (N, H, W, 3) to float32 (N, 3, H, W), normalised (:func:`pixel_offset_divisor`)."""
+    offset, divisor = pixel_offset_divisor(mean, std)
     x = pixels.transpose(0, 3, 1, 2).astype(np.float32)
-    return x * scale - shift
+    return (x - offset) / divisor

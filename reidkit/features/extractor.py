@@ -27,7 +27,7 @@ import numpy as np
 from reidkit.data.sample import Sample, kind_of
 from reidkit.device import barrier, distributed_rank, tune_convolutions
 from reidkit.errors import DataError, UsageError
-from reidkit.features.batches import ImageList, batches_in_process, pixel_scale_shift
+from reidkit.features.batches import ImageList, batches_in_process, pixel_offset_divisor
 from reidkit.features.options import ExtractOptions, file_provenance, is_up_to_date
 from reidkit.features.store import feature_file_info, read_features
 from reidkit.features.tracklets import compute_tracklet_features, extract_tracklet_rows
@@ -42,16 +42,17 @@ FLUSH_BATCHES = 16  # batches per flushed chunk: at most this much work is lost 
 
 def normalize(images, options: ExtractOptions):
     """uint8 (N, H, W, 3) pixels to float32 (N, 3, H, W), scaled to [0, 1] and standardised
-    per channel (:func:`reidkit.features.batches.pixel_scale_shift`)."""
+    per channel (:func:`reidkit.features.batches.pixel_offset_divisor`)."""
     import torch
 
-    scale, shift = (
-        torch.from_numpy(v).to(images.device) for v in pixel_scale_shift(options.mean, options.std)
+    offset, divisor = (
+        torch.from_numpy(v).to(images.device)
+        for v in pixel_offset_divisor(options.mean, options.std)
     )
     # NHWC pixels permuted are already channels_last: keep that layout when it is asked for
     layout = torch.channels_last if options.channels_last else torch.contiguous_format
     x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=layout)
-    return x.mul_(scale).sub_(shift)
+    return x.sub_(offset).div_(divisor)
 
 
 def full_precision(device: str, amp: str) -> None:
@@ -218,6 +219,7 @@ def extract_subset(
             "image_size": [options.height, options.width],
             "mean": list(options.mean),
             "std": list(options.std),
+            "interpolation": options.interpolation or "bilinear",
             "flip": options.flip,
             "normalized": False,
         }
@@ -289,7 +291,13 @@ def _extract_rows(
         attrs=attrs,
     )
     first = max(lo, writer.next_index)
-    images = ImageList([s.path for s in samples[first:hi]], first, options.height, options.width)
+    images = ImageList(
+        [s.path for s in samples[first:hi]],
+        first,
+        options.height,
+        options.width,
+        options.interpolation or "bilinear",
+    )
     loader = runner.batches(images, batch_size, workers)
     root = Path(attrs["root"])
     done = first - lo
@@ -383,7 +391,10 @@ def compute_features(
         return compute_tracklet_features(
             runner, samples, options, batch_size=batch_size, workers=workers
         )
-    images = ImageList([s.path for s in samples], 0, options.height, options.width)
+    images = ImageList(
+        [s.path for s in samples], 0, options.height, options.width,
+        options.interpolation or "bilinear",
+    )  # fmt: skip
     parts = []
     for batch, index, errors in runner.batches(images, batch_size, workers):
         ok = np.array([not e for e in errors])

@@ -52,6 +52,7 @@ def extract_dataset(
     device: str = "auto",
     model_options: dict[str, Any] | None = None,
     allow_partial: bool = False,
+    config: str | os.PathLike[str] | None = None,
     onnx: str | os.PathLike[str] | None = None,
     batch_size: int = 128,
     workers: int = 0,
@@ -64,7 +65,8 @@ def extract_dataset(
 
     The model comes from a checkpoint, or from ``model_name`` built with ``model_options``
     (random initialisation seeded by ``seed``, or ``weights``, which must load the whole
-    model but its classifier unless ``allow_partial``), or is an exported ``onnx`` file run
+    model but its classifier unless ``allow_partial``), or from a fast-reid file given as
+    ``weights`` alone (with its ``config``.yaml), or is an exported ``onnx`` file run
     by ONNX Runtime (torch is not imported then). ``options`` say what the features are
     made with (:class:`ExtractOptions`; what they leave unset comes from the model: image
     size and normalisation from the checkpoint, or what the model or the ONNX file
@@ -76,9 +78,9 @@ def extract_dataset(
     options = options or ExtractOptions()
     sources = {"CHECKPOINT": checkpoint, "--model": model_name, "--onnx": onnx}
     named = [name for name, value in sources.items() if value is not None]
-    if len(named) != 1:
+    if len(named) != 1 and (named or weights is None):  # a fast-reid file says its model
         raise UsageError(
-            "give one of CHECKPOINT, --model NAME or --onnx FILE"
+            "give one of CHECKPOINT, --model NAME (or --weights FILE of fast-reid) or --onnx FILE"
             + (f", not {' and '.join(named)}" if named else "")
         )
     if (dataset is None) == (images is None):
@@ -108,7 +110,7 @@ def extract_dataset(
         runner, model_attrs, resolved = _onnx_runner(
             onnx, device, options, model_options, workers,
             {"--weights": weights is not None, "--seed": seed is not None,
-             "--allow-partial": allow_partial},
+             "--allow-partial": allow_partial, "--config": config is not None},
         )  # fmt: skip
         device = resolved.device = runner.device
         run["workers"] = 0
@@ -118,6 +120,7 @@ def extract_dataset(
         source = load_model_source(
             checkpoint, model_name, weights=weights, seed=seed, height=options.height,
             width=options.width, model_options=model_options, allow_partial=allow_partial,
+            config=config,
         )  # fmt: skip
         model_attrs, weights_report = source.attrs, source.weights_report
         jobs = image_jobs(dataset, root, subsets, images, Path(out_dir))  # after the model
@@ -197,6 +200,7 @@ def resolve_options(
         width=options.width or data["width"],
         mean=list(data["mean"]),
         std=list(data["std"]),
+        interpolation=options.interpolation or data.get("interpolation", "bilinear"),
         **(video_options(options, checkpoint) if kind == "tracklet" else {}),
         device=device.split(":")[0] if device else None,
     )

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from reidkit.data.images import INTERPOLATIONS
 from reidkit.data.sample import Sample, Tracklet
 from reidkit.errors import UsageError
 from reidkit.features.store import STORAGE_DTYPES, feature_file_info
@@ -33,6 +34,8 @@ class ExtractOptions:
     width: int | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    # how images are resized: "bilinear" or "bicubic" (fast-reid's models)
+    interpolation: str | None = None
     flip: bool = False
     storage: str = "float32"
     amp: str = "off"
@@ -56,6 +59,11 @@ class ExtractOptions:
             raise UsageError(
                 f"--storage must be one of {', '.join(STORAGE_DTYPES)}, not {self.storage!r}"
             )
+        if self.interpolation not in (None, *INTERPOLATIONS):
+            raise UsageError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"not {self.interpolation!r}"
+            )
         if self.sample not in (None, "all", "evenly"):
             raise UsageError(f"--sample must be all or evenly, not {self.sample!r}")
         if self.temporal not in (None, "avg", "max"):
@@ -65,8 +73,12 @@ class ExtractOptions:
 
     def provenance(self) -> dict[str, Any]:
         """The options as a file's provenance records them (the tracklet ones only when
-        they apply, so image files keep the provenance they always had)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        they apply, and the resize only when it is not the bilinear one every file was
+        made with before it was an option, so files made before stay current)."""
+        given = {k: v for k, v in asdict(self).items() if v is not None}
+        if given.get("interpolation") == "bilinear":
+            del given["interpolation"]
+        return given
 
 
 def samples_sha256(samples: list[Sample | Tracklet], root: Path) -> str:

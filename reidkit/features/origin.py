@@ -21,6 +21,7 @@ PROVENANCE_FIELDS = {
     "image_size": "image size",
     "mean": "pixel mean",
     "std": "pixel std",
+    "interpolation": "resize interpolation",
     "flip": "flip averaging",
     "normalized": "feature normalisation",
     "onnx_half": "float16 ONNX graph",
@@ -38,6 +39,7 @@ def provenance_of(features: FeatureSet) -> dict[str, Any]:
     if "model" in attrs:  # every reidkit file: one that does not say float16 is float32
         found.setdefault("onnx_half", False)
         found.setdefault("kind", "image")  # and one that does not say tracklet, of images
+        found.setdefault("interpolation", "bilinear")  # the one resize before it was said
     if "mean" not in found and isinstance(attrs.get("provenance"), str):
         with contextlib.suppress(ValueError, AttributeError):
             options = json.loads(attrs["provenance"]).get("options", {})

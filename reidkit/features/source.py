@@ -1,5 +1,7 @@
 """The model an extraction or an export starts from: a reidkit checkpoint, or a registered
-model with random weights (seeded) or with a weights file that must load whole."""
+model with random weights (seeded) or with a weights file that must load whole, or a
+fast-reid checkpoint alone (the model it holds is read from its names, with its
+``config.yaml`` when there is one: :mod:`reidkit.models.fastreid`)."""
 
 from __future__ import annotations
 
@@ -44,12 +46,16 @@ def load_model_source(
     width: int | None = None,
     model_options: dict[str, Any] | None = None,
     allow_partial: bool = False,
+    config: str | os.PathLike[str] | None = None,
 ) -> ModelSource:
-    """Build the model from a checkpoint or from ``model_name`` (see the module's text).
+    """Build the model from a checkpoint, from ``model_name``, or from a fast-reid file
+    given as ``weights`` alone (see the module's text). ``config`` is a fast-reid file's
+    ``config.yaml`` (default: the one beside it, if any).
 
     Raises:
-        UsageError: neither or both of checkpoint and model_name, or model options given
-            with a checkpoint (which says how its model is built).
+        UsageError: neither or both of checkpoint and model_name (or a fast-reid file),
+            model options given with a checkpoint (which says how its model is built), or
+            ``config`` without a fast-reid file.
     """
     import torch
 
@@ -58,10 +64,12 @@ def load_model_source(
     from reidkit.models import model_options as options_with_defaults  # a parameter's name
     from reidkit.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
     from reidkit.models.checkpoint import data_config, load_checkpoint, model_from_checkpoint
-    from reidkit.models.weights import count_by_module, read_weights, summary
+    from reidkit.models.weights import classifier_rows, count_by_module, read_weights, summary
 
-    if (checkpoint is None) == (model_name is None):
-        raise UsageError("give either a CHECKPOINT or --model NAME")
+    if checkpoint is not None and model_name is not None:
+        raise UsageError("give either a CHECKPOINT or --model NAME, not both")
+    if checkpoint is None and model_name is None and weights is None:
+        raise UsageError("give a CHECKPOINT, --model NAME, or --weights with a fast-reid file")
     given_options = {k: v for k, v in (model_options or {}).items() if v is not None}
     if checkpoint is not None and given_options:
         raise UsageError(
@@ -73,6 +81,7 @@ def load_model_source(
             ("--weights", weights is not None),
             ("--seed", seed is not None),
             ("--allow-partial", allow_partial),
+            ("--config", config is not None),
         ):
             if given:
                 raise UsageError(
@@ -92,24 +101,34 @@ def load_model_source(
         built_with = ckpt["model"].get("kwargs", {})
         data = data_config(ckpt)
     else:
+        state, extra = read_weights(weights) if weights is not None else (None, {})
+        described = _fastreid_model(weights, extra, config, model_name)
+        if described is not None:
+            model_name = model_name or described["model"]
+            if model_name == described["model"]:  # the file's options, under the given ones
+                given_options = {**described["options"], **given_options}
         cfg = model_cfg(model_name)
         data = {"height": cfg.input_size[0], "width": cfg.input_size[1]}
         data |= {"mean": cfg.mean, "std": cfg.std}
-        state = None
-        if weights is not None:
-            state, extra = read_weights(weights)
-            if extra.get("format") == CHECKPOINT_FORMAT:
-                # a reidkit checkpoint's weights came with the images they were trained on
-                data = data_config(extra)
-                log.info(
-                    "%s is a reidkit checkpoint: its data settings apply (%dx%d, mean %s, "
-                    "std %s)", weights, data["height"], data["width"], data["mean"], data["std"],
-                )  # fmt: skip
+        if described is not None:
+            data = dict(described["data"])
+        if state is not None and extra.get("format") == CHECKPOINT_FORMAT:
+            # a reidkit checkpoint's weights came with the images they were trained on
+            data = data_config(extra)
+            log.info(
+                "%s is a reidkit checkpoint: its data settings apply (%dx%d, mean %s, "
+                "std %s)", weights, data["height"], data["width"], data["mean"], data["std"],
+            )  # fmt: skip
         size = (height or data["height"], width or data["width"])
         data |= {"height": size[0], "width": size[1]}
         seed = 0 if seed is None else seed
         torch.manual_seed(seed)
-        model = create_model(model_name, num_classes=1, image_size=size, **given_options).eval()
+        model = create_model(model_name, num_classes=1, image_size=size, **given_options)
+        rows = classifier_rows(state, model) if state is not None else None
+        if rows not in (None, 1):  # the file's classifier loads with the rest
+            torch.manual_seed(seed)
+            model = create_model(model_name, num_classes=rows, image_size=size, **given_options)
+        model.eval()
         model.check_input(*size)  # before any image is read, or the exporter traces it
         built_with = options_with_defaults(model_name, given_options)
         if state is not None:
@@ -141,3 +160,33 @@ def load_model_source(
     attrs["model_options"] = json.dumps(options_built, sort_keys=True)
     attrs["distance"] = model_distance(attrs["model"], options_built)
     return ModelSource(model.eval(), attrs, data, weights_report, ckpt)
+
+
+def _fastreid_model(weights, extra: dict[str, Any], config, model_name: str | None):
+    """What a fast-reid weights file holds, with its config's settings (``config``, or the
+    ``config.yaml`` beside the file); None for other files.
+
+    Raises:
+        UsageError: no ``model_name`` for a file that is not fast-reid's, or a ``config``
+            for one.
+    """
+    from reidkit.models.fastreid import config_beside, read_config
+
+    described = extra.get("fastreid")
+    if described is None:
+        if config is not None:
+            raise UsageError(
+                f"--config {config} is a fast-reid config.yaml, for a fast-reid weights file; "
+                f"{weights or 'no --weights'} is not one"
+            )
+        if model_name is None:
+            raise UsageError(
+                f"--weights {weights}: not a fast-reid file, so its model is not known",
+                hint="give --model NAME (see 'reidkit models list')",
+            )
+        return None
+    config = config or config_beside(weights)
+    if config is not None:
+        described = read_config(config, described)
+        log.info("%s: settings from fast-reid's config %s", weights, config)
+    return described

@@ -76,6 +76,7 @@ def pooled_rows(
     how: str,
     height: int,
     width: int,
+    interpolation: str = "bilinear",
     batch_size: int,
     workers: int = 0,
     on_bad: Callable[[str, str], None],
@@ -96,7 +97,7 @@ def pooled_rows(
     # the batches of one uninterrupted process over all the clips that hold these frames
     begin = int(starts[first]) // batch_size * batch_size
     end = min(len(frames), -(-int(ends[stop - 1]) // batch_size) * batch_size)
-    images = ImageList(frames[begin:end], begin, height, width)
+    images = ImageList(frames[begin:end], begin, height, width, interpolation)
     loader = runner.batches(images, batch_size, workers)
     pools = {t: _Pool(how) for t in range(first, stop)}
     done_to = first  # tracklets before this one are finished
@@ -164,7 +165,8 @@ def extract_tracklet_rows(
     frames_run = sum(len(c) for c in clips[first:hi])
     for kept, embeddings in pooled_rows(
         runner, clips, first=first, stop=hi, how=options.temporal, height=options.height,
-        width=options.width, batch_size=batch_size, workers=workers, on_bad=on_bad,
+        width=options.width, interpolation=options.interpolation or "bilinear",
+        batch_size=batch_size, workers=workers, on_bad=on_bad,
         progress=progress,
     ):  # fmt: skip
         if not kept:
@@ -198,7 +200,8 @@ def compute_tracklet_features(
     clips = [clip_frames(t, options.sample, options.seq_len) for t in tracklets]
     for kept, embeddings in pooled_rows(
         runner, clips, first=0, how=options.temporal, height=options.height,
-        width=options.width, batch_size=batch_size, workers=workers, on_bad=on_bad,
+        width=options.width, interpolation=options.interpolation or "bilinear",
+        batch_size=batch_size, workers=workers, on_bad=on_bad,
     ):  # fmt: skip
         out[kept] = embeddings
     return out

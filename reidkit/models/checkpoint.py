@@ -28,7 +28,13 @@ from reidkit.models.spec import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT = "reidkit.checkpoint/1"
 # what a checkpoint without a data config was trained with
-DEFAULT_DATA = {"height": 256, "width": 128, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+DEFAULT_DATA = {
+    "height": 256,
+    "width": 128,
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+    "interpolation": "bilinear",
+}
 
 
 def model_spec(name: str, model, num_classes: int, **kwargs: Any) -> dict[str, Any]:
@@ -99,6 +105,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any]):
 
 
 def data_config(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    """Image size and normalisation a model was trained with (ImageNet's by default)."""
+    """Image size, resize and normalisation a model was trained with (ImageNet's by
+    default)."""
     data = (checkpoint or {}).get("config", {}).get("data", {})
     return {key: data.get(key, default) for key, default in DEFAULT_DATA.items()}

@@ -14,6 +14,11 @@ each) and a triplet loss on five features (averaged, fast-reid's 0.2 each): the 
 branches' whole-map features and the concatenations of b2's and of b3's parts.
 
 Default pooling is fast-reid's MGN's (its SBS base): GeM with a learned p per head.
+
+``head_layout="zoo"`` builds the heads of fast-reid's MGN files of July 2020 (its model
+zoo, commit 1ed73fb): after the 1x1 conv and its BatchNorm, a ReLU and a second BatchNorm
+(the BNNeck, shift frozen), whose output is the head's feature; the first BatchNorm learns
+its shift.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ HEADS = {
     "b32": (3, 1, 3),
     "b33": (3, 2, 3),
 }
+# fast-reid's current heads, or its model zoo's (conv, BN, ReLU, then a BNNeck)
+HEAD_LAYOUTS = ("later", "zoo")
 # the triplet loss's features: single heads, or parts concatenated
 TRIPLET_FEATURES = (("b1",), ("b2",), ("b3",), ("b21", "b22"), ("b31", "b32", "b33"))
 
@@ -52,14 +59,17 @@ class EmbeddingHead(nn.Module):
     frozen shift (``bottleneck``), and the classifier's weight (``weight``; cosine logits
     for the margin losses)."""
 
-    def __init__(self, num_classes: int, pool: nn.Module, cosine: bool) -> None:
+    def __init__(
+        self, num_classes: int, pool: nn.Module, cosine: bool, layout: str = "later"
+    ) -> None:
         super().__init__()
         self.pool_layer = pool
-        self.bottleneck = nn.Sequential(
-            nn.Conv2d(WIDTH, EMBEDDING_DIM, 1, bias=False), nn.BatchNorm2d(EMBEDDING_DIM)
-        )
+        layers = [nn.Conv2d(WIDTH, EMBEDDING_DIM, 1, bias=False), nn.BatchNorm2d(EMBEDDING_DIM)]
+        if layout == "zoo":
+            layers += [nn.ReLU(inplace=True), nn.BatchNorm2d(EMBEDDING_DIM)]
+        self.bottleneck = nn.Sequential(*layers)
         nn.init.kaiming_normal_(self.bottleneck[0].weight, mode="fan_out")
-        self.bottleneck[1].bias.requires_grad_(False)
+        self.bottleneck[-1].bias.requires_grad_(False)
         self.weight = nn.Parameter(torch.empty(num_classes, EMBEDDING_DIM))
         nn.init.normal_(self.weight, std=0.01)
         self.cosine = cosine
@@ -110,8 +120,13 @@ class MGN(ReIDNet):
         gem_p: float | None = None,
         gem_learnable: bool | None = None,
         stem_pool: str = "padding",
+        head_layout: str = "later",
     ) -> None:
         super().__init__()
+        if head_layout not in HEAD_LAYOUTS:
+            raise UsageError(
+                f"model.head_layout: choose from {', '.join(HEAD_LAYOUTS)}, got {head_layout!r}"
+            )
         if classifier not in CLASSIFIERS:
             raise UsageError(
                 f"model.classifier: unknown value {classifier!r}",
@@ -133,7 +148,8 @@ class MGN(ReIDNet):
                 )
             learned = pooling == "gem" if gem_learnable is None else gem_learnable
             pool = make_pool(pooling, gem_p, learned)  # refuses p or learning with avg
-            setattr(self, f"{name}_head", EmbeddingHead(num_classes, pool, classifier == "cosine"))
+            head = EmbeddingHead(num_classes, pool, classifier == "cosine", head_layout)
+            setattr(self, f"{name}_head", head)
         self.feature_dim = EMBEDDING_DIM * len(HEADS)
         self.identity_only = tuple(f"{name}_head.weight" for name in HEADS)
         self.classifier_names = self.identity_only

@@ -7,8 +7,9 @@ optional non-local blocks (:mod:`reidkit.models.nonlocal_block`). With ``bnneck=
 last_stride=2`` it is torchreid's ``resnet50``, with the same module names.
 
 The stem's max pooling: torchvision's pads by one (``stem_pool="padding"``); fast-reid's
-code since 2020-08-14 rounds up instead (``"ceil"``, no padding), which changes every
-position of the maps behind it, so weights trained with one are run with the same one.
+code since 2020-11-06 (commit 42cadae) rounds up instead (``"ceil"``, no padding), which
+changes every position of the maps behind it, so weights trained with one are run with the
+same one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from reidkit.models.pooling import make_pool
 
 STEM_POOLS = {
     "padding": dict(kernel_size=3, stride=2, padding=1),  # torchvision, torchreid
-    "ceil": dict(kernel_size=3, stride=2, ceil_mode=True),  # fast-reid since 2020-08
+    "ceil": dict(kernel_size=3, stride=2, ceil_mode=True),  # fast-reid since 2020-11
 }
 DEPTHS = {
     18: tv_resnet.resnet18,

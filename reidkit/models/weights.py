@@ -4,7 +4,8 @@ Files read: reidkit checkpoints; plain state dicts in the model's own names; tor
 ResNet files (the model's names, plus ImageNet's ``fc``); timm state dicts for ``timm/*``
 models (timm's names are the trunk's); torchreid's files (model-zoo state dicts,
 ``save_checkpoint`` dicts, Engine checkpoints with numpy scalars, OSNet names translated by
-:mod:`reidkit.models.torchreid_keys`); fast-reid's ``{"model": ...}``; DataParallel
+:mod:`reidkit.models.torchreid_keys`); fast-reid's ``{"model": ...}`` (its names translated
+by :mod:`reidkit.models.fastreid`, which also says what model the file holds); DataParallel
 ``module.`` prefixes. Every foreign naming is translated here, once, so the same file gets
 the same verdict in every stage.
 
@@ -24,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reidkit.errors import DataError
+from reidkit.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,14 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
     ):
         raise DataError(f"{path}: holds no state dict (a mapping of names to tensors)")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
+    from reidkit.models import fastreid
     from reidkit.models.torchreid_keys import from_torchreid_osnet, is_torchreid_osnet
 
     if is_torchreid_osnet(state):
         state = from_torchreid_osnet(state)
+    elif fastreid.is_fastreid(state):  # what it holds, then its tensors in reidkit's names
+        extra["fastreid"] = fastreid.describe(state, str(path))
+        state = fastreid.translate(state, extra["fastreid"]["layout"])
     return state, extra
 
 
@@ -139,6 +144,8 @@ def load_weights(
         )
     names = tuple(model.classifier_names if may_miss is None else may_miss)
     head = tuple(f"{name}." for name in names)
+    if "fastreid" in extra:  # its model is known: a tensor it cannot take is a wrong model
+        _refuse_unused(report["skipped"], model, source, extra["fastreid"])
     trunk_missing = [k for k in report["missing"] if not k.startswith(head) and k not in names]
     if trunk_missing:
         counted = sum(not is_counter(k) for k in own)
@@ -152,6 +159,39 @@ def load_weights(
     # counters the file lacks keep the model's own, as torch's BatchNorm does on load
     model.load_state_dict({k: state[k] for k in fits}, strict=False)  # a refusal changes nothing
     return report
+
+
+def classifier_rows(state: Mapping[str, Any], model) -> int | None:
+    """The identities of a file's classifier, when the file has the classifier ``model``
+    has (of the same width), so that a model built with as many loads it; else None."""
+    own, state = model.state_dict(), in_model_names(state, model)
+    rows = set()
+    for name in model.classifier_names:
+        key = name if name in own else f"{name}.weight"
+        mine, theirs = own.get(key), state.get(key)
+        if (
+            mine is None
+            or theirs is None
+            or theirs.dim() != 2
+            or theirs.shape[1:] != mine.shape[1:]
+        ):
+            return None
+        rows.add(int(theirs.shape[0]))
+    return rows.pop() if len(rows) == 1 else None
+
+
+def _refuse_unused(skipped: list[str], model, source: str, described: Mapping[str, Any]) -> None:
+    """A fast-reid file's tensors other than its classifier's must all be used."""
+    names = tuple(model.classifier_names)
+    unused = [k for k in skipped if not any(k == n or k.startswith(f"{n}.") for n in names)]
+    if unused:
+        options = " ".join(f"model.{k}={v}" for k, v in described["options"].items())
+        raise UsageError(
+            f"{source}: this model would leave {len(unused)} of the file's tensors unused "
+            f"({count_by_module(unused)}); the file holds {described['model']} {options}",
+            hint=f"leave --model out (the file says its model), or give {described['model']} "
+            "with those options",
+        )
 
 
 def count_by_module(keys: Iterable[str]) -> str:

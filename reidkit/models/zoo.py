@@ -147,6 +147,7 @@ MGN_OPTIONS = {
     "gem_p": None,  # 3 when not given
     "gem_learnable": None,  # learned with GeM, as fast-reid's MGN (GeneralizedMeanPoolingP)
     "stem_pool": "padding",
+    "head_layout": "later",  # "zoo": fast-reid's model-zoo MGN files (reidkit.models.mgn)
 }
 MGN_HEADS = tuple(f"{b}_head" for b in ("b1", "b2", "b3", "b21", "b22", "b31", "b32", "b33"))
 

@@ -184,6 +184,7 @@ def test_cli_exports_a_run_directory_with_metadata_and_verification(
         "width": "32",
         "mean": "[0.485, 0.456, 0.406]",
         "std": "[0.229, 0.224, 0.225]",
+        "interpolation": "bilinear",
         "input_format": "uint8",
         "flip": "false",
         "half": "false",

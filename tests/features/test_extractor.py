@@ -153,7 +153,11 @@ def test_plain_image_folder(market_tree, tmp_path, cli):
 
 def test_usage_errors(market_tree, tmp_path, cli):
     code, _, err = extract(cli, "--dataset", "market1501", "--root", market_tree.root)
-    assert code == 2 and "give one of CHECKPOINT, --model NAME or --onnx FILE" in err
+    assert (
+        code == 2
+        and "give one of CHECKPOINT, --model NAME (or --weights FILE of fast-reid) or --onnx FILE"
+        in err
+    )
     code, _, err = extract(cli, "--model", "resnet5", "--dataset", "market1501")
     assert code == 2 and "did you mean 'resnet50'" in err
     code, _, err = extract(

@@ -20,6 +20,7 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     model = create_model("osnet_x0_25", num_classes=9).eval()
     spec = model_spec("osnet_x0_25", model, 9)
     config = {"data": {"height": 128, "width": 64, "mean": [0.5] * 3, "std": [0.2] * 3}}
+    config["data"]["interpolation"] = "bicubic"
     path = save_checkpoint(tmp_path / "w" / "best.pt", model, spec, config=config, epoch=3)
     assert sorted(p.name for p in path.parent.iterdir()) == ["best.pt"]
     raw = torch.load(path, weights_only=True)  # loads on current torch without pickle code
@@ -30,6 +31,7 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
         assert torch.equal(rebuilt(x), model(x))
     assert data_config(raw) == config["data"]
     assert data_config(None)["height"] == 256
+    assert data_config({"config": {"data": {"height": 9}}})["interpolation"] == "bilinear"
 
 
 def test_foreign_and_missing_checkpoints(tmp_path):

@@ -125,8 +125,9 @@ def test_mgn_trains_and_extracts_and_refuses_a_center_loss(cli, synth_tiny, tmp_
 
 def test_a_state_dict_extracts_with_its_classifiers_left_out(cli, synth_tiny, tmp_path):
     """A state dict of a 751-class MGN (as fast-reid's later code saves one) given with
-    --model: the eight classifier weights are the only tensors it may leave out; images too
-    low for three parts are refused before any is read."""
+    --model loads whole: the model is built with the file's 751 identities, so its eight
+    classifier weights load too; images too low for three parts are refused before any is
+    read."""
     torch.manual_seed(0)
     model = create_model("mgn_resnet50", 751)
     torch.save(model.state_dict(), tmp_path / "mgn.pth")
@@ -139,7 +140,8 @@ def test_a_state_dict_extracts_with_its_classifiers_left_out(cli, synth_tiny, tm
     code, out, err = cli(*args, "--height", "80", "--width", "32", "--out", tmp_path / "f")
     assert code == 0, err
     weights = json.loads(out)["weights"]
-    assert sorted(weights["missing_keys"]) == sorted(f"{h}_head.weight" for h in FEATURE_ORDER)
+    assert weights["missing_keys"] == [] and weights["skipped_keys"] == []
+    assert weights["used"] == sum(not k.endswith("num_batches_tracked") for k in model.state_dict())
 
 
 def test_avg_pooling_learns_no_p_and_refuses_learning_one():

@@ -148,9 +148,9 @@ def test_extract_reports_what_it_loaded_and_refuses_partial_loads(cli, tmp_path,
     )
     assert code == 0, err
     weights = json.loads(out)["weights"]
-    # all but the classifier, whose 751 identities are not the model's one output here
-    assert (weights["used"], weights["missing_by_module"]) == (484, "classifier: 2")
-    assert weights["skipped_keys"] == ["classifier.weight", "classifier.bias"]
+    # everything: the model is built with the file's 751 identities, so the classifier loads
+    assert (weights["used"], weights["missing"], weights["skipped"]) == (486, 0, 0)
+    assert weights["skipped_keys"] == []
     torch.save(create_model("osnet_x1_0", 10).state_dict(), tmp_path / "x1_0.pth")
     code, out, err = cli(
         "extract", *common, "--weights", tmp_path / "x1_0.pth", "--out", tmp_path / "g"
@@ -198,7 +198,7 @@ def test_a_reidkit_checkpoint_given_as_weights_brings_its_data_settings(cli, tmp
     assert f"{tmp_path / 'last.pt'} is a reidkit checkpoint: its data settings apply" in err
     attrs = feature_file_info(tmp_path / "a" / "synthreid-query.h5")["attrs"]
     assert list(attrs["image_size"]) == [64, 32] and list(attrs["mean"]) == [0.5, 0.5, 0.5]
-    assert json.loads(out)["weights"]["missing"] == 2  # the 1-output classifier, nothing else
+    assert json.loads(out)["weights"]["missing"] == 0  # its 16 identities: nothing left out
     # an explicit size still wins
     code, out, err = cli("extract", "--model", "resnet18", "--no-bnneck", "--weights",
                          tmp_path / "last.pt", *common, "--height", "32", "--width", "16",
