@@ -11,8 +11,9 @@ Facts used (fast-reid at its model zoo's commit 1ed73fb, 2020-07-30, and at its 
   the zoo's ``heads.bnneck`` (BatchNorm on the pooled map, shift frozen) and
   ``heads.classifier.weight`` [classes, 2048] (Linear without bias, or the margin layers'
   ``weight``), with the Baseline's buffers ``pixel_mean``/``pixel_std`` [1, 3, 1, 1] in the
-  state dict; later (since 4d573b8, 2020-09): ``heads.bottleneck.0`` (the BNNeck) and
-  ``heads.weight``, the pixel buffers registered as not persistent; a learned GeM's
+  state dict; from 4d573b8 (2020-09-10, its v1.0 release included) ``heads.bottleneck.0``
+  (the BNNeck) and still ``heads.classifier.weight``, the pixel buffers registered as not
+  persistent; from 883fd4a (2021-03-23) ``heads.weight``; a learned GeM's
   ``heads.pool_layer.p`` [1];
 - the test feature is the BNNeck's output on the pooled final map; the model computes
   ``(x - pixel_mean) / pixel_std`` on 0-255 pixels resized bicubic;
@@ -69,7 +70,8 @@ def baseline_file(
     seed: int = 0,
     calibrate: bool = False,
 ) -> dict:
-    """A Baseline (BoT, AGW, SBS) file's container in ``layout`` "zoo" or "later";
+    """A Baseline (BoT, AGW, SBS) file's container in ``layout`` "zoo", "2020-09" or
+    "later";
     ``calibrate``: BatchNorm statistics of a batch, as trained ones are (random ones make
     a deep trunk's maps overflow float32 in the non-local blocks)."""
     g = torch.Generator().manual_seed(seed + 1)
@@ -79,9 +81,11 @@ def baseline_file(
         _calibrate(trunk, depth, design, non_local=non_local)
     width = 2048 if depth >= 50 else 512
     state = {f"backbone.{k}": v for k, v in trunk.items()}
-    head, classifier = ("heads.bnneck", "heads.classifier.weight")
-    if layout == "later":
-        head, classifier = ("heads.bottleneck.0", "heads.weight")
+    head, classifier = {
+        "zoo": ("heads.bnneck", "heads.classifier.weight"),
+        "2020-09": ("heads.bottleneck.0", "heads.classifier.weight"),
+        "later": ("heads.bottleneck.0", "heads.weight"),
+    }[layout]
     if gem_p is not None:
         state["heads.pool_layer.p"] = torch.tensor([gem_p])
     state |= _bn(head, width, g)

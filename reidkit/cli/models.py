@@ -12,6 +12,7 @@ from reidkit.cli.options import (
     AllowPartialOpt,
     BnneckOpt,
     FastreidConfigOpt,
+    ForceOpt,
     JsonOpt,
     LastStrideOpt,
     QuietOpt,
@@ -120,6 +121,7 @@ def import_(
         typer.Option("--width", min=1, show_default=False, help="Input width to record."),
     ] = None,
     allow_partial: AllowPartialOpt = False,
+    force: ForceOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -135,7 +137,7 @@ def import_(
         result = import_weights(
             weights, out, model_name=model, config=config, height=height, width=width,
             model_options={"bnneck": bnneck, "last_stride": last_stride, "stem_pool": stem_pool},
-            allow_partial=allow_partial,
+            allow_partial=allow_partial, force=force,
         )  # fmt: skip
     output.render(result, as_json, import_report)
 

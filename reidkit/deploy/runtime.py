@@ -192,9 +192,11 @@ def onnx_runner(
     width: int | None = None,
     mean: list[float] | None = None,
     std: list[float] | None = None,
+    interpolation: str | None = None,
 ) -> OnnxRunner:
     """The runner of an ONNX file. Without reidkit metadata (a model exported elsewhere) the
-    input size and normalisation must be given; with it, given values must agree."""
+    input size and normalisation must be given (the resize is bilinear unless given); with
+    it, given values must agree."""
     session = open_session(path, device, threads)
     props = dict(session.get_modelmeta().custom_metadata_map)
     given = {"height": height, "width": width, "mean": mean, "std": std}
@@ -206,6 +208,12 @@ def onnx_runner(
                     f"--{key} {value}: {path} was exported for {key} {getattr(info, key)}",
                     hint="leave it out: the file says how to feed it",
                 )
+        if interpolation is not None and interpolation != info.interpolation:
+            raise UsageError(
+                f"interpolation {interpolation}: {path} was exported for images resized "
+                f"{info.interpolation}",
+                hint="leave it out: the file says how to feed it",
+            )
     else:
         missing = [f"--{k}" for k, v in given.items() if v is None]
         if missing:
@@ -216,6 +224,7 @@ def onnx_runner(
         first = session.get_inputs()[0]
         info = DeployInfo(
             height=height, width=width, mean=list(mean), std=list(std),
+            interpolation=interpolation or "bilinear",
             input_format="uint8" if first.type == "tensor(uint8)" else "float",
             batch=str(first.shape[0]) if isinstance(first.shape[0], int) else "dynamic",
         )  # fmt: skip
@@ -233,6 +242,7 @@ def onnx_extraction(path: str | Path, *, device: str, options):
     runner = onnx_runner(
         path, device=device, threads=thread_count(), height=options.height,
         width=options.width, mean=options.mean, std=options.std,
+        interpolation=options.interpolation,
     )  # fmt: skip
     info = runner.info
     runner.flip_here = options.flip and not info.flip

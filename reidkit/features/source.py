@@ -27,6 +27,8 @@ class ModelSource:
         data: height, width, mean, std it was trained with (or the model declares).
         weights_report: what ``--weights`` loaded, or None.
         checkpoint: the checkpoint dict, when the model came from one.
+        fastreid: what a fast-reid file holds (:func:`reidkit.models.fastreid.describe`,
+            with its config's settings), when the weights are one.
     """
 
     model: Any
@@ -34,6 +36,7 @@ class ModelSource:
     data: dict[str, Any]
     weights_report: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
+    fastreid: dict[str, Any] | None = None
 
 
 def load_model_source(
@@ -88,7 +91,7 @@ def load_model_source(
                     f"{option} is for --model: a checkpoint has its own weights",
                     hint="leave it out, or use --model NAME instead of the checkpoint",
                 )
-    weights_report, ckpt = None, None
+    weights_report, ckpt, described = None, None, None
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         model = model_from_checkpoint(ckpt)
@@ -159,7 +162,7 @@ def load_model_source(
     options_built = {k: v for k, v in built_with.items() if k != "image_size"}
     attrs["model_options"] = json.dumps(options_built, sort_keys=True)
     attrs["distance"] = model_distance(attrs["model"], options_built)
-    return ModelSource(model.eval(), attrs, data, weights_report, ckpt)
+    return ModelSource(model.eval(), attrs, data, weights_report, ckpt, described)
 
 
 def _fastreid_model(weights, extra: dict[str, Any], config, model_name: str | None):

@@ -7,18 +7,22 @@ A fast-reid file is its Checkpointer's ``{"model": state_dict, ...}``. Two meta-
 architectures are read:
 
 - **Baseline** (BoT, AGW, SBS): ``backbone.*`` is a torchvision ResNet (IBN-a halves
-  ``bn1.IN``/``bn1.BN``; non-local blocks ``NL_2.*``, ``NL_3.*``), and the head comes in two
-  layouts: the zoo's of July 2020 (``heads.bnneck``, ``heads.classifier.weight``) and the
-  one fast-reid's code has used since September 2020 (``heads.bottleneck.0``,
-  ``heads.weight``). A learned GeM keeps its ``heads.pool_layer.p``.
-- **MGN**: the later layout is reidkit's own (:mod:`reidkit.models.mgn`); the zoo's has a
-  ``bN_pool`` (pooling, 1x1 conv, BN, ReLU) and a ``bN_head`` (BNNeck, classifier) per
-  head, built by ``head_layout="zoo"``.
+  ``bn1.IN``/``bn1.BN``; non-local blocks ``NL_2.*``, ``NL_3.*``), and the head comes in
+  three layouts: the zoo's of July 2020 (``heads.bnneck``, ``heads.classifier.weight``),
+  fast-reid's from 2020-09-10 (4d573b8: ``heads.bottleneck.0``,
+  ``heads.classifier.weight``; its v1.0 release) and from 2021-03-23 (883fd4a:
+  ``heads.bottleneck.0``, ``heads.weight``). A learned GeM keeps its
+  ``heads.pool_layer.p``.
+- **MGN**: the later layouts are reidkit's own MGN (:mod:`reidkit.models.mgn`; the
+  classifier ``bN_head.classifier.weight`` until 2021-03); the zoo's has a ``bN_pool``
+  (pooling, 1x1 conv, BN, ReLU) and a ``bN_head`` (BNNeck, classifier) per head, built by
+  ``head_layout="zoo"``.
 
-What the names cannot say comes from fast-reid's ``config.yaml`` (:func:`apply_config`) or
+What the names cannot say comes from fast-reid's ``config.yaml`` (:func:`read_config`) or
 documented defaults: the test size (256x128; MGN 384x128), the last stride (1), the stem's
 max pooling (the zoo's layout: padded, as fast-reid's code was until 2020-11-06; the later
-layout: ``ceil_mode``, as it has been since, commit 42cadae), the resize (bicubic, fast-
+layouts: ``ceil_mode``, as it has been since, commit 42cadae, though the files of 2020-09-10
+to 2020-11-06 were padded), the resize (bicubic, fast-
 reid's test transform) and the pixel mean and std (the file's ``pixel_mean``/``pixel_std``,
 else ImageNet's).
 """
@@ -43,6 +47,7 @@ PIXELS = ("pixel_mean", "pixel_std")
 NOT_PERSON = {
     "VeRi": "vehicle", "VehicleID": "vehicle", "VeRiWild": "vehicle", "SmallVeRiWild": "vehicle",
     "SmallVehicleID": "vehicle", "LargeVehicleID": "vehicle", "LargeVeRiWild": "vehicle",
+    "MediumVehicleID": "vehicle", "MediumVeRiWild": "vehicle",
     "PA100K": "attribute", "Market1501Attr": "attribute", "DukeMTMCAttr": "attribute",
 }  # fmt: skip
 # POOL_LAYER names of fast-reid's eras: the learned GeM's p is in the file, the fixed GeM's
@@ -53,12 +58,17 @@ MARGIN_CLASSIFIERS = {"circleSoftmax", "CircleSoftmax", "cosSoftmax", "CosSoftma
                       "amSoftmax", "arcSoftmax", "ArcSoftmax"}  # fmt: skip
 
 
-def is_fastreid(state: Mapping[str, Any]) -> bool:
-    """Whether a state dict (``module.`` removed) is in fast-reid's names: a ``backbone``
-    and fast-reid's heads (a Baseline's ``heads.*``, MGN's ``b1_head.*``)."""
+def is_fastreid(state: Mapping[str, Any], container: str | None) -> bool:
+    """Whether a state dict (``module.`` removed) is fast-reid's: a ``backbone`` and fast-
+    reid's heads (a Baseline's ``heads.*``, the zoo MGN's ``b1_pool.*``). MGN's later names
+    are reidkit's own MGN's too: they are fast-reid's only in its Checkpointer's container
+    (``container`` is the key the state dict was found under, "model"), never in a plain
+    state dict or a reidkit checkpoint."""
     if not any(k.startswith("backbone.") for k in state):
         return False
-    return any(k.startswith(("heads.", "b1_head.", "b1_pool.")) for k in state)
+    if any(k.startswith(("heads.", "b1_pool.")) for k in state):
+        return True
+    return container == "model" and any(k.startswith("b1_head.") for k in state)
 
 
 def describe(state: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -76,13 +86,13 @@ def describe(state: Mapping[str, Any], source: str) -> dict[str, Any]:
             f"({', '.join(others[:4])}): a meta-architecture other than Baseline or MGN",
             hint="reidkit reads fast-reid's Baseline (BoT, AGW, SBS) and MGN files",
         )
-    mgn = "b1_head" in {k.split(".")[0] for k in state}
+    mgn = any(k.startswith(("b1_head.", "b1_pool.")) for k in state)
     prefix = "backbone.4." if mgn else "backbone.layer1."
     _refuse_foreign_backbone(state, source, prefix)
     options: dict[str, Any] = {}
     if mgn:
         depth, ibn = 50, any(k.startswith("backbone.4.0.bn1.IN.") for k in state)
-        layout = "zoo" if "b1_pool.1.weight" in state else "later"
+        layout = _layout(state, "b1_pool.", "b1_head.classifier.")
         p_key = "b1_pool.0.p" if layout == "zoo" else "b1_head.pool_layer.p"
         if layout == "zoo":
             options["head_layout"] = "zoo"
@@ -92,13 +102,13 @@ def describe(state: Mapping[str, Any], source: str) -> dict[str, Any]:
     else:
         depth = _depth(state, source)
         ibn = any(re.match(r"backbone\.layer1\.0\.bn1\.IN\.", k) for k in state)
-        layout = (
-            "zoo"
-            if any(k.startswith(("heads.bnneck.", "heads.classifier.")) for k in state)
-            else "later"
-        )
+        layout = _layout(state, "heads.bnneck.", "heads.classifier.")
         p_key = "heads.pool_layer.p"
         model = f"resnet{depth}_ibn_a" if ibn else f"resnet{depth}"
+        if ibn and depth == 152:
+            raise UsageError(
+                f"{source}: a fast-reid ResNet-152 with IBN-a, which reidkit does not build"
+            )
         options |= _baseline_head(state, source, layout)
         options["non_local"] = any(k.startswith("backbone.NL_") for k in state)
         height = 256
@@ -118,12 +128,21 @@ def describe(state: Mapping[str, Any], source: str) -> dict[str, Any]:
     return {"model": model, "options": options, "layout": layout, "data": data}
 
 
+def _layout(state: Mapping[str, Any], zoo: str, classifier: str) -> str:
+    """The head's layout: the zoo's (July 2020), fast-reid's from 2020-09-10 (4d573b8: the
+    BNNeck in ``bottleneck``, the classifier still ``classifier``) or its later one (since
+    2021-03-23, 883fd4a: the classifier's ``weight`` in the head itself)."""
+    if any(k.startswith(zoo) for k in state):
+        return "zoo"
+    return "2020-09" if any(k.startswith(classifier) for k in state) else "later"
+
+
 def _refuse_foreign_backbone(state: Mapping[str, Any], source: str, layer1: str) -> None:
     if any(".se." in k for k in state if k.startswith("backbone")):
         raise UsageError(
             f"{source}: a fast-reid ResNet with SE blocks (WITH_SE), which reidkit does not build"
         )
-    if any(".radix" in k or ".conv2.conv." in k or ".fc1." in k for k in state):
+    if any(".conv2.conv." in k or ".conv2.fc1." in k for k in state):  # split attention
         raise UsageError(
             f"{source}: a fast-reid ResNeSt (S50, S101...), which reidkit does not build"
         )
@@ -160,20 +179,23 @@ def _check_mgn_trunk(state: Mapping[str, Any], source: str) -> None:
 
 
 def _baseline_head(state: Mapping[str, Any], source: str, layout: str) -> dict[str, Any]:
-    """The head's options; embedding (reduction) heads are refused."""
+    """The head's options; heads that reduce the feature are refused (the zoo's
+    ReductionHead: a ``bottleneck`` before its BNNeck; later: a convolution in it)."""
     if layout == "zoo":
-        return {"bnneck": "heads.bnneck.weight" in state}
-    neck = state.get("heads.bottleneck.0.weight")
-    if neck is not None and neck.dim() != 1:
+        neck, reduces = "heads.bnneck.weight", any(k.startswith("heads.bottleneck.") for k in state)
+    else:
+        neck = "heads.bottleneck.0.weight"
+        reduces = neck in state and state[neck].dim() != 1
+    if reduces:
         raise UsageError(
             f"{source}: a fast-reid head that reduces the feature with a convolution "
-            "(EMBEDDING_DIM), which reidkit's ResNets do not have"
+            "(a ReductionHead, or EMBEDDING_DIM), which reidkit's ResNets do not have"
         )
-    if any(k.startswith("heads.bottleneck.1.") for k in state):
+    if layout != "zoo" and any(k.startswith("heads.bottleneck.1.") for k in state):
         raise UsageError(
             f"{source}: a fast-reid head with layers after its BNNeck, which reidkit does not build"
         )
-    return {"bnneck": neck is not None}
+    return {"bnneck": neck in state}
 
 
 def translate(state: Mapping[str, Any], layout: str) -> dict[str, Any]:
@@ -208,6 +230,8 @@ def _name(key: str, layout: str) -> str:
             return f"{head}_head.bottleneck.3.{rest[len('bnneck.') :]}"
         if rest == "classifier.weight":
             return f"{head}_head.weight"
+    if m and m.group(2) == "head" and m.group(3) == "classifier.weight":  # 2020-09 to 2021-03
+        return f"{m.group(1)}_head.weight"
     return key
 
 
@@ -267,6 +291,8 @@ def read_config(path: str | os.PathLike[str], described: dict[str, Any]) -> dict
     _config_pooling(heads.get("POOL_LAYER"), out["options"], refuse)
     if heads.get("CLS_LAYER") in MARGIN_CLASSIFIERS:
         out["options"]["classifier"] = "cosine"
+        circle = str(heads["CLS_LAYER"]).lower().startswith("circle")
+        out["id_loss"] = "circle" if circle else "cosface"
     if (
         heads.get("NECK_FEAT") in ("before", "after")
         and arch == "Baseline"

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from reidkit.errors import UsageError
+
 log = logging.getLogger(__name__)
 DATA_KEYS = ("height", "width", "mean", "std", "interpolation")  # the images' part of the card
 
@@ -26,13 +28,15 @@ def import_weights(
     height: int | None = None,
     width: int | None = None,
     allow_partial: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Build the model ``weights`` hold (as ``extract --weights`` builds it:
     :func:`reidkit.features.source.load_model_source`) and write it to ``out`` as a
     checkpoint; returns what was written.
 
     Raises:
-        UsageError, DataError: as the load does; OSError-based errors naming ``out``.
+        UsageError: ``out`` exists (without ``force``) or is ``weights``; or as the load.
+        DataError: as the load does; OSError-based errors naming ``out``.
     """
     from reidkit.config import MODEL_OPTIONS, Config
     from reidkit.features.source import load_model_source
@@ -41,6 +45,11 @@ def import_weights(
     from reidkit.models.factory import run_model_kwargs
     from reidkit.models.weights import classifier_rows
 
+    out = Path(out)
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists", hint="--force replaces it")
+    if out.exists() and out.resolve() == Path(weights).resolve():
+        raise UsageError(f"--out {out} is the weights file itself: give another path")
     source = load_model_source(
         None, model_name, weights=weights, height=height, width=width,
         model_options=model_options, allow_partial=allow_partial, config=config,
@@ -54,8 +63,8 @@ def import_weights(
         setattr(run.model, key, value)
     for key in DATA_KEYS:
         setattr(run.data, key, source.data.get(key, getattr(run.data, key)))
-    if options.get("classifier") == "cosine":  # fast-reid's SBS trains a circle loss
-        run.loss.id_loss = "circle"
+    if options.get("classifier") == "cosine":  # the margin loss the file was trained with
+        run.loss.id_loss = (source.fastreid or {}).get("id_loss", "circle")
     rows = classifier_rows(model.state_dict(), model) or 1  # as the file's, when it has one
     spec = model_spec(name, model, rows, **run_model_kwargs(run))
     origin = {"file": str(Path(weights).resolve()), "sha256": file_sha256(weights)}

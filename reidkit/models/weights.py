@@ -53,11 +53,12 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
 
     obj = load_torch_file(path, "weights file", hint="initial weights come only from a local file")
     extra: dict[str, Any] = {}
+    container = None  # the key the state dict was found under
     if isinstance(obj, dict):
         for key in STATE_KEYS:
             if isinstance(obj.get(key), dict):
                 extra = {k: v for k, v in obj.items() if k != key}
-                obj = obj[key]
+                obj, container = obj[key], key
                 break
     if (
         not isinstance(obj, dict)
@@ -71,7 +72,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
 
     if is_torchreid_osnet(state):
         state = from_torchreid_osnet(state)
-    elif fastreid.is_fastreid(state):  # what it holds, then its tensors in reidkit's names
+    elif fastreid.is_fastreid(state, container):  # what it holds, its tensors in our names
         extra["fastreid"] = fastreid.describe(state, str(path))
         state = fastreid.translate(state, extra["fastreid"]["layout"])
     return state, extra

@@ -14,7 +14,7 @@ import pytest
 from helpers import reidkit_env
 
 from reidkit.deploy.runtime import OnnxRunner
-from reidkit.errors import Interrupted
+from reidkit.errors import Interrupted, UsageError
 from reidkit.features.store import read_features
 
 COMMON = ["--batch-size", "5", "--json"]  # 5: the last batch of each subset is short
@@ -218,6 +218,14 @@ def test_a_file_without_metadata_needs_size_and_normalisation(exported, synth_ti
     np.testing.assert_array_equal(
         a.features, read_features(tmp_path / "b" / "synthreid-query.h5").features
     )
+    # the resize: a bare file's as asked, a reidkit file's its own (another one is refused)
+    from reidkit.deploy.runtime import onnx_runner
+
+    bare = onnx_runner(tmp_path / "bare.onnx", height=64, width=32, mean=[0.5] * 3,
+                       std=[0.2] * 3, interpolation="bicubic")  # fmt: skip
+    assert bare.info.interpolation == "bicubic"
+    with pytest.raises(UsageError, match="exported for images resized bilinear"):
+        onnx_runner(exported, interpolation="bicubic")
 
 
 def test_bad_onnx_input_exits_with_one_line(checkpoint, exported, synth_tiny, tmp_path, cli):

@@ -54,10 +54,10 @@ def save(container: dict, path):
     return path
 
 
-# every design in the zoo's layout; the later layout's head names on R50 with and without
+# every design in the zoo's layout; the later layouts' head names on R50 with and without
 # SBS's parts (MGN's later layout is reidkit's own: tests/models/test_mgn.py)
 LAYOUTS = [*((d, "zoo") for d in [*DESIGNS, "mgn_r50_ibn"]), ("bot_r50", "later"),
-           ("sbs_r50_ibn", "later")]  # fmt: skip
+           ("sbs_r50_ibn", "later"), ("sbs_r50_ibn", "2020-09")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("design", "layout"), LAYOUTS)
@@ -305,3 +305,31 @@ def test_training_resizes_as_the_model_card_says():
     for resample, same in ((Image.Resampling.BICUBIC, True), (Image.Resampling.BILINEAR, False)):
         expected = np.asarray(image.resize((16, 32), resample), np.float32).transpose(2, 0, 1)
         assert np.allclose(x.numpy() * 255, expected, atol=1e-3) is same
+
+
+def test_mgn_names_are_fastreids_only_in_its_checkpointers_container(tmp_path):
+    """MGN's later names are reidkit's own MGN's too: a plain state dict or a reidkit
+    checkpoint in them is reidkit's (its stem padded), a Checkpointer container fast-reid's
+    (its stem ceil); a Baseline's ``heads.*`` and the zoo MGN's ``b1_pool.*`` are fast-reid's
+    wherever they are."""
+    from reidkit.models.fastreid import is_fastreid, translate
+
+    names = {"backbone.0.weight": torch.zeros(1), "b1_head.weight": torch.zeros(1)}
+    assert [is_fastreid(names, c) for c in (None, "state_dict", "model")] == [False, False, True]
+    for fastreids in ("heads.weight", "b1_pool.0.p"):
+        assert is_fastreid({"backbone.0.weight": torch.zeros(1), fastreids: torch.zeros(1)}, None)
+    torch.save({"format": "reidkit.checkpoint/1", "state_dict": names}, tmp_path / "ckpt.pt")
+    assert "fastreid" not in read_weights(tmp_path / "ckpt.pt")[1]
+    # fast-reid's MGN of 2020-09 to 2021-03 named each head's classifier ``classifier``
+    assert list(translate({"b21_head.classifier.weight": 0}, "2020-09")) == ["b21_head.weight"]
+
+
+def test_models_import_never_overwrites_without_force(tmp_path, cli):
+    weights = save(baseline_file(18, None, layout="later", classes=10), tmp_path / "w.pth")
+    code, _, err = cli("models", "import", weights, "--out", weights, "--force")
+    assert code == 2 and "is the weights file itself" in err
+    (tmp_path / "taken.pt").write_text("mine")
+    code, _, err = cli("models", "import", weights, "--out", tmp_path / "taken.pt")
+    assert code == 2 and "exists" in err and (tmp_path / "taken.pt").read_text() == "mine"
+    code, out, err = cli("models", "import", weights, "--out", tmp_path / "taken.pt", "--force")
+    assert code == 0 and "resnet18" in out and "10 identities" in out, err
