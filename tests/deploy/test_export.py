@@ -67,9 +67,16 @@ def ort_run(path, batch, nchw=None):
 # (HYPOTHESIS_PROFILE=explore, by hand) exports every registered model.
 SHARED_EXPORT = "resnet18"
 # the longest exports first (tests/parallel_exports.py)
-ONE_OF_EACH_KIND = ("mgn_resnet50_ibn_a", "osnet_ibn_x1_0", "osnet_ain_x0_25",
-                    "timm/vit_small_patch16_224", "pcb_p6", "timm/resnet50d", "timm/convnext_tiny",
-                    "resnet18_ibn_a", "resnet18_ibn_b")  # fmt: skip
+ONE_OF_EACH_KIND = (
+    "mgn_resnet50_ibn_a",
+    "osnet_ibn_x1_0",
+    "osnet_ain_x0_25",
+    "timm/vit_small_patch16_224",
+    "pcb_p6",
+    "timm/resnet50d",
+    "timm/convnext_tiny",
+    "resnet18_ibn_b",
+)  # fmt: skip  (IBN-a: in mgn_resnet50_ibn_a)
 # options that bring layers of their own, on the models that accept them
 LAYER_OPTIONS = ({"non_local": True}, {"pooling": "gem"}, {"pooling": "gem", "gem_learnable": True})
 WITH_OPTIONS = {  # key: (name, options), exported beside ONE_OF_EACH_KIND

@@ -64,7 +64,7 @@ COMMANDS = ("train", "extract", "visrank", "synth", "download")  # slowest first
 # commands whose shutdown lasts long enough to be hit reliably (synth's is over at once;
 # train's would cost two more runs)
 AFTER_RESULT = ("extract", "download", "visrank")
-KILL_SEEDS = (0, 1, 2)
+KILL_SEEDS = (0, 1)  # two seeded moments per command (a third cost the suite's 10 minutes)
 SIGNALS = {"sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}
 
 
