@@ -9,7 +9,7 @@ from reidkit.errors import DataError
 
 # how images are resized to the model's input: torchreid's and reidkit's bilinear, or
 # fast-reid's bicubic (its transforms' ``interpolation=3``); PIL's resampling filters
-INTERPOLATIONS = ("bilinear", "bicubic")
+INTERPOLATIONS = ("bilinear", "bicubic")  # the first is the default
 
 
 class UnreadableImage(DataError):

@@ -219,7 +219,7 @@ def extract_subset(
             "image_size": [options.height, options.width],
             "mean": list(options.mean),
             "std": list(options.std),
-            "interpolation": options.interpolation or "bilinear",
+            "interpolation": options.resize,
             "flip": options.flip,
             "normalized": False,
         }
@@ -296,7 +296,7 @@ def _extract_rows(
         first,
         options.height,
         options.width,
-        options.interpolation or "bilinear",
+        options.resize,
     )
     loader = runner.batches(images, batch_size, workers)
     root = Path(attrs["root"])
@@ -393,7 +393,7 @@ def compute_features(
         )
     images = ImageList(
         [s.path for s in samples], 0, options.height, options.width,
-        options.interpolation or "bilinear",
+        options.resize,
     )  # fmt: skip
     parts = []
     for batch, index, errors in runner.batches(images, batch_size, workers):

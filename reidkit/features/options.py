@@ -71,6 +71,11 @@ class ExtractOptions:
         if self.seq_len is not None and self.seq_len < 1:
             raise UsageError(f"--seq-len must be at least 1, got {self.seq_len}")
 
+    @property
+    def resize(self) -> str:
+        """The interpolation images are resized with (bilinear when not set)."""
+        return self.interpolation or INTERPOLATIONS[0]
+
     def provenance(self) -> dict[str, Any]:
         """The options as a file's provenance records them (the tracklet ones only when
         they apply, and the resize only when it is not the bilinear one every file was

@@ -125,12 +125,13 @@ def load_model_source(
         size = (height or data["height"], width or data["width"])
         data |= {"height": size[0], "width": size[1]}
         seed = 0 if seed is None else seed
+        rows = None
+        if state is not None:  # the file's classifier loads with the rest: its identities
+            with torch.device("meta"):  # names and shapes only, no weights drawn
+                probe = create_model(model_name, num_classes=1, image_size=size, **given_options)
+            rows = classifier_rows(state, probe)
         torch.manual_seed(seed)
-        model = create_model(model_name, num_classes=1, image_size=size, **given_options)
-        rows = classifier_rows(state, model) if state is not None else None
-        if rows not in (None, 1):  # the file's classifier loads with the rest
-            torch.manual_seed(seed)
-            model = create_model(model_name, num_classes=rows, image_size=size, **given_options)
+        model = create_model(model_name, num_classes=rows or 1, image_size=size, **given_options)
         model.eval()
         model.check_input(*size)  # before any image is read, or the exporter traces it
         built_with = options_with_defaults(model_name, given_options)

@@ -165,7 +165,7 @@ def extract_tracklet_rows(
     frames_run = sum(len(c) for c in clips[first:hi])
     for kept, embeddings in pooled_rows(
         runner, clips, first=first, stop=hi, how=options.temporal, height=options.height,
-        width=options.width, interpolation=options.interpolation or "bilinear",
+        width=options.width, interpolation=options.resize,
         batch_size=batch_size, workers=workers, on_bad=on_bad,
         progress=progress,
     ):  # fmt: skip
@@ -200,7 +200,7 @@ def compute_tracklet_features(
     clips = [clip_frames(t, options.sample, options.seq_len) for t in tracklets]
     for kept, embeddings in pooled_rows(
         runner, clips, first=0, how=options.temporal, height=options.height,
-        width=options.width, interpolation=options.interpolation or "bilinear",
+        width=options.width, interpolation=options.resize,
         batch_size=batch_size, workers=workers, on_bad=on_bad,
     ):  # fmt: skip
         out[kept] = embeddings

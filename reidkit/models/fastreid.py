@@ -101,7 +101,7 @@ def describe(state: Mapping[str, Any], source: str) -> dict[str, Any]:
         _check_mgn_trunk(state, source)
     else:
         depth = _depth(state, source)
-        ibn = any(re.match(r"backbone\.layer1\.0\.bn1\.IN\.", k) for k in state)
+        ibn = any(k.startswith("backbone.layer1.0.bn1.IN.") for k in state)
         layout = _layout(state, "heads.bnneck.", "heads.classifier.")
         p_key = "heads.pool_layer.p"
         model = f"resnet{depth}_ibn_a" if ibn else f"resnet{depth}"

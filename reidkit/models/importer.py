@@ -7,6 +7,7 @@ pipeline, ``extract``, ``export`` and ``extract --onnx`` then use it as any chec
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import Any
 from reidkit.errors import UsageError
 
 log = logging.getLogger(__name__)
-DATA_KEYS = ("height", "width", "mean", "std", "interpolation")  # the images' part of the card
 
 
 def import_weights(
@@ -41,7 +41,7 @@ def import_weights(
     from reidkit.config import MODEL_OPTIONS, Config
     from reidkit.features.source import load_model_source
     from reidkit.fileio import file_sha256
-    from reidkit.models.checkpoint import model_spec, save_checkpoint
+    from reidkit.models.checkpoint import DEFAULT_DATA, model_spec, save_checkpoint
     from reidkit.models.factory import run_model_kwargs
     from reidkit.models.weights import classifier_rows
 
@@ -55,13 +55,14 @@ def import_weights(
         model_options=model_options, allow_partial=allow_partial, config=config,
     )  # fmt: skip
     model, name = source.model, source.attrs["model"]
-    options = {k: v for k, v in _options(source).items() if k in MODEL_OPTIONS}
+    built = json.loads(source.attrs["model_options"])  # the options it was built with
+    options = {k: v for k, v in built.items() if k in MODEL_OPTIONS}
     run = Config()
     run.model.name, run.model.pretrained = name, str(weights)
     run.data.dataset = run.data.root = ""  # trained elsewhere, on data it does not say
     for key, value in options.items():
         setattr(run.model, key, value)
-    for key in DATA_KEYS:
+    for key in DEFAULT_DATA:  # the images' part of the card
         setattr(run.data, key, source.data.get(key, getattr(run.data, key)))
     if options.get("classifier") == "cosine":  # the margin loss the file was trained with
         run.loss.id_loss = (source.fastreid or {}).get("id_loss", "circle")
@@ -76,14 +77,8 @@ def import_weights(
         "model_options": options,
         "num_classes": rows,
         "feature_dim": int(model.feature_dim),
-        "data": {k: source.data[k] for k in DATA_KEYS if k in source.data},
+        "data": {k: source.data[k] for k in DEFAULT_DATA if k in source.data},
         "distance": source.attrs["distance"],
         "weights": source.weights_report,
         "imported_from": origin,
     }
-
-
-def _options(source) -> dict[str, Any]:
-    import json
-
-    return json.loads(source.attrs["model_options"])  # the options it was built with
