@@ -131,6 +131,8 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _report(exc)
     code = result if isinstance(result, int) else 0
+    if code == 0 and signals.unanswered():  # asked to stop, and went on: not a success
+        code = Interrupted.exit_code
     if code == 130:
         _print_error("interrupted")
     return code
@@ -178,4 +180,9 @@ def main() -> None:
             break
         except KeyboardInterrupt:
             continue
+    # The exit code is ours. A KeyboardInterrupt that left code run from a string (the
+    # functions dataclasses and namedtuple make, in any import) set CPython's "unhandled
+    # interrupt" flag, which would end the process by SIGINT (-2) after its error line and
+    # exit 130. Running a string resets that flag.
+    exec("")
     sys.exit(code)

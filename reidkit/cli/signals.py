@@ -10,19 +10,75 @@ as a crash to report.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 _received: list[int] = []  # the stop signals received since the command started
 _finishing: list[bool] = []  # inside finishing(): a stop signal is too late to stop anything
+_holding: list[bool] = []  # inside held(): a stop signal waits until it ends
+
+# Packages whose import runs native initialisation that an exception must not cross: a
+# KeyboardInterrupt raised inside torch's import was seen to abort the process (exit -6),
+# to kill it by SIGINT after its error line (-2), or to be swallowed (exit 0).
+HELD_IMPORTS = frozenset(
+    ("torch", "torchvision", "timm", "numpy", "scipy", "sklearn", "h5py", "PIL", "onnx",
+     "onnxruntime", "openvino", "matplotlib", "cv2")
+)  # fmt: skip
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:
     _received.append(signum)
-    if not _finishing:
+    if not _finishing and not _holding:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Work no exception may interrupt halfway (a native library's initialisation): a stop
+    signal that arrives meanwhile is acted on as soon as it ends."""
+    before = len(_received)
+    _holding.append(True)
+    try:
+        yield
+    finally:
+        _holding.pop()
+    if len(_received) > before and not _holding and not _finishing:
+        raise KeyboardInterrupt
+
+
+class _HeldLoader:
+    """A package's own loader, its module run under :func:`held`; all else (resources,
+    source) is the loader's."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with held():
+            self.loader.exec_module(module)
+
+
+class _HeldImports(importlib.abc.MetaPathFinder):
+    """Imports the packages of HELD_IMPORTS (with all they import) under :func:`held`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in HELD_IMPORTS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _HeldLoader(spec.loader)
+        return spec
 
 
 @contextlib.contextmanager
@@ -50,6 +106,14 @@ def install() -> None:
     for sig, default in defaults.items():
         if signal.getsignal(sig) in (default, _on_stop_signal):
             signal.signal(sig, _on_stop_signal)
+    if not any(isinstance(finder, _HeldImports) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _HeldImports())
+
+
+def unanswered() -> bool:
+    """Whether a stop signal came that nothing acted on: its KeyboardInterrupt was swallowed
+    on the way (inside a finaliser, say), and the command went on as if not asked to stop."""
+    return bool(_received)
 
 
 def was_interrupted(exc: BaseException | None) -> bool:

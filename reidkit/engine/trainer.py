@@ -262,6 +262,15 @@ class Trainer:
                     self.epoch % c.eval.every == 0 or self.epoch == c.train.epochs
                 )
                 last_row = self._end_epoch(row, evaluate=evaluate)
+                if stop.signal is not None:  # came during the evaluation or the saving
+                    rest = (
+                        f"'reidkit resume {self.run}' continues"
+                        if self.epoch < c.train.epochs
+                        else "the run's training is complete"
+                    )
+                    raise Interrupted(
+                        f"stopped by signal {stop.signal} after epoch {self.epoch} (saved); {rest}"
+                    )
         return last_row
 
     def _step(self, images, labels) -> tuple[float, dict[str, float], float]:

@@ -182,3 +182,80 @@ def test_a_signal_of_an_earlier_command_is_forgotten(cli, monkeypatch):
     monkeypatch.setattr("reidkit.data.list_datasets", boom)
     code, _, err = cli("datasets", "list")
     assert code == 1 and err.splitlines()[0] == "error: unexpected RuntimeError: disk on fire"
+
+
+@pytest.fixture
+def stop_dispositions():
+    """The SIGINT and SIGTERM dispositions a command starts with, and the test's after it."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_swallowed_on_the_way_still_stops_the_command(
+    cli, monkeypatch, stop_dispositions
+):
+    """Python prints and drops a KeyboardInterrupt raised inside a finaliser: the command
+    goes on to its end, but it was asked to stop, which is no success (exit 130)."""
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs here; its KeyboardInterrupt goes nowhere
+
+    def list_datasets(root):
+        Finaliser()  # made and dropped at once
+        return []
+
+    monkeypatch.setattr("reidkit.data.list_datasets", list_datasets)
+    code, _, err = cli("datasets", "list", "--json")
+    assert (code, err.splitlines()[-1]) == (130, "error: interrupted")
+
+
+def test_a_signal_during_a_native_import_waits_for_its_end(
+    tmp_path, monkeypatch, stop_dispositions
+):
+    """An exception must not cross a native library's initialisation (inside torch's it was
+    seen to abort the process): the packages of HELD_IMPORTS import whole, then stop."""
+    from reidkit.cli import signals
+
+    package = tmp_path / "heldpkg"
+    package.mkdir()
+    finished = tmp_path / "finished"
+    (package / "__init__.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.2)  # the handler has run by now\n"
+        f"open({str(finished)!r}, 'w').close()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(signals, "HELD_IMPORTS", signals.HELD_IMPORTS | {"heldpkg"})
+    signals.install()
+    with pytest.raises(KeyboardInterrupt):
+        import heldpkg  # noqa: F401
+    assert finished.exists() and "heldpkg" not in sys.modules
+
+
+def test_the_exit_code_is_the_commands_after_an_interrupt_inside_code_made_from_text(tmp_path):
+    """A KeyboardInterrupt leaving code run from a string (dataclasses and namedtuple make
+    such code in many imports) sets CPython's flag that kills the process by SIGINT at its
+    exit when Python runs a module (``python -m reidkit``, as torchrun does): the command's
+    130 became -2."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "from reidkit.cli import app\n"
+        "def run(argv=None):\n"
+        "    try:\n"
+        "        exec('raise KeyboardInterrupt')  # where the signal landed\n"
+        "    except KeyboardInterrupt:\n"
+        "        return 130\n"
+        "app.run = run\n"
+        "app.main()\n"
+    )
+    argv = [sys.executable, "-m", "interrupted"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr

@@ -255,3 +255,27 @@ def test_each_process_checks_its_share_of_the_images_and_learns_all_findings(
     assert caught.value.message == f"1 image(s) of synthreid cannot be read; the first: {found}"
     every = [s.path for s in load_dataset("synthreid", tiny).train]
     assert checked == every[1::2]
+
+
+def test_a_signal_during_an_epochs_evaluation_stops_after_it(tiny, tmp_path, monkeypatch):
+    """The graceful stop is read after the epoch's evaluation and saving too: a signal that
+    comes then (after the epoch's last step) is no longer lost, ending the run with exit 0."""
+    import os
+    import signal
+
+    from reidkit.errors import Interrupted
+    from reidkit.models.checkpoint import load_checkpoint
+
+    trainer = make_trainer(tiny, tmp_path, "train.epochs=2", "eval.every=1")
+
+    def evaluate():
+        os.kill(os.getpid(), signal.SIGTERM)  # the graceful stop's handler only takes note
+        return {"mAP": 0.5, "rank1": 0.5}
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    with pytest.raises(Interrupted) as stopped:
+        trainer.fit()
+    message = f"stopped by signal {int(signal.SIGTERM)} after epoch 1 (saved); 'reidkit resume"
+    assert stopped.value.message.startswith(message)
+    saved = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
+    assert (saved["epoch"], trainer.epoch) == (1, 1)
