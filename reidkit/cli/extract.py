@@ -169,8 +169,22 @@ def extract(
     ] = "float32",
     amp: Annotated[str, typer.Option("--amp", help="off, bf16 or fp16 autocast.")] = "off",
     channels_last: Annotated[
-        bool, typer.Option("--channels-last", help="channels_last memory format.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            show_default=False,
+            help="channels_last memory format (default: on the CPU, where it is faster).",
+        ),
+    ] = None,
+    fold_bn: Annotated[
+        bool | None,
+        typer.Option(
+            "--fold-bn/--no-fold-bn",
+            show_default=False,
+            help="Fold each BatchNorm into the convolution before it for inference (default; "
+            "the model's file is unchanged).",
+        ),
+    ] = None,
     skip_bad: Annotated[
         bool,
         typer.Option(
@@ -221,8 +235,8 @@ def extract(
     configure_threads(threads)
     options = ExtractOptions(
         height=height, width=width, mean=channels("--mean", mean), std=channels("--std", std),
-        flip=flip, storage=storage, amp=amp, channels_last=channels_last, sample=sample,
-        seq_len=seq_len, temporal=temporal,
+        flip=flip, storage=storage, amp=amp, channels_last=channels_last, fold_bn=fold_bn,
+        sample=sample, seq_len=seq_len, temporal=temporal,
     )  # fmt: skip
     with output.progress_factory() as progress_factory:
         result = extract_dataset(

@@ -249,6 +249,7 @@ def onnx_extraction(path: str | Path, *, device: str, options):
     resolved = replace(
         options, height=info.height, width=info.width, mean=list(info.mean),
         std=list(info.std), interpolation=info.interpolation, flip=options.flip or info.flip,
+        channels_last=False,  # PyTorch's; what files made with ONNX Runtime always recorded
     )  # fmt: skip
     attrs = {
         "model": info.model or Path(path).stem,

@@ -105,7 +105,7 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
         interpolation=c.data.interpolation, flip=c.eval.flip, amp=c.train.amp,
-        channels_last=c.train.channels_last, **video,
+        channels_last=c.train.channels_last, fold_bn=True, **video,
     )  # fmt: skip
     workers = worker_count(c, device)
     features = []

@@ -67,12 +67,18 @@ def full_precision(device: str, amp: str) -> None:
 
 class TorchRunner:
     """A PyTorch model as extraction runs it: on ``device``, in eval mode, with the
-    options' flip, autocast and memory format. ``exact``: fp32 without TF32 (a feature
-    file's numbers); evaluation during training leaves the training's settings."""
+    options' flip, autocast, memory format and BatchNorm folding. ``exact``: fp32 without
+    TF32 (a feature file's numbers); evaluation during training leaves the training's
+    settings."""
 
     def __init__(self, model, options: ExtractOptions, device: str, exact: bool = True) -> None:
         import torch
 
+        if options.fold_bn:  # a copy: the caller's model (a training's) is left as it is
+            from reidkit.models.folding import fold_batchnorm
+
+            model, folded = fold_batchnorm(model)
+            log.debug("%d BatchNorm layers folded into their convolutions", folded)
         self.model = model.to(device).eval()
         if exact:
             full_precision(device, options.amp)

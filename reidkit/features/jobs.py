@@ -127,7 +127,9 @@ def extract_dataset(
     _refuse_video_options(jobs, options)
     if onnx is None:
         kind = kind_of(jobs[0][2])
-        resolved = resolve_options(kind, source.data, source.checkpoint, options, device)
+        resolved = resolve_options(
+            kind, source.data, source.checkpoint, options, device, source.attrs["model"]
+        )
         _warn_long_clips(jobs, resolved)
         device = init_distributed(device)
         if workers < 0:
@@ -184,12 +186,13 @@ def resolve_options(
     checkpoint: dict[str, Any] | None,
     options: ExtractOptions,
     device: str | None,
+    model: str,
 ) -> ExtractOptions:
     """The ``options`` of a PyTorch extraction with every unset field filled in: ``data``
     (the image size and normalisation a checkpoint was trained with, see
     :func:`reidkit.models.checkpoint.data_config`, or those a model declares), for
-    tracklets the checkpoint's pooling (:func:`video_options`), and the kind of ``device``
-    that runs the model.
+    tracklets the checkpoint's pooling (:func:`video_options`), the kind of ``device``
+    that runs the model, and PyTorch's inference form for ``model`` (:func:`inference_form`).
 
     The one resolution both the rerun check without torch and the extraction itself use,
     so that both compare a file with the same options.
@@ -203,9 +206,27 @@ def resolve_options(
         interpolation=options.interpolation or data.get("interpolation", "bilinear"),
         **(video_options(options, checkpoint) if kind == "tracklet" else {}),
         device=device.split(":")[0] if device else None,
+        **inference_form(options, device, model),
     )
     resolved.check()  # before anything is locked or written
     return resolved
+
+
+def inference_form(options: ExtractOptions, device: str | None, model: str) -> dict[str, bool]:
+    """PyTorch's fastest exact form where the options leave it open: BatchNorm folded, and
+    on the CPU the memory format the model's family runs fastest in (its declaration's
+    ``cpu_channels_last``, measured: docs/benchmarks.md). On CUDA, where nothing has been
+    measured yet, contiguous."""
+    from reidkit.models.spec import MODELS
+
+    channels_last = options.channels_last
+    if channels_last is None:
+        on_cpu = (device or "cpu").split(":")[0] == "cpu"
+        channels_last = on_cpu and MODELS.get(model).cfg.cpu_channels_last
+    return {
+        "channels_last": channels_last,
+        "fold_bn": True if options.fold_bn is None else options.fold_bn,
+    }
 
 
 def _warn_long_clips(jobs, options: ExtractOptions) -> None:
@@ -259,6 +280,7 @@ def video_options(options: ExtractOptions, checkpoint: dict[str, Any] | None) ->
 _ONNX_HINTS = {  # what to do instead of a PyTorch option given with --onnx
     "--amp": "reidkit export --half makes a float16 graph",
     "--channels-last": "ONNX Runtime picks its own memory layout: leave it out",
+    "--fold-bn": "ONNX Runtime folds BatchNorm itself: leave it out",
     "model": "the graph's weights and options are fixed when it is exported: give them to "
     "reidkit export (--model NAME --weights FILE ...), then extract --onnx that file",
 }
@@ -268,20 +290,20 @@ def _onnx_runner(path, device, options: ExtractOptions, model_options, workers: 
     """The ONNX Runtime side of :func:`extract_dataset`: what PyTorch alone does is refused."""
     from reidkit.deploy.runtime import onnx_extraction
 
+    switches = {"channels_last": options.channels_last, "fold_bn": options.fold_bn}
     torch_only = {
         **refused,
         "--amp": options.amp != "off",
-        "--channels-last": options.channels_last,
         **{
             f"--{'no-' if v is False else ''}{k.replace('_', '-')}": v is not None
-            for k, v in (model_options or {}).items()
+            for k, v in {**switches, **(model_options or {})}.items()
         },
     }
     for option, given in torch_only.items():
         if given:
             raise UsageError(
                 f"{option} is for PyTorch models: an ONNX graph is run as exported",
-                hint=_ONNX_HINTS.get(option, _ONNX_HINTS["model"]),
+                hint=_ONNX_HINTS.get(option.replace("--no-", "--"), _ONNX_HINTS["model"]),
             )
     if workers > 0:
         raise UsageError(
@@ -326,7 +348,9 @@ def _unchanged_outputs(
             if recorded is None:
                 return None
             model_attrs, ckpt = recorded
-            resolved = resolve_options(kind_of(samples), data_config(ckpt), ckpt, options, device)
+            resolved = resolve_options(
+                kind_of(samples), data_config(ckpt), ckpt, options, device, model_attrs["model"]
+            )
             attrs = file_attrs(model_attrs, name, subset, camera_base)
             if not is_current(info["attrs"], file_provenance(attrs, samples, base, resolved)):
                 return None

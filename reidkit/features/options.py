@@ -39,7 +39,11 @@ class ExtractOptions:
     flip: bool = False
     storage: str = "float32"
     amp: str = "off"
-    channels_last: bool = False
+    # PyTorch's inference form: the channels_last memory format, and each BatchNorm folded
+    # into the convolution before it (:mod:`reidkit.models.folding`; the model file is
+    # unchanged). None: the default, :func:`reidkit.features.jobs.resolve_options`.
+    channels_last: bool | None = None
+    fold_bn: bool | None = None
     # tracklets only (None for images): frames pooled ("all", or seq_len "evenly"), and how
     sample: str | None = None
     seq_len: int | None = None

@@ -64,6 +64,9 @@ class ModelCfg:
         pretrained: its ImageNet weights, None when there are none.
         sized: built for one input size (a ViT's position embeddings): its builder takes
             ``image_size=(height, width)``.
+        cpu_channels_last: inference on the CPU runs in the channels_last memory format
+            by default: faster for the convolutional families measured, slower for
+            ConvNeXt, no matter to a ViT (docs/benchmarks.md).
     """
 
     description: str
@@ -76,6 +79,7 @@ class ModelCfg:
     head: tuple[str, ...] = ("classifier",)
     pretrained: Pretrained | None = None
     sized: bool = False
+    cpu_channels_last: bool = True
 
     def check_options(self, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """The model's option defaults updated with ``options``.

@@ -31,7 +31,11 @@ TIMM_OPTIONS = {"bnneck": True, "classifier": "linear"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for on the hub
 
 
-def _cfg(description: str, feature_dim: int, hub: str, mean=None, std=None) -> ModelCfg:
+def _cfg(
+    description: str, feature_dim: int, hub: str, mean=None, std=None, channels_last=False
+) -> ModelCfg:
+    """A timm trunk's declaration; channels_last on the CPU only for a family measured
+    faster with it (ResNet-D: 1.26x; ConvNeXt is slower, 0.90x)."""
     extra = {"mean": tuple(mean), "std": tuple(std)} if mean else {}
     return ModelCfg(
         description,
@@ -41,6 +45,7 @@ def _cfg(description: str, feature_dim: int, hub: str, mean=None, std=None) -> M
         head=("bnneck", "classifier"),
         pretrained=Pretrained("timm", f"https://huggingface.co/{hub}", tag=hub),
         sized=True,
+        cpu_channels_last=channels_last,
         **extra,
     )
 
@@ -54,7 +59,9 @@ def build(name: str, num_classes: int, image_size=(256, 128), **options):
 
 @register_model(
     "timm/resnet50d",
-    _cfg("timm ResNet-50-D trunk, BNNeck head", 2048, "timm/resnet50d.ra2_in1k"),
+    _cfg(
+        "timm ResNet-50-D trunk, BNNeck head", 2048, "timm/resnet50d.ra2_in1k", channels_last=True
+    ),
 )
 def timm_resnet50d(num_classes: int, **options):
     return build("resnet50d", num_classes, **options)

@@ -338,6 +338,7 @@ def test_a_graph_input_that_extraction_cannot_feed_is_refused_up_front(
          "--onnx that file"),
         (["--amp", "bf16"], "hint: reidkit export --half makes a float16 graph"),
         (["--channels-last"], "hint: ONNX Runtime picks its own memory layout: leave it out"),
+        (["--no-fold-bn"], "hint: ONNX Runtime folds BatchNorm itself: leave it out"),
     ],
 )  # fmt: skip
 def test_pytorch_options_with_onnx_say_what_to_do_instead(
