@@ -5,11 +5,13 @@ absorb it (its weight scaled, a bias added) and the BatchNorm becomes the identi
 pass over the activations fewer per layer. The convolution-BatchNorm pairs are found on
 the image path's graph (``head(features(x))``, traced by torch.fx): a BatchNorm is folded
 only when its input is a convolution's output that nothing else uses, and each module of
-the pair runs once. fx sees only torch's own modules as modules: a subclass from elsewhere
-is traced through (timm's BatchNormAct2d, which also applies an activation, and its
-StdConv2d, which standardises its weight in ``forward``), so it is never folded. The pairs are folded in a copy of the model, module by module, so the copy
-keeps everything the extraction uses (``features``, ``head``, ``feature_dim``); the model
-passed in, and the file it came from, are unchanged.
+the pair runs once. fx sees only torch's own modules as modules: a subclass from
+elsewhere is traced through (timm's BatchNormAct2d, which also applies an activation, and
+its StdConv2d, which standardises its weight in ``forward``), so it is never folded.
+
+The pairs are folded in a copy of the model, module by module, so the copy keeps
+everything the extraction uses (``features``, ``head``, ``feature_dim``); the model passed
+in, and the file it came from, are unchanged.
 """
 
 from __future__ import annotations
