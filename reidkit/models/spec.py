@@ -65,8 +65,8 @@ class ModelCfg:
         sized: built for one input size (a ViT's position embeddings): its builder takes
             ``image_size=(height, width)``.
         cpu_channels_last: inference on the CPU runs in the channels_last memory format
-            by default: faster for the convolutional families measured, slower for
-            ConvNeXt, no matter to a ViT (docs/benchmarks.md).
+            by default: faster for every convolutional family measured; ConvNeXt and ViT
+            showed no consistent difference and stay contiguous (docs/benchmarks.md).
     """
 
     description: str

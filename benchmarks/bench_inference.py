@@ -1,0 +1,269 @@
+"""CPU inference in each form reidkit has, against PyTorch fp32 as it ran before and the
+machine's matrix-multiply rate, measured in the same run.
+
+Usage::
+
+    python benchmarks/bench_inference.py [--models resnet50,osnet_x0_25] [--query 64]
+        [--gallery 64] [--repeats 3] [--threads N]
+
+First the machine's limit: the best rate of a 2048 x 2048 x 2048 product in torch (fp32
+and bf16, the kernels models run on) and in numpy (fp32, what evaluation runs on), with the
+same threads. Then for each model (256x128 input, seeded random weights) the forms:
+
+- ``pytorch fp32 as before``: contiguous, BatchNorm as it is; what ``reidkit extract`` ran
+  before BatchNorm folding and the family's memory format became its default, the baseline;
+- ``pytorch fp32``: ``reidkit extract``'s default now (BatchNorm folded, the family's
+  memory format on the CPU), and ``*`` the other memory format, to show the family's is
+  the faster;
+- ``pytorch bf16``: the same with ``--amp bf16``;
+- ``onnxruntime fp32``: the model exported by ``reidkit export`` (verified as every export
+  is), run as ``reidkit extract --onnx`` runs it.
+
+Each form first runs one batch untimed (oneDNN and ONNX Runtime prepare their kernels),
+then the forms take turns, ``--repeats`` times, so that a slow spell of the machine hits
+them all. Per form: the model's rate (a batch of preloaded pixels through the runner
+``extract`` uses, normalisation included: the best of the repeats), what that is in
+GFLOP/s (the model's multiply-adds x 2, counted by torch's FlopCounterMode) and as a
+fraction of the torch product rate of its precision; the extraction's rate (the query and
+gallery images of synthreid "small" decoded and written to feature files by
+``extract_subset``: median and min-max of the repeats); the largest feature difference from
+the baseline's features, on their scale; and the mAP of each form's features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import describe
+
+from reidkit.data import load_dataset
+from reidkit.data.synth import generate
+from reidkit.deploy.export import ExportOptions, export_model
+from reidkit.deploy.runtime import onnx_extraction
+from reidkit.deploy.verify import pick_images
+from reidkit.features.batches import ImageList, batches_in_process
+from reidkit.features.extractor import TorchRunner, extract_subset
+from reidkit.features.jobs import inference_form
+from reidkit.features.options import ExtractOptions
+from reidkit.features.source import load_model_source
+from reidkit.features.store import read_features
+from reidkit.metrics.evaluate import evaluate_files
+from reidkit.threads import configure, usable_cores
+
+BATCH = 32
+GEMM = 2048  # the side of the products that measure the machine's rate
+
+
+@dataclass
+class Form:
+    """One way to run the model, and what its repeats measured."""
+
+    key: str  # its folder
+    label: str
+    runner: object
+    options: ExtractOptions
+    precision: str = "fp32"  # which product rate is its limit
+    rates: list[float] = field(default_factory=list)  # extraction, img/s
+    model_seconds: list[float] = field(default_factory=list)  # one batch through the runner
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet50,osnet_x0_25")
+    parser.add_argument("--query", type=int, default=64, help="query images extracted")
+    parser.add_argument("--gallery", type=int, default=64, help="gallery images extracted")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per form")
+    parser.add_argument("--threads", type=int, default=usable_cores())
+    return parser.parse_args()
+
+
+def product_rates() -> dict[str, float]:
+    """GFLOP/s of the best of five GEMM x GEMM products: torch fp32 and bf16, numpy fp32."""
+    rates = {}
+    a32 = torch.rand(GEMM, GEMM)
+    cases = {
+        "torch fp32": (lambda: a32 @ a32),
+        "torch bf16": (lambda b=a32.bfloat16(): b @ b),
+        "numpy fp32": (lambda n=a32.numpy(): n @ n),
+    }
+    for name, product in cases.items():
+        product()
+        best = min(_timed(product) for _ in range(5))
+        rates[name] = 2 * GEMM**3 / best / 1e9
+    return rates
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def flops_per_image(model, height: int, width: int) -> float:
+    """The multiply-adds x 2 of one image through the model (eval mode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model.eval()(torch.rand(1, 3, height, width))
+    return counter.get_total_flops()
+
+
+def pick_samples(ds, queries: int, gallery: int) -> dict[str, list]:
+    """The first ``queries`` queries, and ``gallery`` gallery images of the same people
+    spread evenly over them, so that mAP means something on a few images."""
+    query = ds.query[:queries]
+    pids = {s.pid for s in query}
+    same = [s for s in ds.gallery if s.pid in pids]
+    count = min(gallery, len(same))
+    return {"query": query, "gallery": [same[i * len(same) // count] for i in range(count)]}
+
+
+def build_forms(name: str, source, onnx_file: Path) -> list[Form]:
+    """The forms to time, the baseline first."""
+    base = ExtractOptions(height=256, width=128, mean=source.data["mean"], std=source.data["std"])
+    before = replace(base, channels_last=False, fold_bn=False)
+    default = replace(base, **inference_form(base, "cpu", name))
+    other = replace(default, channels_last=not default.channels_last)
+    bf16 = replace(default, amp="bf16")
+    runner, _, ort_options = onnx_extraction(onnx_file, device="cpu", options=ExtractOptions())
+    return [
+        Form("before", "pytorch fp32 as before", TorchRunner(source.model, before, "cpu"), before),
+        Form(
+            "fp32",
+            f"pytorch fp32, {layout(default)}",
+            TorchRunner(source.model, default, "cpu"),
+            default,
+        ),
+        Form(
+            "other",
+            f"pytorch fp32, {layout(other)} *",
+            TorchRunner(source.model, other, "cpu"),
+            other,
+        ),
+        Form("bf16", "pytorch bf16", TorchRunner(source.model, bf16, "cpu"), bf16, "bf16"),
+        Form("ort", "onnxruntime fp32", runner, ort_options),
+    ]
+
+
+def layout(options: ExtractOptions) -> str:
+    return "folded, " + ("channels_last" if options.channels_last else "contiguous")
+
+
+def extract(form: Form, sets: dict[str, list], root: Path, out: Path) -> float:
+    """Extract every set in this form; images/s over all of them."""
+    start = time.perf_counter()
+    rows = 0
+    for subset, samples in sets.items():
+        extract_subset(
+            form.runner, samples, out / f"synthreid-{subset}.h5", root=root,
+            attrs={"provenance": {}}, options=form.options, batch_size=BATCH, workers=0,
+            force=True,
+        )  # fmt: skip
+        rows += len(samples)
+    return rows / (time.perf_counter() - start)
+
+
+def measure(forms: list[Form], sets, root: Path, out: Path, repeats: int) -> None:
+    """One untimed batch per form, then the forms in turn, ``repeats`` times: the model on
+    preloaded pixels, then the extraction."""
+    paths = [s.path for s in sets["gallery"][:BATCH]]
+    images = ImageList(paths, 0, 256, 128, forms[0].options.resize)
+    (pixels, ok, _), *_ = batches_in_process(images, len(images))
+    for form in forms:
+        form.runner.forward(pixels, ok)
+    for _ in range(repeats):
+        for form in forms:
+            form.model_seconds.append(_timed(lambda f=form: f.runner.forward(pixels, ok)))
+            form.rates.append(extract(form, sets, root, out / form.key))
+
+
+def feature_diff(out: Path, form: Form, sets) -> float:
+    """The largest difference from the baseline's features, on their scale."""
+    worst = 0.0
+    for subset in sets:
+        base = read_features(out / "before" / f"synthreid-{subset}.h5").features
+        got = read_features(out / form.key / f"synthreid-{subset}.h5").features
+        worst = max(worst, float(np.abs(got - base).max()) / max(1.0, float(np.abs(base).max())))
+    return worst
+
+
+def mean_ap(out: Path, key: str) -> float:
+    folder = out / key
+    files = (folder / "synthreid-query.h5", folder / "synthreid-gallery.h5")
+    return evaluate_files(*files, allow_mismatch=True)["mAP"]
+
+
+def report(forms: list[Form], flops: float, limits: dict[str, float], out: Path, sets) -> None:
+    print(
+        f"  {'form':40s} {'model img/s':>11s} {'GFLOP/s':>8s} {'of limit':>8s} "
+        f"{'extract img/s':>13s} {'min-max':>11s} {'x before':>8s} {'max diff':>9s}  mAP"
+    )
+    before = statistics.median(forms[0].rates)
+    for form in forms:
+        model_rate = BATCH / min(form.model_seconds)
+        achieved = flops * model_rate / 1e9
+        limit = limits[f"torch {form.precision}"]
+        median = statistics.median(form.rates)
+        spread = f"{min(form.rates):.1f}-{max(form.rates):.1f}"
+        print(
+            f"  {form.label:40s} {model_rate:11.1f} {achieved:8.1f} {achieved / limit:8.2f} "
+            f"{median:13.1f} {spread:>11s} {median / before:8.2f} "
+            f"{feature_diff(out, form, sets):9.1e}  {mean_ap(out, form.key):.4%}"
+        )
+    print(
+        "  runs (extract img/s, in order): "
+        + "; ".join(f"{f.key} " + " ".join(f"{r:.1f}" for r in f.rates) for f in forms)
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    began = time.perf_counter()
+    threads = configure(args.threads)
+    print(describe())
+    import onnxruntime
+
+    print(
+        f"torch {torch.__version__} (CPU capability {torch.backends.cpu.get_cpu_capability()}), "
+        f"onnxruntime {onnxruntime.__version__}; {threads} threads for both"
+    )
+    limits = product_rates()
+    print(
+        f"limit: {GEMM}^3 products at "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in limits.items())
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        generate(root, "small", seed=0)
+        ds = load_dataset("synthreid", root)
+        sets = pick_samples(ds, args.query, args.gallery)
+        print(
+            f"synthreid small: {len(sets['query'])} query + {len(sets['gallery'])} gallery "
+            f"images, batch {BATCH}, 256x128, seeded random weights, decoding in the process; "
+            f"{args.repeats} alternating repeats after one untimed batch per form"
+        )
+        for name in args.models.split(","):
+            source = load_model_source(None, name, height=256, width=128, seed=0)
+            flops = flops_per_image(source.model, 256, 128)
+            onnx_file = root / f"{name.replace('/', '_')}.onnx"
+            paths = pick_images([s.path for s in ds.query])
+            export_model(source, onnx_file, ExportOptions(), verify_on=paths)
+            print(f"{name}: {flops / 1e9:.2f} GFLOP per image")
+            forms = build_forms(name, source, onnx_file)
+            out = root / "features" / name.replace("/", "_")
+            measure(forms, sets, ds.root, out, args.repeats)
+            report(forms, flops, limits, out, sets)
+    minutes, seconds = divmod(round(time.perf_counter() - began), 60)
+    print(f"took {minutes} min {seconds} s")
+
+
+if __name__ == "__main__":
+    main()
