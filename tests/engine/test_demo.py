@@ -5,17 +5,19 @@ from pathlib import Path
 
 
 def test_demo_learns_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
-    """The demo's first 5 epochs (its schedule, shortened only at the end) already beat the
-    same model untrained: measured mAP 9.7% against 2.5% (20 epochs: 46.1%)."""
-    code, out, err = cli("demo", "--out", tmp_path / "demo", "--epochs", "5", "--json")
+    """The demo's first 3 epochs (its schedule, shortened only at the end) already beat the
+    same model untrained: measured mAP 4.6% against 2.5%, rank-1 3.75% against 2.25%
+    (5 epochs: 9.7%; 20 epochs: 46.1%, which the README's demo run shows). 3 epochs, not
+    5: the suite's 10 minutes."""
+    code, out, err = cli("demo", "--out", tmp_path / "demo", "--epochs", "3", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert set(result) == {
         "trained", "untrained", "weights", "seconds", "run", "features", "visrank", "cmc_plot",
     }  # fmt: skip
-    assert result["weights"]["trained"].endswith("last.pt (epoch 5, the last)")
+    assert result["weights"]["trained"].endswith("last.pt (epoch 3, the last)")
     trained, untrained = result["trained"], result["untrained"]
-    assert trained["mAP"] >= untrained["mAP"] + 0.05, (trained, untrained)
+    assert trained["mAP"] >= untrained["mAP"] + 0.015, (trained, untrained)
     assert trained["rank1"] > untrained["rank1"], (trained, untrained)
     assert untrained["mAP"] < 0.05  # near chance: 100 query identities
     assert [Path(f).name for f in result["features"]] == [
@@ -33,7 +35,7 @@ def test_demo_learns_runs_every_stage_and_reruns_reuse_them(tmp_path, cli):
         *map(Path, result["features"]),
     ]
     stamps = [p.stat().st_mtime_ns for p in outputs]
-    code, out, _ = cli("demo", "--out", tmp_path / "demo", "--epochs", "5", "--json")
+    code, out, _ = cli("demo", "--out", tmp_path / "demo", "--epochs", "3", "--json")
     assert code == 0 and json.loads(out)["trained"] == result["trained"]
     assert [p.stat().st_mtime_ns for p in outputs] == stamps  # nothing trained or written again
 
