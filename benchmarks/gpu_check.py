@@ -163,21 +163,27 @@ def stage_video_all_frames(ctx: dict) -> dict:
     return figures
 
 
-def _extract(ctx: dict, model: str, amp: str, device: str, subset: str) -> tuple[dict, Path]:
+def _extract(
+    ctx: dict, model: str, amp: str, device: str, subset: str, channels_last: bool | None = None
+) -> tuple[dict, Path]:
+    """One subset extracted in ``extract``'s default form (BatchNorm folded; the memory
+    format the device's default gives, unless ``channels_last`` says which)."""
     from reidkit import ExtractOptions, extract_dataset
 
-    out = ctx["work"] / f"feats-{model}-{amp}-{device}"
+    layout = {None: "", True: "-cl", False: "-contiguous"}[channels_last]
+    out = ctx["work"] / f"feats-{model}-{amp}-{device}{layout}"
     size = {"height": 64, "width": 32} if ctx["dry_run"] else {}
+    options = ExtractOptions(amp=amp, channels_last=channels_last, **size)
     result = extract_dataset(
         model_name=model, dataset="synthreid", root=ctx["extract_root"], subsets=(subset,),
-        out_dir=out, options=ExtractOptions(amp=amp, **size), device=device, force=True,
-        batch_size=64, workers=-1,
+        out_dir=out, options=options, device=device, force=True, batch_size=64, workers=-1,
     )  # fmt: skip
     return result["files"][0], out / f"synthreid-{subset}.h5"
 
 
 def stage_extract(ctx: dict) -> dict:
-    from reidkit import read_features
+    from reidkit import ExtractOptions, read_features
+    from reidkit.features.jobs import inference_form
 
     figures = {}
     models = ("resnet18", "osnet_x0_25") if ctx["dry_run"] else ("resnet50", "osnet_x1_0")
@@ -186,6 +192,14 @@ def stage_extract(ctx: dict) -> dict:
         for amp in amps:
             row, _ = _extract(ctx, model, amp, ctx["device"], "gallery")
             figures[f"{model} {amp} img/s"] = row["images_per_second"]
+            if ctx["dry_run"] and (amp, model) != ("off", models[-1]):
+                continue  # the other memory format's plumbing: one form on the CPU
+            # the other memory format than the default's, which decides the default on
+            # CUDA (contiguous until measured; on the CPU each family's, docs/benchmarks.md)
+            other = not inference_form(ExtractOptions(), ctx["device"], model)["channels_last"]
+            row, _ = _extract(ctx, model, amp, ctx["device"], "gallery", channels_last=other)
+            layout = "channels_last" if other else "contiguous"
+            figures[f"{model} {amp} {layout} img/s"] = row["images_per_second"]
         _, here = _extract(ctx, model, "off", ctx["device"], "query")
         # on the CPU (--dry-run) the same file: the comparison then checks only the plumbing
         cpu = here if ctx["device"] == "cpu" else _extract(ctx, model, "off", "cpu", "query")[1]

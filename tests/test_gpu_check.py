@@ -31,6 +31,8 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch, capsys)
     assert rows["resume"]["figures"]["epochs"] == 2
     # on the CPU the device's file is the CPU's: the row's plumbing, not a comparison
     assert rows["extraction"]["figures"]["resnet18 fp32 vs cpu"] == 0.0
+    # the other memory format than the default's (channels_last on the CPU for both)
+    assert rows["extraction"]["figures"]["osnet_x0_25 off contiguous img/s"] > 0
     assert rows["evaluate + re-rank"]["figures"]["gap"] == 0.0
     assert rows["process group"]["figures"] == {"backend": "gloo", "sum": 4.0}
     assert "fp16" in rows["train fp16 + scaler + clip"]["figures"]["skipped"]
