@@ -10,12 +10,12 @@ as a crash to report.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import importlib.machinery
 import logging
 import signal
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 _received: list[int] = []  # the stop signals received since the command started
@@ -55,7 +55,7 @@ class _HeldLoader:
     """A package's own loader, its module run under :func:`held`; all else (resources,
     source) is the loader's."""
 
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+    def __init__(self, loader: Any) -> None:
         self.loader = loader
 
     def __getattr__(self, name: str):
@@ -69,8 +69,9 @@ class _HeldLoader:
             self.loader.exec_module(module)
 
 
-class _HeldImports(importlib.abc.MetaPathFinder):
-    """Imports the packages of HELD_IMPORTS (with all they import) under :func:`held`."""
+class _HeldImports:
+    """A finder on ``sys.meta_path``: imports the packages of HELD_IMPORTS (with all they
+    import) under :func:`held`."""
 
     def find_spec(self, name, path=None, target=None):
         if name not in HELD_IMPORTS:

@@ -132,8 +132,22 @@ def test_python_dash_m_is_the_same_command():
     assert done.returncode == 0 and done.stdout == f"reidkit {reidkit.__version__}\n"
 
 
+@pytest.fixture
+def stop_dispositions():
+    """The SIGINT and SIGTERM dispositions a command starts with (a background job of a
+    shell ignores SIGINT), and the test's after it."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_a_signal_turned_into_another_error_is_still_an_interrupt(cli, monkeypatch, sig):
+def test_a_signal_turned_into_another_error_is_still_an_interrupt(
+    cli, monkeypatch, stop_dispositions, sig
+):
     """A C extension interrupted while it is imported replaces the KeyboardInterrupt with
     "ImportError: initialization failed" (matplotlib's do): that is a stop, not a crash."""
 
@@ -148,15 +162,7 @@ def test_a_signal_turned_into_another_error_is_still_an_interrupt(cli, monkeypat
             raise ImportError("initialization failed")
 
     monkeypatch.setattr("reidkit.data.list_datasets", import_that_swallows_the_interrupt)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    # the dispositions a command starts with (a background job of a shell ignores SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        code, out, err = cli("datasets", "list")
-    finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
+    code, out, err = cli("datasets", "list")
     assert (code, out, err) == (130, "", "error: interrupted\n")
 
 
@@ -182,17 +188,6 @@ def test_a_signal_of_an_earlier_command_is_forgotten(cli, monkeypatch):
     monkeypatch.setattr("reidkit.data.list_datasets", boom)
     code, _, err = cli("datasets", "list")
     assert code == 1 and err.splitlines()[0] == "error: unexpected RuntimeError: disk on fire"
-
-
-@pytest.fixture
-def stop_dispositions():
-    """The SIGINT and SIGTERM dispositions a command starts with, and the test's after it."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    for s, handler in handlers.items():
-        signal.signal(s, handler)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
