@@ -4,11 +4,13 @@ machine's matrix-multiply rate, measured in the same run.
 Usage::
 
     python benchmarks/bench_inference.py [--models resnet50,osnet_x0_25] [--query 64]
-        [--gallery 64] [--repeats 3] [--threads N]
+        [--gallery 64] [--repeats 3] [--threads N] [--checkpoints RUN,...]
 
 First the machine's limit: the best rate of a 2048 x 2048 x 2048 product in torch (fp32
-and bf16, the kernels models run on) and in numpy (fp32, what evaluation runs on), with the
-same threads. Then for each model (256x128 input, seeded random weights) the forms:
+and bf16, the kernels models run on), in numpy (fp32, what evaluation runs on) and in ONNX
+Runtime's MatMulInteger (uint8 x int8, the INT8 graphs' kernels), with the same threads.
+Then for each model (256x128 input, seeded random weights; and each of ``--checkpoints``, a
+trained run or checkpoint at its own size) the forms:
 
 - ``pytorch fp32 as before``: contiguous, BatchNorm as it is; what ``reidkit extract`` ran
   before BatchNorm folding and the family's memory format became its default, the baseline;
@@ -17,7 +19,10 @@ same threads. Then for each model (256x128 input, seeded random weights) the for
   the faster;
 - ``pytorch bf16``: the same with ``--amp bf16``;
 - ``onnxruntime fp32``: the model exported by ``reidkit export`` (verified as every export
-  is), run as ``reidkit extract --onnx`` runs it.
+  is), run as ``reidkit extract --onnx`` runs it;
+- ``onnxruntime int8``: ``reidkit export --int8`` of it, calibrated on 256 training images
+  of synthreid "small"; its own retrieval check (the whole query and gallery of synthreid
+  "small", fp32 graph against INT8 graph) is printed below the table.
 
 Each form first runs one batch untimed (oneDNN and ONNX Runtime prepare their kernels),
 then the forms take turns, ``--repeats`` times, so that a slow spell of the machine hits
@@ -45,7 +50,8 @@ from machine import describe
 
 from reidkit.data import load_dataset
 from reidkit.data.synth import generate
-from reidkit.deploy.export import ExportOptions, export_model
+from reidkit.deploy.export import ExportOptions, build_export, checkpoint_of, export_model
+from reidkit.deploy.quantize import Calibration
 from reidkit.deploy.runtime import onnx_extraction
 from reidkit.deploy.verify import pick_images
 from reidkit.features.batches import ImageList, batches_in_process
@@ -69,7 +75,7 @@ class Form:
     label: str
     runner: object
     options: ExtractOptions
-    precision: str = "fp32"  # which product rate is its limit
+    precision: str = "fp32"  # which product rate is its limit: torch's, or a key of limits
     rates: list[float] = field(default_factory=list)  # extraction, img/s
     model_seconds: list[float] = field(default_factory=list)  # one batch through the runner
 
@@ -81,6 +87,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gallery", type=int, default=64, help="gallery images extracted")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per form")
     parser.add_argument("--threads", type=int, default=usable_cores())
+    parser.add_argument(
+        "--checkpoints", default="", help="trained runs or checkpoints to add (their size)"
+    )
     return parser.parse_args()
 
 
@@ -97,7 +106,33 @@ def product_rates() -> dict[str, float]:
         product()
         best = min(_timed(product) for _ in range(5))
         rates[name] = 2 * GEMM**3 / best / 1e9
+    rates["onnxruntime int8"] = int8_product_rate()
     return rates
+
+
+def int8_product_rate() -> float:
+    """GOP/s of ONNX Runtime's MatMulInteger on GEMM x GEMM uint8 x int8 (int32 out): the
+    kernel that quantised convolutions and products run on."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-128, 128, (GEMM, GEMM), dtype=np.int8), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [GEMM, GEMM])],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [GEMM, GEMM])], [weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    a = rng.integers(0, 256, (GEMM, GEMM), dtype=np.uint8)
+    session.run(None, {"a": a})
+    best = min(_timed(lambda: session.run(None, {"a": a})) for _ in range(5))
+    return 2 * GEMM**3 / best / 1e9
 
 
 def _timed(fn) -> float:
@@ -126,15 +161,15 @@ def pick_samples(ds, queries: int, gallery: int) -> dict[str, list]:
     return {"query": query, "gallery": [same[i * len(same) // count] for i in range(count)]}
 
 
-def build_forms(name: str, source, onnx_file: Path) -> list[Form]:
+def build_forms(name: str, source, onnx_files: dict[str, Path]) -> list[Form]:
     """The forms to time, the baseline first."""
-    base = ExtractOptions(height=256, width=128, mean=source.data["mean"], std=source.data["std"])
+    size = {"height": source.data["height"], "width": source.data["width"]}
+    base = ExtractOptions(**size, mean=source.data["mean"], std=source.data["std"])
     before = replace(base, channels_last=False, fold_bn=False)
     default = replace(base, **inference_form(base, "cpu", name))
     other = replace(default, channels_last=not default.channels_last)
     bf16 = replace(default, amp="bf16")
-    runner, _, ort_options = onnx_extraction(onnx_file, device="cpu", options=ExtractOptions())
-    return [
+    forms = [
         Form("before", "pytorch fp32 as before", TorchRunner(source.model, before, "cpu"), before),
         Form(
             "fp32",
@@ -149,8 +184,13 @@ def build_forms(name: str, source, onnx_file: Path) -> list[Form]:
             other,
         ),
         Form("bf16", "pytorch bf16", TorchRunner(source.model, bf16, "cpu"), bf16, "bf16"),
-        Form("ort", "onnxruntime fp32", runner, ort_options),
     ]
+    for key, precision, limit in (("ort", "fp32", "fp32"), ("int8", "int8", "onnxruntime int8")):
+        runner, _, options = onnx_extraction(
+            onnx_files[key], device="cpu", options=ExtractOptions()
+        )
+        forms.append(Form(key, f"onnxruntime {precision}", runner, options, limit))
+    return forms
 
 
 def layout(options: ExtractOptions) -> str:
@@ -175,13 +215,19 @@ def measure(forms: list[Form], sets, root: Path, out: Path, repeats: int) -> Non
     """One untimed batch per form, then the forms in turn, ``repeats`` times: the model on
     preloaded pixels, then the extraction."""
     paths = [s.path for s in sets["gallery"][:BATCH]]
-    images = ImageList(paths, 0, 256, 128, forms[0].options.resize)
+    size = forms[0].options.height, forms[0].options.width
+    images = ImageList(paths, 0, *size, forms[0].options.resize)
     (pixels, ok, _), *_ = batches_in_process(images, len(images))
     for form in forms:
         form.runner.forward(pixels, ok)
     for _ in range(repeats):
         for form in forms:
-            form.model_seconds.append(_timed(lambda f=form: f.runner.forward(pixels, ok)))
+            # the best of 3 calls: the first after another form's can meet that form's
+            # threads still spinning (ONNX Runtime's wait for more work), which cost an
+            # INT8 batch of 14 ms up to 3x
+            form.model_seconds.append(
+                min(_timed(lambda f=form: f.runner.forward(pixels, ok)) for _ in range(3))
+            )
             form.rates.append(extract(form, sets, root, out / form.key))
 
 
@@ -210,7 +256,7 @@ def report(forms: list[Form], flops: float, limits: dict[str, float], out: Path,
     for form in forms:
         model_rate = BATCH / min(form.model_seconds)
         achieved = flops * model_rate / 1e9
-        limit = limits[f"torch {form.precision}"]
+        limit = limits[form.precision if " " in form.precision else f"torch {form.precision}"]
         median = statistics.median(form.rates)
         spread = f"{min(form.rates):.1f}-{max(form.rates):.1f}"
         print(
@@ -222,6 +268,22 @@ def report(forms: list[Form], flops: float, limits: dict[str, float], out: Path,
         "  runs (extract img/s, in order): "
         + "; ".join(f"{f.key} " + " ".join(f"{r:.1f}" for r in f.rates) for f in forms)
     )
+
+
+def exports(source, root: Path, ds, stem: str) -> dict:
+    """The fp32 export (verified) and the INT8 one (calibrated on 256 training images of
+    synthreid small, its check on the whole query and gallery reported, not enforced)."""
+    paths = pick_images([s.path for s in ds.query])
+    files = {"ort": root / f"{stem}.onnx", "int8": root / f"{stem}-int8.onnx"}
+    export_model(source, files["ort"], ExportOptions(), verify_on=paths)
+    start = time.perf_counter()
+    built = build_export(
+        source, ExportOptions(int8=True), verify_on=paths,
+        calibration=Calibration("synthreid", str(root)), max_map_drop=100.0,
+    )  # fmt: skip
+    built.write(files["int8"])
+    seconds = time.perf_counter() - start
+    return {**files, "check": built.verification["int8"]["retrieval"], "seconds": seconds}
 
 
 def main() -> None:
@@ -238,7 +300,7 @@ def main() -> None:
     limits = product_rates()
     print(
         f"limit: {GEMM}^3 products at "
-        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in limits.items())
+        + ", ".join(f"{k} {v:.0f} G{'OP' if 'int8' in k else 'FLOP'}/s" for k, v in limits.items())
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -250,17 +312,32 @@ def main() -> None:
             f"images, batch {BATCH}, 256x128, seeded random weights, decoding in the process; "
             f"{args.repeats} alternating repeats after one untimed batch per form"
         )
-        for name in args.models.split(","):
-            source = load_model_source(None, name, height=256, width=128, seed=0)
-            flops = flops_per_image(source.model, 256, 128)
-            onnx_file = root / f"{name.replace('/', '_')}.onnx"
-            paths = pick_images([s.path for s in ds.query])
-            export_model(source, onnx_file, ExportOptions(), verify_on=paths)
-            print(f"{name}: {flops / 1e9:.2f} GFLOP per image")
-            forms = build_forms(name, source, onnx_file)
-            out = root / "features" / name.replace("/", "_")
+        models = [(name, None) for name in args.models.split(",") if name]
+        models += [(None, path) for path in args.checkpoints.split(",") if path]
+        for i, (name, checkpoint) in enumerate(models):
+            if checkpoint:
+                source = load_model_source(checkpoint_of(checkpoint))
+                name = source.attrs["model"]
+                print(f"{name}: the trained checkpoint {checkpoint}")
+            else:
+                source = load_model_source(None, name, height=256, width=128, seed=0)
+            height, width = source.data["height"], source.data["width"]
+            flops = flops_per_image(source.model, height, width)
+            stem = f"{i}-{name.replace('/', '_')}"
+            files = exports(source, root, ds, stem)
+            print(f"{name}: {flops / 1e9:.2f} GFLOP per image at {height}x{width}")
+            forms = build_forms(name, source, files)
+            out = root / "features" / stem
             measure(forms, sets, ds.root, out, args.repeats)
             report(forms, flops, limits, out, sets)
+            check = files["check"]
+            print(
+                f"  INT8 retrieval check on synthreid small ({check['query']} query, "
+                f"{check['gallery']} gallery): mAP fp32 {check['mAP_fp32']:.4%}, INT8 "
+                f"{check['mAP_int8']:.4%}, drop {check['mAP_drop_points']:.2f} points; "
+                f"cosine to fp32 min {check['min_cosine_to_fp32']:.4f} mean "
+                f"{check['mean_cosine_to_fp32']:.4f}; export took {files['seconds']:.0f} s"
+            )
     minutes, seconds = divmod(round(time.perf_counter() - began), 60)
     print(f"took {minutes} min {seconds} s")
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reidkit.deploy.metadata import INPUT_FORMATS, DeployInfo
+from reidkit.deploy.metadata import INPUT_FORMATS, DeployInfo, set_metadata
 from reidkit.errors import DataError, MissingInputError, UsageError
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,13 @@ class ExportOptions:
     flip: bool = False
     half: bool = False
     input_format: str = "uint8"
+    int8: bool = False
 
     def check(self) -> None:
         import onnx
+
+        if self.int8 and self.half:
+            raise UsageError("--int8 and --half: a graph is quantised to one of them, not both")
 
         latest = onnx.defs.onnx_opset_version()
         if not FIRST_OPSET <= self.opset <= latest:
@@ -147,16 +151,14 @@ def export_onnx(graph, info: DeployInfo, opset: int):
         log.debug("exporter output:\n%s", chatter.getvalue())
         raise DataError(f"{info.model}: torch's ONNX exporter failed: {reason[:300]}") from None
     proto = program.model_proto
-    del proto.metadata_props[:]
-    for key, value in info.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(proto, info.to_props())
     proto.doc_string = f"reidkit {info.model}: images in, re-ID embedding out"
     return proto
 
 
-def deploy_info(source, options: ExportOptions) -> DeployInfo:
-    """What the file made from ``source`` with ``options`` will say about itself."""
+def deploy_info(source, options: ExportOptions, calibration=None) -> DeployInfo:
+    """What the file made from ``source`` with ``options`` (and, for an INT8 graph, its
+    :class:`reidkit.deploy.quantize.Calibration`) will say about itself."""
     from reidkit import __version__
 
     return DeployInfo(
@@ -168,6 +170,8 @@ def deploy_info(source, options: ExportOptions) -> DeployInfo:
         input_format=options.input_format,
         flip=options.flip,
         half=options.half,
+        int8=options.int8,
+        calibration=calibration.describe() if options.int8 else {},
         batch=options.batch,
         feature_dim=int(source.model.feature_dim),
         model=source.attrs["model"],
@@ -194,6 +198,15 @@ def exported_as(path: str | os.PathLike[str]) -> tuple[DeployInfo, int] | None:
         return DeployInfo.from_props(props, str(path)), opset
     except Exception:  # not ONNX, not reidkit's, damaged: not an export of ours
         return None
+
+
+def int8_check_of(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The retrieval check an INT8 export at ``path`` records (its ``int8_check``)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    return json.loads(props["int8_check"]) if "int8_check" in props else None
 
 
 def is_current(
@@ -253,23 +266,37 @@ class Export:
 
 
 def build_export(
-    source, options: ExportOptions, *, verify_on, tolerance: float | None = None
+    source,
+    options: ExportOptions,
+    *,
+    verify_on,
+    tolerance: float | None = None,
+    calibration=None,
+    max_map_drop: float | None = None,
+    progress_factory=None,
 ) -> Export:
     """Export ``source`` (a :class:`reidkit.features.source.ModelSource`) to ONNX in memory
-    and verify it on the images ``verify_on`` with ONNX Runtime against PyTorch.
+    and verify it on the images ``verify_on`` with ONNX Runtime against PyTorch. With
+    ``options.int8`` the verified fp32 graph is then quantised, calibrated as
+    ``calibration`` (a :class:`reidkit.deploy.quantize.Calibration`) says, and kept only
+    when its mAP is at most ``max_map_drop`` points below the fp32 graph's
+    (:mod:`reidkit.deploy.quantize`).
 
     Raises:
         UsageError: bad options.
-        DataError: the export fails, or ONNX Runtime's features differ beyond ``tolerance``.
+        DataError: the export fails, ONNX Runtime's features differ beyond ``tolerance``, or
+            the INT8 graph loses more mAP than allowed.
     """
     import onnx
 
     from reidkit.deploy.verify import verify_export
 
     options.check()
+    if options.int8 and calibration is None:
+        raise UsageError("--int8 needs a dataset to calibrate on")
     start = time.perf_counter()
     model = source.model.eval()
-    info = deploy_info(source, options)
+    info = deploy_info(source, options, calibration)
     exported = copy.deepcopy(model).half() if options.half else model
     proto = export_onnx(deploy_graph(exported, info), info, options.opset)
     try:
@@ -280,6 +307,14 @@ def build_export(
     tolerance = tolerance if tolerance is not None else (1e-2 if options.half else 1e-4)
     verification = verify_export(serialized, model, info, verify_on, tolerance)
     opset = opset_of(proto)
+    if options.int8:
+        from reidkit.deploy import quantize
+
+        serialized, verification["int8"] = quantize.quantized_export(
+            serialized, info, calibration,
+            quantize.MAX_MAP_DROP if max_map_drop is None else max_map_drop, verify_on,
+            progress_factory=progress_factory,
+        )  # fmt: skip
     return Export(serialized, info, opset, verification, start)
 
 

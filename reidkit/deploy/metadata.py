@@ -11,12 +11,19 @@ The values are ONNX metadata properties (strings), readable by any ONNX tool:
     mean, std          per-channel, on the 0..1 scale (JSON lists)
     flip               "true" when the graph averages each image with its mirror image
     half               "true" when the model runs in float16 (the output is float32)
+    int8               "true" when the graph is statically quantised to INT8 (absent in
+                       files exported before: false)
+    calibration        of an INT8 graph: the dataset, the number of training images and
+                       the method its ranges were calibrated with (JSON; "{}" otherwise)
     batch              "dynamic" or the fixed batch size
     feature_dim        the length of the embedding
     model              the registered model name; model_options its options (JSON)
     distance           the distance the model's features are evaluated with
     checkpoint_sha256  the sha256 of the weights it was exported from
     reidkit_version    the version that exported it
+    int8_check         of an INT8 graph: the retrieval check it passed (JSON: the dataset,
+                       the fp32 and INT8 mAP, the drop and the limit); not part of
+                       :class:`DeployInfo`, which says how the file was made
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ class DeployInfo:
     input_format: str = "uint8"
     flip: bool = False
     half: bool = False
+    int8: bool = False
+    calibration: dict = field(default_factory=dict)
     batch: str = "dynamic"
     feature_dim: int = 0
     model: str = ""
@@ -78,6 +87,8 @@ class DeployInfo:
                 input_format=props["input_format"],
                 flip=props["flip"] == "true",
                 half=props["half"] == "true",
+                int8=props.get("int8", "false") == "true",
+                calibration=json.loads(props.get("calibration", "{}")),
                 batch=props["batch"],
                 feature_dim=int(props["feature_dim"]),
                 model=props["model"],
@@ -91,3 +102,11 @@ class DeployInfo:
         if len(info.mean) != 3 or len(info.std) != 3 or min(info.std) <= 0:
             raise DataError(f"{path}: damaged reidkit metadata (mean and std need 3 values)")
         return info
+
+
+def set_metadata(proto, props: dict[str, str]) -> None:
+    """Replace the metadata properties of the ONNX ModelProto ``proto`` with ``props``."""
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value

@@ -259,6 +259,7 @@ def onnx_extraction(path: str | Path, *, device: str, options):
         "onnx": str(path),
         "onnx_sha256": file_sha256(path),
         "onnx_half": info.half,
+        "onnx_int8": info.int8,
         "runtime": f"onnxruntime {import_onnxruntime().__version__}",
     }
     return runner, attrs, resolved

@@ -25,6 +25,7 @@ PROVENANCE_FIELDS = {
     "flip": "flip averaging",
     "normalized": "feature normalisation",
     "onnx_half": "float16 ONNX graph",
+    "onnx_int8": "INT8 ONNX graph",
     "kind": "kind of rows (image or tracklet)",
     "temporal": "temporal pooling",
     "sample": "frames pooled per tracklet",
@@ -38,6 +39,7 @@ def provenance_of(features: FeatureSet) -> dict[str, Any]:
     found = {k: attrs[k] for k in PROVENANCE_FIELDS if k in attrs}
     if "model" in attrs:  # every reidkit file: one that does not say float16 is float32
         found.setdefault("onnx_half", False)
+        found.setdefault("onnx_int8", False)  # and one that does not say INT8, not INT8
         found.setdefault("kind", "image")  # and one that does not say tracklet, of images
         found.setdefault("interpolation", "bilinear")  # the one resize before it was said
     if "mean" not in found and isinstance(attrs.get("provenance"), str):

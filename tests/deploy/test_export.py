@@ -195,6 +195,8 @@ def test_cli_exports_a_run_directory_with_metadata_and_verification(
         "input_format": "uint8",
         "flip": "false",
         "half": "false",
+        "int8": "false",
+        "calibration": "{}",
         "batch": "dynamic",
         "feature_dim": "512",
         "model": "resnet18",
