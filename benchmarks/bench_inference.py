@@ -22,7 +22,10 @@ trained run or checkpoint at its own size) the forms:
   is), run as ``reidkit extract --onnx`` runs it;
 - ``onnxruntime int8``: ``reidkit export --int8`` of it, calibrated on 256 training images
   of synthreid "small"; its own retrieval check (the whole query and gallery of synthreid
-  "small", fp32 graph against INT8 graph) is printed below the table.
+  "small", fp32 graph against INT8 graph) is printed below the table;
+- ``openvino fp32`` and ``openvino int8``: the same two files run by OpenVINO
+  (``extract --onnx FILE --runtime openvino``), when it is installed. Both INT8 forms are
+  held to the machine's int8 product rate (ONNX Runtime's MatMulInteger).
 
 Each form first runs one batch untimed (oneDNN and ONNX Runtime prepare their kernels),
 then the forms take turns, ``--repeats`` times, so that a slow spell of the machine hits
@@ -38,6 +41,7 @@ the baseline's features, on their scale; and the mAP of each form's features.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -185,11 +189,16 @@ def build_forms(name: str, source, onnx_files: dict[str, Path]) -> list[Form]:
         ),
         Form("bf16", "pytorch bf16", TorchRunner(source.model, bf16, "cpu"), bf16, "bf16"),
     ]
-    for key, precision, limit in (("ort", "fp32", "fp32"), ("int8", "int8", "onnxruntime int8")):
+    graphs = [("ort", "ort", "onnxruntime", "fp32", "fp32"),
+              ("int8", "int8", "onnxruntime", "int8", "onnxruntime int8")]  # fmt: skip
+    if importlib.util.find_spec("openvino"):
+        graphs += [("ov", "ort", "openvino", "fp32", "fp32"),
+                   ("ov-int8", "int8", "openvino", "int8", "onnxruntime int8")]  # fmt: skip
+    for key, graph, runtime, precision, limit in graphs:
         runner, _, options = onnx_extraction(
-            onnx_files[key], device="cpu", options=ExtractOptions()
+            onnx_files[graph], device="cpu", options=ExtractOptions(), runtime=runtime
         )
-        forms.append(Form(key, f"onnxruntime {precision}", runner, options, limit))
+        forms.append(Form(key, f"{runtime} {precision}", runner, options, limit))
     return forms
 
 

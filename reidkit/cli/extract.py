@@ -111,6 +111,15 @@ def extract(
             show_default=False,
         ),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            help="What runs the --onnx file: onnxruntime (the default), or openvino (the "
+            "[openvino] extra; CPU, float32; faster for INT8 graphs).",
+            show_default=False,
+        ),
+    ] = None,
     mean: Annotated[
         str | None,
         typer.Option(
@@ -255,6 +264,7 @@ def extract(
             allow_partial=allow_partial,
             config=config,
             onnx=onnx,
+            runtime=runtime,
             batch_size=batch_size,
             workers=workers,
             skip_bad=skip_bad,

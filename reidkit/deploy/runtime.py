@@ -20,6 +20,7 @@ from reidkit.features.batches import ImageList, batches_in_process, normalize_nc
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'reidkit[onnx]' (onnx and onnxruntime, pinned in constraints.txt)"
+RUNTIMES = ("onnxruntime", "openvino")  # what runs an exported graph (reidkit.deploy.openvino)
 
 
 def import_onnxruntime():
@@ -183,11 +184,27 @@ def _output_dim(output, path: str) -> int:
     return shape[1]
 
 
+def open_graph(path: str | Path, device: str, threads: int | None, runtime: str):
+    """An ONNX Runtime session, or an OpenVINO one behind the same methods."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {runtime}: choose from {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":
+        return open_session(path, device, threads)
+    if device not in ("auto", "cpu"):
+        raise UsageError(
+            f"--device {device}: reidkit runs OpenVINO on the CPU", hint="--device cpu"
+        )
+    from reidkit.deploy.openvino import OpenvinoSession
+
+    return OpenvinoSession(path, threads)
+
+
 def onnx_runner(
     path: str | Path,
     *,
     device: str = "auto",
     threads: int | None = None,
+    runtime: str = "onnxruntime",
     height: int | None = None,
     width: int | None = None,
     mean: list[float] | None = None,
@@ -196,8 +213,8 @@ def onnx_runner(
 ) -> OnnxRunner:
     """The runner of an ONNX file. Without reidkit metadata (a model exported elsewhere) the
     input size and normalisation must be given (the resize is bilinear unless given); with
-    it, given values must agree."""
-    session = open_session(path, device, threads)
+    it, given values must agree. ``runtime`` runs it (:data:`RUNTIMES`)."""
+    session = open_graph(path, device, threads, runtime)
     props = dict(session.get_modelmeta().custom_metadata_map)
     given = {"height": height, "width": width, "mean": mean, "std": std}
     if "reidkit_format" in props:
@@ -231,18 +248,25 @@ def onnx_runner(
     return OnnxRunner(session, info, str(path))
 
 
-def onnx_extraction(path: str | Path, *, device: str, options):
+def runtime_name(runner: OnnxRunner, runtime: str) -> str:
+    """What ran the graph, with its version: a feature file's ``runtime``."""
+    if runtime == "openvino":
+        return f"openvino {runner.session.version}"
+    return f"onnxruntime {import_onnxruntime().__version__}"
+
+
+def onnx_extraction(path: str | Path, *, device: str, options, runtime: str = "onnxruntime"):
     """(runner, feature-file attrs, resolved ExtractOptions) of an extraction with ONNX
     Runtime: ``options``' image size, mean and std apply to a file without reidkit's
     metadata (one with it states its own), and its ``flip`` is honoured by the graph when
-    it was exported with --flip, else here."""
+    it was exported with --flip, else here. ``runtime`` runs it (:data:`RUNTIMES`)."""
     from reidkit.fileio import file_sha256
     from reidkit.threads import thread_count
 
     runner = onnx_runner(
         path, device=device, threads=thread_count(), height=options.height,
         width=options.width, mean=options.mean, std=options.std,
-        interpolation=options.interpolation,
+        interpolation=options.interpolation, runtime=runtime,
     )  # fmt: skip
     info = runner.info
     runner.flip_here = options.flip and not info.flip
@@ -260,6 +284,6 @@ def onnx_extraction(path: str | Path, *, device: str, options):
         "onnx_sha256": file_sha256(path),
         "onnx_half": info.half,
         "onnx_int8": info.int8,
-        "runtime": f"onnxruntime {import_onnxruntime().__version__}",
+        "runtime": runtime_name(runner, runtime),
     }
     return runner, attrs, resolved

@@ -54,6 +54,7 @@ def extract_dataset(
     allow_partial: bool = False,
     config: str | os.PathLike[str] | None = None,
     onnx: str | os.PathLike[str] | None = None,
+    runtime: str | None = None,
     batch_size: int = 128,
     workers: int = 0,
     skip_bad: bool = False,
@@ -67,7 +68,8 @@ def extract_dataset(
     (random initialisation seeded by ``seed``, or ``weights``, which must load the whole
     model but its classifier unless ``allow_partial``), or from a fast-reid file given as
     ``weights`` alone (with its ``config``.yaml), or is an exported ``onnx`` file run
-    by ONNX Runtime (torch is not imported then). ``options`` say what the features are
+    by ONNX Runtime, or by OpenVINO with ``runtime`` "openvino" (torch is not imported
+    then). ``options`` say what the features are
     made with (:class:`ExtractOptions`; what they leave unset comes from the model: image
     size and normalisation from the checkpoint, or what the model or the ONNX file
     declares; for a video dataset ``all`` frames, the checkpoint's ``data.seq_len`` and
@@ -85,6 +87,11 @@ def extract_dataset(
         )
     if (dataset is None) == (images is None):
         raise UsageError("give either --dataset or --images")
+    if runtime is not None and onnx is None:
+        raise UsageError(
+            f"--runtime {runtime} runs an exported graph: give --onnx FILE",
+            hint="reidkit export writes one; a checkpoint or --model runs in PyTorch",
+        )
     if onnx is None and (options.mean is not None or options.std is not None):
         raise UsageError(
             f"--{'mean' if options.mean is not None else 'std'} is for --onnx files without "
@@ -108,7 +115,7 @@ def extract_dataset(
         _refuse_tracklets(jobs)
         weights_report = None
         runner, model_attrs, resolved = _onnx_runner(
-            onnx, device, options, model_options, workers,
+            onnx, runtime or "onnxruntime", device, options, model_options, workers,
             {"--weights": weights is not None, "--seed": seed is not None,
              "--allow-partial": allow_partial, "--config": config is not None},
         )  # fmt: skip
@@ -286,8 +293,11 @@ _ONNX_HINTS = {  # what to do instead of a PyTorch option given with --onnx
 }
 
 
-def _onnx_runner(path, device, options: ExtractOptions, model_options, workers: int, refused):
-    """The ONNX Runtime side of :func:`extract_dataset`: what PyTorch alone does is refused."""
+def _onnx_runner(
+    path, runtime: str, device, options: ExtractOptions, model_options, workers: int, refused
+):
+    """The exported graph's side of :func:`extract_dataset` (ONNX Runtime or OpenVINO):
+    what PyTorch alone does is refused."""
     from reidkit.deploy.runtime import onnx_extraction
 
     switches = {"channels_last": options.channels_last, "fold_bn": options.fold_bn}
@@ -312,7 +322,7 @@ def _onnx_runner(path, device, options: ExtractOptions, model_options, workers: 
         )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--onnx runs in one process: start it without torchrun")
-    runner, attrs, resolved = onnx_extraction(path, device=device, options=options)
+    runner, attrs, resolved = onnx_extraction(path, device=device, options=options, runtime=runtime)
     resolved.check()
     return runner, attrs, resolved
 

@@ -82,6 +82,11 @@ def test_the_int8_graph_is_quantised_calibrated_checked_and_extracted(
     assert drop == pytest.approx(100 * (check["mAP_fp32"] - check["mAP_int8"]), abs=1e-3)
     assert 0 < drop <= 1.0 and check["max_map_drop_points"] == 1.0
     assert 0.9 < check["min_cosine_to_fp32"] < 0.9999  # quantised, not the fp32 graph
+    # OpenVINO runs the INT8 graph with its own integer kernels: close, not equal
+    code, _, err = cli("extract", "--onnx", out, "--runtime", "openvino", *data,
+                       "--out", tmp_path / "openvino", "-q")  # fmt: skip
+    assert code == 0, err
+    assert evaluated_map(cli, tmp_path / "openvino") == pytest.approx(check["mAP_fp32"], abs=0.01)
     # INT8 features are not fp32 features: evaluate refuses the pair
     code, _, err = cli("evaluate", tmp_path / "int8" / "synthreid-query.h5",
                        tmp_path / "torch" / "synthreid-gallery.h5")  # fmt: skip
