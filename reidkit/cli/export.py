@@ -174,14 +174,18 @@ def export(
         )  # fmt: skip
     limit = quantize.MAX_MAP_DROP if max_map_drop is None else max_map_drop
     info = onnx_export.deploy_info(source, options, calibration)
-    if onnx_export.is_current(out, info, opset, force=force):
-        current = {"file": str(out), "up_to_date": True, "opset": opset, **asdict(info)}
+    current = onnx_export.is_current(out, info, opset, force=force)
+    recorded = onnx_export.int8_check_of(out) if current and int8 else None
+    if current and int8 and recorded is None:  # its check cannot be read: make it again
+        current = False
+    if current:
+        result = {"file": str(out), "up_to_date": True, "opset": opset, **asdict(info)}
         if int8:  # made with these options: its recorded check must meet this limit too
-            current["int8_check"] = onnx_export.int8_check_of(out)
+            result["int8_check"] = recorded
             quantize.enforce_map_drop(
-                current["int8_check"], limit, f"{out} was left as it is (--force quantises again)"
+                recorded, limit, f"{out} was left as it is (--force quantises again)"
             )
-        output.render(current, as_json, export_report)
+        output.render(result, as_json, export_report)
         return
     paths, where = verification_images(
         images=images, dataset=dataset, root=root, config=trained_with

@@ -201,12 +201,18 @@ def exported_as(path: str | os.PathLike[str]) -> tuple[DeployInfo, int] | None:
 
 
 def int8_check_of(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The retrieval check an INT8 export at ``path`` records (its ``int8_check``)."""
+    """The retrieval check an INT8 export at ``path`` records (its ``int8_check``); None
+    when it records none that can be read (a tool rewrote the metadata, say)."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
-    return json.loads(props["int8_check"]) if "int8_check" in props else None
+    try:
+        check = json.loads(props["int8_check"])
+        float(check["mAP_drop_points"]), float(check["mAP_int8"]), float(check["mAP_fp32"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return check
 
 
 def is_current(
@@ -319,13 +325,9 @@ def build_export(
 
 
 def export_model(
-    source,
-    out: str | os.PathLike[str],
-    options: ExportOptions,
-    *,
-    verify_on,
-    tolerance: float | None = None,
+    source, out: str | os.PathLike[str], options: ExportOptions, *, verify_on, **checks
 ) -> dict[str, Any]:
-    """Export ``source`` to ``out``: :func:`build_export`, then the file appears only when
-    the check passed (written atomically)."""
-    return build_export(source, options, verify_on=verify_on, tolerance=tolerance).write(out)
+    """Export ``source`` to ``out``: :func:`build_export` (``checks``: its tolerance, and
+    an INT8 graph's calibration and max_map_drop), then the file appears only when the
+    checks passed (written atomically)."""
+    return build_export(source, options, verify_on=verify_on, **checks).write(out)

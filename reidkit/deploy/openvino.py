@@ -67,8 +67,10 @@ class OpenvinoSession:
         path = Path(path)
         if not path.is_file():
             raise MissingInputError(f"--onnx {path}: no such file")
+        frontend = FrontEndManager().load_by_framework("onnx")
+        if frontend is None:
+            raise UsageError(f"this OpenVINO ({ov.__version__}) has no ONNX frontend")
         try:
-            frontend = FrontEndManager().load_by_framework("onnx")
             model = frontend.convert(frontend.load(str(path)))
             config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
             if threads:
@@ -79,9 +81,9 @@ class OpenvinoSession:
         self.request = self.compiled.create_infer_request()
         try:  # the ONNX file's metadata properties
             props = model.get_rt_info(["framework"]).astype(dict)
+            self.props = {key: value.astype(str) for key, value in props.items()}
         except Exception:  # a file without any
-            props = {}
-        self.props = {key: value.astype(str) for key, value in props.items()}
+            self.props = {}
         self.version = ov.__version__
 
     def get_inputs(self) -> list[Port]:

@@ -88,6 +88,16 @@ def _subsets(calibration: Calibration):
     return data.train, data.query, data.gallery
 
 
+def _refuse_unreadable(paths: list[str], index, errors: list[str], purpose: str) -> None:
+    """DataError naming the first image of a batch that cannot be read."""
+    for i, error in zip(index, errors, strict=True):
+        if error:
+            raise DataError(
+                f"cannot read image {paths[i]}: {error}",
+                hint=f"--int8 needs every image it is to {purpose}",
+            )
+
+
 class _Reader:
     """ONNX Runtime's calibration data reader: the graph's input for batches of ``paths``,
     read in strides of one batch (``set_range``), after each of which ONNX Runtime merges
@@ -102,7 +112,7 @@ class _Reader:
     def __init__(self, paths: list[str], info: DeployInfo, input_name: str, progress) -> None:
         from reidkit.features.batches import ImageList, batches_in_process
 
-        self.total, self.done, self.progress = len(paths), 0, progress
+        self.total, self.done, self.progress, self.paths = len(paths), 0, progress, paths
         images = ImageList(paths, 0, info.height, info.width, info.interpolation)
         self.size = int(info.batch) if info.batch.isdigit() else None  # a fixed batch
         step = self.size or BATCH
@@ -124,11 +134,9 @@ class _Reader:
 
         if self.next >= self.stop:
             return None
-        pixels, _, errors = next(self.batches)
+        pixels, index, errors = next(self.batches)
         self.next += 1
-        if any(errors):
-            bad = next(e for e in errors if e)
-            raise DataError(f"a calibration image cannot be read: {bad}")
+        _refuse_unreadable(self.paths, index, errors, "calibrate on")
         self.done += len(pixels)
         self.progress(self.done, self.total)
         if self.size and len(pixels) < self.size:  # repeated images leave the ranges as they are
@@ -197,12 +205,14 @@ def agreement(fp32: bytes, int8: bytes, info: DeployInfo, paths: list[str]) -> d
 
 
 class _ToDebug(logging.Handler):
-    """ONNX Runtime's quantisation tools log to the root logger (which, without a handler,
-    would set itself up to print them as ``WARNING:root:...``): their notes go to this
-    module's debug log instead, shown with --verbose."""
+    """ONNX Runtime's quantisation tools log their warnings to the root logger (which,
+    without a handler, would set itself up to print them as ``WARNING:root:...``): while
+    they run, what reaches the root logger from outside reidkit goes to this module's
+    debug log instead, shown with --verbose."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        log.debug("onnxruntime.quantization: %s", record.getMessage())
+        if not record.name.startswith("reidkit"):  # ours reach the root when they propagate
+            log.debug("onnxruntime.quantization: %s", record.getMessage())
 
 
 @contextlib.contextmanager
@@ -297,9 +307,8 @@ def retrieval_check(
     images = ImageList([s.path for s in samples], 0, info.height, info.width, info.interpolation)
     features: list[list[np.ndarray]] = [[], []]
     done = 0
-    for pixels, _, errors in batches_in_process(images, BATCH):
-        if any(errors):
-            raise DataError(f"an image of the check cannot be read: {next(e for e in errors if e)}")
+    for pixels, index, errors in batches_in_process(images, BATCH):
+        _refuse_unreadable(images.paths, index, errors, "check retrieval on")
         ok = np.ones(len(pixels), dtype=bool)
         for runner, out in zip(runners, features, strict=True):
             out.append(runner.forward(pixels, ok))
