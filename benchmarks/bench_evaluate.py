@@ -18,10 +18,13 @@ Each stage runs in a fresh process so its peak memory (VmHWM) is its own:
   torchreid drops junk at load) when ``--torchreid-cy DIR`` names a folder holding its
   built ``rank_cy`` extension, and always (a') a stand-in for it: its first two steps, an
   ``np.argsort`` of every row and the match matrix, a lower bound on its time.
-- ``evaluate``: the whole ``reidkit evaluate`` command, wall time from the shell.
+- ``evaluate``: the whole ``reidkit evaluate`` command, wall time from the shell, against
+  (c) its distance products alone (query x gallery features in numpy, in evaluation's row
+  blocks) and the machine's sgemm rate, measured in the same run.
 - ``rerank``: re-ranking + metrics from the feature files, against baseline (b): the
   distance matrices and re-ranking written the reference way (dense (Q+G)^2 arrays), with
-  the metrics of both compared.
+  the metrics of both compared; and against (d) the all-pairs products it needs ((Q+G) x
+  (Q+G) features in numpy, in row blocks, thrown away).
 
 torchreid's extension is built outside this repository from its own sources
 (torchreid/metrics/rank_cylib: ``cythonize`` rank_cy.pyx against this numpy).
@@ -137,6 +140,8 @@ def stage(name: str, q_path: str, g_path: str, torchreid_cy: str = "") -> dict:
             cmc, mean_ap = evaluate_cy(dist, q.pids, g.pids[keep], q.camids, g.camids[keep], 50)
             result = {"mAP": float(mean_ap), "cmc": {"1": float(cmc[0])}}
         return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb(), "result": result}
+    if name == "products":
+        return {"result": product_times(q.features, g.features)}
     start = time.perf_counter()
     if name == "evaluate":  # the command's own work, in this process, for its peak memory
         result = evaluate_files(q_path, g_path, Ranking(device="cpu"))
@@ -163,6 +168,39 @@ def stage(name: str, q_path: str, g_path: str, torchreid_cy: str = "") -> dict:
         "peak_mb": peak_mb(),
         "base_mb": base_mb,
         "result": result,
+    }
+
+
+def product_times(qf: np.ndarray, gf: np.ndarray) -> dict:
+    """The products evaluation and re-ranking cannot do without, timed bare in numpy (the
+    BLAS evaluation runs on): query x gallery (evaluate's distances) and all x all features
+    (re-ranking's), each in the row blocks evaluation uses and thrown away, best of 2;
+    and the machine's sgemm rate (2048^3, best of 5)."""
+    from reidkit.metrics.distance import row_blocks
+
+    def timed(fn) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    def blocked(a: np.ndarray, b: np.ndarray) -> None:
+        for start, stop in row_blocks(len(a), len(b)):
+            a[start:stop] @ b.T
+
+    square = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    square @ square
+    sgemm = min(timed(lambda: square @ square) for _ in range(5))
+    everyone = np.concatenate([qf, gf])
+    qf[:64] @ gf.T  # BLAS's threads started
+    query_gallery = min(timed(lambda: blocked(qf, gf)) for _ in range(2))
+    all_pairs = min(timed(lambda: blocked(everyone, everyone)) for _ in range(2))
+    dim = qf.shape[1]
+    return {
+        "sgemm_gflops": 2 * 2048**3 / sgemm / 1e9,
+        "query_gallery_s": query_gallery,
+        "query_gallery_gflops": 2 * len(qf) * len(gf) * dim / query_gallery / 1e9,
+        "all_pairs_s": all_pairs,
+        "all_pairs_gflops": 2 * len(everyone) ** 2 * dim / all_pairs / 1e9,
     }
 
 
@@ -248,12 +286,25 @@ def main() -> None:
             f"whole evaluate command      {statistics.median(walls):8.3f} s  runs "
             f"{[round(w, 3) for w in walls]}  peak {ev['peak_mb']:.0f} MB"
         )
+        p = run_stage("products", q_path, g_path)["result"]
+        print(
+            f"  its distance products     {p['query_gallery_s']:8.3f} s  (Q x G x {DIM} in "
+            f"numpy: {p['query_gallery_gflops']:.0f} GFLOP/s, "
+            f"{p['query_gallery_gflops'] / p['sgemm_gflops']:.2f} of sgemm 2048^3 at "
+            f"{p['sgemm_gflops']:.0f}); the command is "
+            f"{statistics.median(walls) / p['query_gallery_s']:.2f}x them (goal <= 1.3)"
+        )
         if args.skip_rerank:
             continue
         rr = run_stage("rerank", q_path, g_path)
         print(
             f"rerank + metrics            {rr['seconds']:8.3f} s  peak {rr['peak_mb']:.0f} MB "
             f"(features loaded: {rr['base_mb']:.0f} MB)"
+        )
+        print(
+            f"  all-pairs products        {p['all_pairs_s']:8.3f} s  ((Q+G)^2 x {DIM}: "
+            f"{p['all_pairs_gflops']:.0f} GFLOP/s); re-ranking is "
+            f"{rr['seconds'] / p['all_pairs_s']:.2f}x them (goal <= 1.3)"
         )
         print(
             f"  re-ranked: mAP {rr['result']['mAP']:.6f}  mINP {rr['result']['mINP']:.6f}  "
