@@ -175,9 +175,9 @@ def export(
     limit = quantize.MAX_MAP_DROP if max_map_drop is None else max_map_drop
     info = onnx_export.deploy_info(source, options, calibration)
     current = onnx_export.is_current(out, info, opset, force=force)
-    recorded = onnx_export.int8_check_of(out) if current and int8 else None
-    if current and int8 and recorded is None:  # its check cannot be read: make it again
-        current = False
+    if current and int8:  # a check that cannot be read: quantised again
+        recorded = onnx_export.int8_check_of(out)
+        current = recorded is not None
     if current:
         result = {"file": str(out), "up_to_date": True, "opset": opset, **asdict(info)}
         if int8:  # made with these options: its recorded check must meet this limit too

@@ -15,6 +15,7 @@ below the fp32 mAP.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -48,6 +49,24 @@ class Calibration:
         nothing)."""
         return {"dataset": self.dataset, "images": self.images, "method": "minmax"}
 
+    @functools.cached_property
+    def subsets(self):
+        """(train, query, gallery) samples of the dataset, read once.
+
+        Raises:
+            UsageError: not an image dataset with training, query and gallery images.
+        """
+        from reidkit.data import load_dataset
+
+        data = load_dataset(self.dataset, self.root)
+        if data.kind != "image" or not (data.train and data.query):
+            raise UsageError(
+                f"--int8: {self.dataset} under {self.root} has no training images "
+                "and query/gallery images to calibrate and check on",
+                hint="give an image dataset with --dataset NAME --root DIR",
+            )
+        return data.train, data.query, data.gallery
+
 
 def calibration_source(
     *, dataset: str | None, root, config: dict | None, images: int | None = None
@@ -72,20 +91,6 @@ def calibration_source(
             )
         dataset, root = trained_on["dataset"], root or trained_on.get("root", "data")
     return Calibration(dataset, str(root or "data"), images)
-
-
-def _subsets(calibration: Calibration):
-    """(train, query, gallery) samples of the calibration dataset."""
-    from reidkit.data import load_dataset
-
-    data = load_dataset(calibration.dataset, calibration.root)
-    if data.kind != "image" or not (data.train and data.query):
-        raise UsageError(
-            f"--int8: {calibration.dataset} under {calibration.root} has no training images "
-            "and query/gallery images to calibrate and check on",
-            hint="give an image dataset with --dataset NAME --root DIR",
-        )
-    return data.train, data.query, data.gallery
 
 
 def _refuse_unreadable(paths: list[str], index, errors: list[str], purpose: str) -> None:
@@ -159,12 +164,9 @@ def quantized_export(
     it on the verification images ``verify_on`` at two batch sizes, and checked for
     retrieval (:func:`retrieval_check`): (the INT8 file's bytes, with the check in its
     metadata; what the verification reports)."""
-    import onnx
-
     progress_factory = progress_factory or (lambda name: no_progress)
-    quantised, used = quantize(
-        serialized, info, calibration, progress=progress_factory("calibrate")
-    )
+    proto, used = quantize(serialized, info, calibration, progress=progress_factory("calibrate"))
+    quantised = proto.SerializeToString()
     report = {
         "calibration": {**calibration.describe(), "used": used},
         **agreement(serialized, quantised, info, verify_on),
@@ -173,7 +175,6 @@ def quantized_export(
         serialized, quantised, info, calibration, max_map_drop,
         progress=progress_factory("int8 check"),
     )  # fmt: skip
-    proto = onnx.load_from_string(quantised)
     set_metadata(proto, {**info.to_props(), "int8_check": json.dumps(check, sort_keys=True)})
     return proto.SerializeToString(), {**report, "retrieval": check}
 
@@ -189,14 +190,14 @@ def agreement(fp32: bytes, int8: bytes, info: DeployInfo, paths: list[str]) -> d
     images = ImageList(paths, 0, info.height, info.width, info.interpolation)
     (pixels, _, _), *_ = batches_in_process(images, len(images))
     ok = np.ones(len(pixels), dtype=bool)
-    reference, whole, one_by_one = (
+    reference, quantised = (
         OnnxRunner(open_session(graph, "cpu", thread_count()), info, name)
-        for graph, name in ((fp32, "fp32"), (int8, "int8"), (int8, "int8"))
+        for graph, name in ((fp32, "fp32"), (int8, "int8"))
     )
     expected = reference.forward(pixels, ok)
-    batched = whole.forward(pixels, ok)
+    batched = quantised.forward(pixels, ok)
     single = np.concatenate(
-        [one_by_one.forward(pixels[i : i + 1], ok[:1]) for i in range(len(pixels))]
+        [quantised.forward(pixels[i : i + 1], ok[:1]) for i in range(len(pixels))]
     )
     result = compare(np.concatenate([expected, expected]), np.concatenate([batched, single]))
     if not np.isfinite(result["scaled_diff"]):
@@ -234,10 +235,10 @@ def quantize(
     calibration: Calibration,
     *,
     progress: ProgressFn = no_progress,
-) -> tuple[bytes, int]:
+) -> tuple[Any, int]:
     """The fp32 graph ``serialized`` statically quantised to INT8 (QDQ), calibrated on
-    ``calibration.images`` training images (or all, where it has fewer); metadata as in
-    ``info``. Returns the graph and the number of images calibrated on."""
+    ``calibration.images`` training images (or all, where it has fewer): the ONNX
+    ModelProto (its metadata is the caller's to set) and the number of images."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -249,7 +250,7 @@ def quantize(
 
     from reidkit.deploy.verify import pick_images
 
-    train, _, _ = _subsets(calibration)
+    train, _, _ = calibration.subsets
     paths = pick_images([s.path for s in train], calibration.images)
     proto = onnx.load_from_string(serialized)
     input_name = proto.graph.input[0].name
@@ -271,9 +272,8 @@ def quantize(
                 extra_options={"CalibStridedMinMax": 1},  # a batch at a time (see _Reader)
             )
         quantised = onnx.load(str(int8))
-    set_metadata(quantised, info.to_props())
     quantised.doc_string = proto.doc_string
-    return quantised.SerializeToString(), len(paths)
+    return quantised, len(paths)
 
 
 def retrieval_check(
@@ -292,13 +292,14 @@ def retrieval_check(
     """
     from reidkit.data import protocol_of
     from reidkit.deploy.runtime import OnnxRunner, open_session
+    from reidkit.deploy.verify import row_cosines
     from reidkit.features.batches import ImageList, batches_in_process
     from reidkit.metrics.distance import pairwise_distance
     from reidkit.metrics.rank import evaluate_distances
     from reidkit.metrics.ranking import DEFAULT_PROTOCOL
     from reidkit.threads import thread_count
 
-    _, query, gallery = _subsets(calibration)
+    _, query, gallery = calibration.subsets
     samples = [*query, *gallery]
     runners = [
         OnnxRunner(open_session(graph, "cpu", thread_count()), info, name)
@@ -318,17 +319,15 @@ def retrieval_check(
     pids = np.array([s.pid for s in samples])
     camids = np.array([s.camid for s in samples])
     q, g = slice(0, len(query)), slice(len(query), len(samples))
+    fp32_rows, int8_rows = (np.concatenate(parts) for parts in features)
     maps = []
-    for parts in features:
-        rows = np.concatenate(parts)
+    for rows in (fp32_rows, int8_rows):
         distances = pairwise_distance(rows[q], rows[g], info.distance)
         result = evaluate_distances(
             distances, pids[q], camids[q], pids[g], camids[g], protocol=protocol
         )
         maps.append(result.mAP)
-    fp32_rows, int8_rows = (np.concatenate(parts) for parts in features)
-    norms = np.linalg.norm(fp32_rows, axis=1) * np.linalg.norm(int8_rows, axis=1)
-    cosine = np.sum(fp32_rows * int8_rows, axis=1) / np.maximum(norms, 1e-12)
+    cosine = row_cosines(fp32_rows, int8_rows)
     check = {
         "dataset": calibration.dataset,
         "query": len(query),

@@ -37,14 +37,18 @@ def compare(reference: np.ndarray, features: np.ndarray) -> dict[str, float]:
     similarity of corresponding rows."""
     diff = float(np.abs(features - reference).max())
     scale = float(np.abs(reference).max())
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(features, axis=1)
-    cosine = np.sum(reference * features, axis=1) / np.maximum(norms, 1e-12)
     return {
         "max_abs_diff": diff,
         "feature_scale": scale,
         "scaled_diff": diff / max(1.0, scale),
-        "min_cosine": float(cosine.min()),
+        "min_cosine": float(row_cosines(reference, features).min()),
     }
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine similarity of each row of ``a`` with the same row of ``b``."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
 
 
 def verify_export(
