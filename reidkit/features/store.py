@@ -109,8 +109,26 @@ def feature_file_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         return {"rows": int(rows), "dim": int(dim), "attrs": _decode_attrs(f.attrs)}
 
 
-def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = False) -> FeatureSet:
+def _read_rows(dataset, spare_columns: int) -> np.ndarray:
+    """A dataset's rows as float32; with spare columns, the leading columns of a wider array
+    (read straight into it: no second copy of the features)."""
+    if not spare_columns or dataset.ndim != 2 or not len(dataset):
+        return dataset[()].astype(np.float32, copy=False)
+    n, d = dataset.shape
+    rows = np.empty((n, d + spare_columns), dtype=np.float32)
+    dataset.read_direct(rows, dest_sel=np.s_[:, :d])
+    return rows[:, :d]
+
+
+def read_features(
+    path: str | os.PathLike[str], *, allow_incomplete: bool = False, spare_columns: int = 0
+) -> FeatureSet:
     """Read and validate a feature file.
+
+    ``spare_columns``: room for that many more columns after each row, left uninitialised:
+    the features are then the leading columns of an (N, D + spare_columns) array, which a
+    consumer may extend in place (the gallery of :class:`reidkit.metrics.distance.
+    GalleryDistances`) instead of copying them.
 
     Raises:
         MissingInputError: the file does not exist.
@@ -147,7 +165,7 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
         if attrs.get("complete") is False and not allow_incomplete:
             raise DataError(f"{path}: the file is marked incomplete", hint="rerun the extraction")
         try:
-            features = f["features"][()].astype(np.float32, copy=False)
+            features = _read_rows(f["features"], spare_columns)
             pids = f["pids"][()].astype(np.int64, copy=False)
             camids = f["camids"][()].astype(np.int64, copy=False)
             paths = (
@@ -173,12 +191,17 @@ def read_features(path: str | os.PathLike[str], *, allow_incomplete: bool = Fals
             raise DataError(f"{path}: /{name} has {len(values)} rows but /features has {n}")
     if n == 0:
         raise DataError(f"{path}: the file holds no rows")
-    bad = ~np.isfinite(features).all(axis=1)
-    if bad.any():
-        raise DataError(
-            f"{path}: {int(bad.sum())} feature row(s) contain NaN or inf, "
-            f"the first at index {int(np.argmax(bad))}"
-        )
+    # a NaN or inf anywhere makes the sum non-finite: the rows are searched only then (or
+    # when finite values overflow it), not with a mask of every value in fresh memory
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = features.sum()
+    if not np.isfinite(total):
+        bad = ~np.isfinite(features).all(axis=1)
+        if bad.any():
+            raise DataError(
+                f"{path}: {int(bad.sum())} feature row(s) contain NaN or inf, "
+                f"the first at index {int(np.argmax(bad))}"
+            )
     return FeatureSet(
         features, pids.reshape(n), camids.reshape(n), paths, dsetids, attrs, path, frames
     )

@@ -29,8 +29,11 @@ def read_pair(
     """
     from reidkit.features.origin import check_same_origin
     from reidkit.features.store import read_features
+    from reidkit.metrics.distance import GalleryDistances
 
-    query, gallery = read_features(query_path), read_features(gallery_path)
+    # the gallery with room for the norms of one-product distances (GalleryDistances)
+    query = read_features(query_path)
+    gallery = read_features(gallery_path, spare_columns=GalleryDistances.EXTRA_COLUMNS)
     if query.dim != gallery.dim or not allow_mismatch:
         check_same_origin(query, gallery)
     return query, gallery

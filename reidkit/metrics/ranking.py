@@ -19,7 +19,7 @@ import numpy as np
 
 from reidkit.device import resolve_device
 from reidkit.errors import UsageError
-from reidkit.metrics.distance import GalleryDistances, check_metric, row_blocks
+from reidkit.metrics.distance import BlockBuffer, GalleryDistances, check_metric, row_blocks
 from reidkit.metrics.rank import DEFAULT_RANKS, RankResult, check_protocol, parse_ranks
 from reidkit.progress import ProgressFn, no_progress
 
@@ -110,7 +110,9 @@ class Ranking:
         self, query, gallery, progress: ProgressFn = no_progress
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """(start, stop, distances) blocks of query rows, plain or re-ranked, for resolved
-        FeatureSets. Gallery items left out of the re-ranking pool get distance +inf."""
+        FeatureSets. Gallery items left out of the re-ranking pool get distance +inf. Each
+        block is valid until the next is asked for (plain distances share one buffer): copy
+        what you keep."""
         if self.metric is None or self.protocol is None:
             raise ValueError("resolve() the ranking against its feature files first")
         if self.rerank:
@@ -120,8 +122,10 @@ class Ranking:
             gallery.features, self.metric, normalize=self.normalize, device=self.device
         )
         prepared = distances.prepare(query.features)
+        buffer = BlockBuffer()
         for start, stop in row_blocks(len(prepared), len(gallery)):
-            yield start, stop, distances.block(prepared[start:stop])
+            out = buffer.get(stop - start, len(gallery))
+            yield start, stop, distances.block(prepared[start:stop], out=out)
             progress(stop, len(prepared))
 
     def _reranked(self, query, gallery, g_pids, progress):

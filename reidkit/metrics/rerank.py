@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from reidkit.metrics.distance import GalleryDistances, nonzero_2d, row_blocks
+from reidkit.metrics.distance import BlockBuffer, GalleryDistances, nonzero_2d, row_blocks
 from reidkit.progress import ProgressFn, no_progress
 
 PAIR_BUDGET = 2_000_000  # Jaccard (query, gallery) pairs expanded at once
@@ -98,12 +98,18 @@ def _neighbours(
     )
     tiles = [(s, min(n, s + TILE)) for s in range(0, n, TILE)]
     done, total = 0, len(tiles) * (len(tiles) + 1) // 2
+    tile, flipped = BlockBuffer(), BlockBuffer()  # memory touched once, not per tile
     for a, (i0, i1) in enumerate(tiles):
         for j0, j1 in tiles[a:]:
-            sq = all_feats.block(feats[i0:i1], slice(j0, j1))
+            sq = all_feats.block(feats[i0:i1], slice(j0, j1), out=tile.get(i1 - i0, j1 - j0))
             np.multiply(sq, sq, out=sq)
-            # the transposed side is copied: reductions and masks are faster on C order
-            sides = [(i0, i1, j0, sq)] + ([(j0, j1, i0, sq.T.copy())] if j0 != i0 else [])
+            sides = [(i0, i1, j0, sq)]
+            if (
+                j0 != i0
+            ):  # the transposed side is copied: reductions and masks are faster on C order
+                sq_t = flipped.get(j1 - j0, i1 - i0)
+                np.copyto(sq_t, sq.T)
+                sides.append((j0, j1, i0, sq_t))
             for r0, r1, c0, view in sides:
                 row_max[r0:r1] = np.maximum(row_max[r0:r1], view.max(1))
                 idx, val = smallest(view, k, bound=top_val[r0:r1, -1])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import h5py
 import numpy as np
@@ -168,6 +169,35 @@ def test_non_finite_rows_are_counted_with_the_first_index(tmp_path):
         DataError, match=r"2 feature row\(s\) contain NaN or inf, the first at index 3"
     ):
         read_features(path)
+
+
+def test_finite_rows_whose_sum_overflows_are_read(tmp_path):
+    """The reader looks for non-finite rows when the sum of all values is not finite: finite
+    values large enough to overflow it are no error, and -inf among them is found."""
+    feats = np.full((6, 4), 3e38, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(feats.sum())
+    path = h5(tmp_path, features=feats, pids=np.zeros(6), camids=np.zeros(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning reaches the user
+        assert np.array_equal(read_features(path).features, feats)
+    feats[5, 3] = -np.inf
+    path = h5(tmp_path, features=feats, pids=np.zeros(6), camids=np.zeros(6))
+    with pytest.raises(
+        DataError, match=r"1 feature row\(s\) contain NaN or inf, the first at index 5"
+    ):
+        read_features(path)
+
+
+@pytest.mark.parametrize("stored", ["float32", "float16"])
+def test_spare_columns_hold_the_same_rows_in_a_wider_array(tmp_path, stored):
+    feats = np.random.default_rng(0).standard_normal((7, 5)).astype(stored)
+    path = h5(tmp_path, features=feats, pids=np.arange(7), camids=np.zeros(7))
+    plain, wide = read_features(path), read_features(path, spare_columns=2)
+    assert wide.features.dtype == np.float32 and wide.features.shape == (7, 5)
+    assert np.array_equal(wide.features, plain.features)
+    assert np.array_equal(plain.features, feats.astype(np.float32))
+    assert wide.features.base.shape == (7, 7) and wide.features.base.flags.c_contiguous
 
 
 def test_incomplete_missing_and_not_hdf5(tmp_path):

@@ -211,3 +211,73 @@ def test_rerank_pool(pool):
         np.concatenate([b for _, _, b in other.blocks(query, gallery)]), *labels
     ).mAP
     assert abs(other_map - result.mAP) > 1e-4
+
+
+def test_tiles_and_blocks_smaller_than_the_sets_match_reference(monkeypatch):
+    """At Market-1501 scale re-ranking runs in many tiles and blocks, each written into one
+    reused buffer; here tiles of 16 items, distance blocks of a few rows and no cache of
+    the query-gallery rows make small sets take those paths."""
+    from reidkit.metrics import distance, rerank
+
+    monkeypatch.setattr(rerank, "TILE", 16)
+    monkeypatch.setattr(rerank, "CACHE_BYTES", 0)
+    monkeypatch.setattr(distance, "BLOCK_BYTES", 4 * 60 * 3)  # 3 rows of 60 columns
+    for seed, metric, normalize in (
+        (0, "euclidean", False),
+        (1, "cosine", False),
+        (2, "euclidean", True),
+    ):
+        check(seed, 23, 60, 12, 8, metric, normalize, k1=8, k2=3, lambda_value=0.3)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_plain_blocks_of_a_few_rows_are_the_distances(monkeypatch, metric):
+    """Ranking.blocks writes every block into one buffer: each block, taken as it comes, is
+    the distances of its rows (against numpy's elementwise formula), and ranking the blocks
+    as they come (as evaluate does) gives the reference evaluator's numbers on their copies."""
+    from reidkit.metrics import distance
+    from reidkit.metrics.rank import RankAccumulator
+
+    qf, gf, q_pids, q_cams, g_pids, g_cams = make_sets(4, 23, 40, 12, 8)
+    monkeypatch.setattr(distance, "BLOCK_BYTES", 4 * 40 * 5)  # 5 rows of 40 columns
+    ranking = Ranking(metric=metric, protocol="market", device="cpu")
+    query, gallery = FeatureSet(qf, q_pids, q_cams), FeatureSet(gf, g_pids, g_cams)
+    acc = RankAccumulator(q_pids, q_cams, g_pids, g_cams, protocol="market")
+    starts, copies = [], []
+    for start, _, block in ranking.blocks(query, gallery):
+        acc.add(start, block)
+        starts.append(start)
+        copies.append(block.copy())
+    assert starts == [0, 5, 10, 15, 20]
+    q64, g64 = qf.astype(np.float64), gf.astype(np.float64)
+    if metric == "cosine":
+        q64 /= np.linalg.norm(q64, axis=1, keepdims=True)
+        g64 /= np.linalg.norm(g64, axis=1, keepdims=True)
+        expected = 1.0 - q64 @ g64.T
+    else:
+        expected = ((q64[:, None, :] - g64[None, :, :]) ** 2).sum(-1)
+        expected = np.sqrt(expected) if metric == "euclidean" else expected
+    got = np.concatenate(copies)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    reference = reference_evaluate(got, q_pids, q_cams, g_pids, g_cams, protocol="market")
+    assert abs(acc.result().mAP - reference["mAP"]) <= 1e-6
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_a_gallery_read_with_spare_columns_gives_the_same_distances(tmp_path, metric):
+    """evaluate reads the gallery with room for its norms: the euclidean distances then
+    extend it in place (no copy of the gallery), cosine normalises a copy; the distances
+    are those of a plain gallery, bit for bit, and the features read stay as they were."""
+    from reidkit.features.store import read_features
+    from reidkit.features.writer import write_features
+    from reidkit.metrics.distance import GalleryDistances
+
+    qf, gf, _, _, g_pids, g_cams = make_sets(5, 9, 30, 16, 6)
+    write_features(tmp_path / "g.h5", gf, g_pids, g_cams)
+    wide = read_features(tmp_path / "g.h5", spare_columns=GalleryDistances.EXTRA_COLUMNS)
+    distances = GalleryDistances(wide.features, metric)
+    plain = GalleryDistances(gf.copy(), metric)
+    assert np.shares_memory(distances._g, wide.features) == (metric != "cosine")
+    assert np.array_equal(wide.features, gf)
+    q = distances.prepare(qf)
+    assert np.array_equal(distances.block(q), plain.block(plain.prepare(qf)))
