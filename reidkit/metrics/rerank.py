@@ -33,27 +33,37 @@ GRID = 2.0**-24  # final distances are multiples of this (exact in float32 below
 
 
 def smallest(
-    block: np.ndarray, k: int, bound: np.ndarray | None = None
+    block: np.ndarray, k: int, bound: np.ndarray | None = None, *, transposed: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the column indices and values of the k smallest values, ordered by (value,
     column) like a stable argsort; rows with fewer than k values under ``bound`` are padded
-    with (-1, inf).
+    with (-1, inf). ``transposed``: the same for the rows of ``block.T`` (the columns of
+    ``block``), without copying the transpose, which costs more than the rest here.
 
     The k-th smallest of a row's group minima bounds its k-th smallest value from above
     (k distinct elements are at most that large), so only values under the bound are sorted.
     """
-    b, n = block.shape
+    b, n = block.shape[::-1] if transposed else block.shape
     group = min(32, n // (4 * k))
     if group >= 2:
         full = n - n % group
-        # groups of columns j, j + m, j + 2m, ...: a reduction numpy vectorises well
-        minima = block[:, :full].reshape(b, group, -1).min(1)
-        group_bound = np.partition(minima, k - 1, axis=1)[:, k - 1]
+        # groups of columns j, j + m, j + 2m, ... (of rows, transposed): reductions numpy
+        # vectorises well
+        if transposed:
+            minima = block[:full].reshape(group, -1, b).min(0)
+            group_bound = np.partition(minima, k - 1, axis=0)[k - 1]
+        else:
+            minima = block[:, :full].reshape(b, group, -1).min(1)
+            group_bound = np.partition(minima, k - 1, axis=1)[:, k - 1]
         bound = group_bound if bound is None else np.minimum(bound, group_bound)
     elif bound is None:
         bound = np.full(b, np.inf, dtype=block.dtype)
-    rows, cols = nonzero_2d(block <= bound[:, None])
-    values = block[rows, cols]
+    if transposed:
+        cols, rows = nonzero_2d(block <= bound[None, :])
+        values = block[cols, rows]
+    else:
+        rows, cols = nonzero_2d(block <= bound[:, None])
+        values = block[rows, cols]
     order = np.lexsort((cols, values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
     per_row = np.bincount(rows, minlength=b)
@@ -98,23 +108,19 @@ def _neighbours(
     )
     tiles = [(s, min(n, s + TILE)) for s in range(0, n, TILE)]
     done, total = 0, len(tiles) * (len(tiles) + 1) // 2
-    tile, flipped = BlockBuffer(), BlockBuffer()  # memory touched once, not per tile
+    tile = BlockBuffer()  # memory touched once, not per tile
     for a, (i0, i1) in enumerate(tiles):
         for j0, j1 in tiles[a:]:
             sq = all_feats.block(feats[i0:i1], slice(j0, j1), out=tile.get(i1 - i0, j1 - j0))
             np.multiply(sq, sq, out=sq)
-            sides = [(i0, i1, j0, sq)]
-            if (
-                j0 != i0
-            ):  # the transposed side is copied: reductions and masks are faster on C order
-                sq_t = flipped.get(j1 - j0, i1 - i0)
-                np.copyto(sq_t, sq.T)
-                sides.append((j0, j1, i0, sq_t))
-            for r0, r1, c0, view in sides:
-                row_max[r0:r1] = np.maximum(row_max[r0:r1], view.max(1))
-                idx, val = smallest(view, k, bound=top_val[r0:r1, -1])
+            # rows I, and rows J read down the columns (a copy of the transpose costs more)
+            sides = [(i0, i1, j0, False)] + ([(j0, j1, i0, True)] if j0 != i0 else [])
+            for r0, r1, c0, transposed in sides:
+                row_max[r0:r1] = np.maximum(row_max[r0:r1], sq.max(0 if transposed else 1))
+                idx, val = smallest(sq, k, bound=top_val[r0:r1, -1], transposed=transposed)
                 idx[idx >= 0] += c0
                 top[r0:r1], top_val[r0:r1] = _merge(top[r0:r1], top_val[r0:r1], idx, val, k)
+                view = sq.T if transposed else sq
                 if cache is not None and r0 < queries and c0 + view.shape[1] > queries:
                     rows = slice(r0, min(r1, queries))
                     cols = slice(max(c0, queries), c0 + view.shape[1])
@@ -221,9 +227,12 @@ def rerank_blocks(
     nq, ng = len(query), len(gallery)
     n = nq + ng
     k = min(n, max(k1 + 1, k2))
-    all_feats = GalleryDistances(
-        np.concatenate([query, gallery]), metric, normalize=normalize, device=device
-    )
+    # queries and gallery in one array with room for the norms (GalleryDistances extends
+    # it in place instead of copying it again)
+    dim = query.shape[1]
+    both = np.empty((n, dim + GalleryDistances.EXTRA_COLUMNS), dtype=np.float32)
+    both[:nq, :dim], both[nq:, :dim] = query, gallery
+    all_feats = GalleryDistances(both[:, :dim], metric, normalize=normalize, device=device)
     feats = all_feats.features
     row_max, top, top_norm, cache = _neighbours(all_feats, feats, k, nq, progress)
     v = _encode(feats, all_feats.metric, row_max, top, top_norm, min(k1, n - 1))

@@ -281,3 +281,30 @@ def test_a_gallery_read_with_spare_columns_gives_the_same_distances(tmp_path, me
     assert np.array_equal(wide.features, gf)
     q = distances.prepare(qf)
     assert np.array_equal(distances.block(q), plain.block(plain.prepare(qf)))
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (37, 500), (64, 64)])
+def test_smallest_down_the_columns_is_smallest_of_the_transpose(shape):
+    """Re-ranking reads the second side of each tile down its columns: per column, the k
+    smallest values and their rows in (value, row) order, as a stable argsort of each row of
+    the transpose gives them, ties and bounds included."""
+    from reidkit.metrics.rerank import smallest
+
+    rng = np.random.default_rng(shape[0])
+    block = rng.integers(0, 50, size=shape).astype(np.float32)  # many ties
+    k = 5
+    bound = np.sort(block, axis=0)[3].copy()  # some columns have fewer than k under it
+    bound[::3] = np.inf
+    for b in (None, bound):
+        cols, values = smallest(block, k, b, transposed=True)
+        order = np.argsort(block.T, axis=1, kind="stable")[:, :k]
+        expected_values = np.take_along_axis(block.T, order, axis=1)
+        if b is not None:
+            over = expected_values > b[:, None]
+            order, expected_values = (
+                np.where(over, -1, order),
+                np.where(over, np.inf, expected_values),
+            )
+        assert np.array_equal(cols, order) and np.array_equal(values, expected_values)
+        copied_cols, copied_values = smallest(block.T.copy(), k, b)
+        assert np.array_equal(cols, copied_cols) and np.array_equal(values, copied_values)
