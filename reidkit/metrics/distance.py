@@ -194,9 +194,10 @@ class BlockBuffer:
     """One float32 buffer that successive distance blocks are written into.
 
     A process's fresh memory is slow to touch: the kernel maps it page by page, and with
-    numpy's transparent-huge-page advice it may first compact memory (measured here: 0.05 to
-    0.3 s for a first 130 MB array, 0.015 s for memory used before). Blocks of one buffer
-    touch it once. Each block is overwritten by the next: copy what you keep.
+    numpy's transparent-huge-page advice it may first compact memory (measured here: 0.02 to
+    0.3 s for a first 130 MB array, depending on the hour; 0.015 s for memory used before).
+    Blocks of one buffer touch it once. Each block is overwritten by the next: copy what you
+    keep.
     """
 
     def __init__(self) -> None:

@@ -151,7 +151,8 @@ def rank_lists(
 
     Args:
         query, gallery: FeatureSets (labels are used; features were used by ``blocks``).
-        blocks: from :func:`reidkit.metrics.evaluate.ranked_blocks`.
+        blocks: from :meth:`reidkit.metrics.ranking.Ranking.blocks` (each is used before
+            the next is asked for: plain distance blocks share one buffer).
         protocol, ranks: as for evaluate.
         topk: ranked items per list.
         seed: seeds the pair-distance sample.
