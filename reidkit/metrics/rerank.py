@@ -180,12 +180,20 @@ def _expansion(recip: np.ndarray, recip_half: np.ndarray) -> np.ndarray:
     return out
 
 
-def _encode(feats, metric, row_max, top, top_norm, k1: int):
-    """The sparse k-reciprocal feature matrix V (CSR, float32)."""
+# how the k-reciprocal encoding is built: Zhong et al.'s (re-ranking: k1-reciprocal sets
+# among the k1 + 1 nearest, self included; weights exp(-d^2 / the row's largest d^2)), or
+# Cluster Contrast's for clustering (among the k1 nearest, self included; weights
+# exp(-d^2): a softmax of -d^2 over each expanded set). Both expand by the round(k1 / 2)-
+# reciprocal sets of the members and normalise each row's weights to sum 1.
+VARIANTS = ("zhong", "cluster-contrast")
+
+
+def _encode(feats, metric, row_max, top, top_norm, k1: int, variant: str = "zhong"):
+    """The sparse k-reciprocal feature matrix V (CSR, float64)."""
     import scipy.sparse as sp
 
     n = len(top)
-    recip = _reciprocal(top, k1)
+    recip = _reciprocal(top, k1 if variant == "zhong" else k1 - 1)
     members = np.concatenate(
         [recip, _expansion(recip, _reciprocal(top, int(np.around(k1 / 2))))], axis=1
     )
@@ -200,6 +208,8 @@ def _encode(feats, metric, row_max, top, top_norm, k1: int):
     norm = np.empty(len(rows), dtype=np.float32)
     norm[found] = top_norm[rows[found], listed[found].argmax(1)]
     norm[~found] = _pair_norm(feats, metric, row_max, rows[~found], cols[~found])
+    if variant == "cluster-contrast":  # the squared distance itself, not over the row's max
+        norm = norm.astype(np.float64) * row_max[rows]
     weight = np.exp(-norm.astype(np.float64))
     weight /= np.bincount(rows, weights=weight, minlength=n)[rows]
     return sp.csr_matrix((weight, (rows, cols)), shape=(n, n), dtype=np.float64)
@@ -222,7 +232,6 @@ def rerank_blocks(
     Yields:
         (start, stop, distances) with distances of shape (stop - start, G), float32.
     """
-    import scipy.sparse as sp
 
     nq, ng = len(query), len(gallery)
     n = nq + ng
@@ -236,17 +245,7 @@ def rerank_blocks(
     feats = all_feats.features
     row_max, top, top_norm, cache = _neighbours(all_feats, feats, k, nq, progress)
     v = _encode(feats, all_feats.metric, row_max, top, top_norm, min(k1, n - 1))
-    if k2 != 1:
-        k2 = min(k2, n)  # the reference's mean over initial_rank[i, :k2] takes what there is
-        qe = sp.csr_matrix(
-            (
-                np.full(n * k2, 1.0 / k2, dtype=np.float64),
-                top[:, :k2].ravel(),
-                np.arange(0, n * k2 + 1, k2),
-            ),
-            shape=(n, n),
-        )
-        v = (qe @ v).tocsr()
+    v = _expand_locally(v, top, k2)
     v_query = v[:nq]
     inverted = v[nq:].T.tocsr()  # column k -> the gallery items using it
     for start, stop in _jaccard_blocks(v_query, inverted, max(1, ROW_BYTES // (8 * ng))):
@@ -259,6 +258,23 @@ def rerank_blocks(
             np.multiply(original, original, out=original)
             original /= row_max[start:stop, None]
         yield start, stop, snap(jaccard * (1 - lambda_value) + original * lambda_value)
+
+
+def _expand_locally(v, top: np.ndarray, k2: int):
+    """Local query expansion: each row of V replaced by the mean of its k2 nearest items'
+    rows (self included); k2 = 1 leaves V as it is."""
+    import scipy.sparse as sp
+
+    if k2 == 1:
+        return v
+    n = v.shape[0]
+    k2 = min(k2, n)  # the reference's mean over initial_rank[i, :k2] takes what there is
+    qe = sp.csr_matrix(
+        (np.full(n * k2, 1.0 / k2, dtype=np.float64), top[:, :k2].ravel(),
+         np.arange(0, n * k2 + 1, k2)),
+        shape=(n, n),
+    )  # fmt: skip
+    return (qe @ v).tocsr()
 
 
 def snap(final: np.ndarray) -> np.ndarray:

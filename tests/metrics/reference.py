@@ -149,13 +149,14 @@ def k_reciprocal_neighbors(initial_rank, i, k):
     return np.array(keep, dtype=np.int64)
 
 
-def expanded_neighbors(initial_rank, i, k1):
+def expanded_neighbors(initial_rank, i, k1, half=None):
     """R*: the k-reciprocal set of i, grown by every candidate's half-size reciprocal set that
-    shares more than two thirds of its members with it; sorted and unique."""
+    shares more than two thirds of its members with it; sorted and unique. ``half``: the
+    candidates' neighbourhood size (default half_k(k1))."""
     base = k_reciprocal_neighbors(initial_rank, i, k1)
     pieces = [base]
     for candidate in base:
-        near = k_reciprocal_neighbors(initial_rank, candidate, half_k(k1))
+        near = k_reciprocal_neighbors(initial_rank, candidate, half_k(k1) if half is None else half)
         shared = np.intersect1d(near, base)
         if len(shared) > 2.0 / 3.0 * len(near):
             pieces.append(near)
@@ -214,3 +215,36 @@ def reference_rerank(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3):
     # are equal, whatever order their terms were summed in
     final = np.maximum(np.round(final * 2.0**24), 0.0) / 2.0**24
     return final[:, num_q:].astype(np.float32)
+
+
+def reference_jaccard_among(dist, k1=30, k2=6, variant="cluster-contrast"):
+    """Dense (N, N) Jaccard distances among one set, from its (N, N) distance matrix.
+
+    ``zhong``: the re-ranking paper's encoding as in reference_rerank (the k1 + 1 nearest,
+    weights exp(-d^2 / the row's largest d^2)). ``cluster-contrast``: the clustering papers'
+    (reciprocal sets among the k1 nearest, self included, expanded by the candidates'
+    round(k1/2)-reciprocal sets; weights a softmax of -d^2). Local query expansion over
+    the k2 nearest; the tie rule's grid of 2**-24; 1.0 where two sets share nothing."""
+    sq = (np.asarray(dist, dtype=np.float32) ** 2).astype(np.float32)
+    n = len(sq)
+    if variant == "zhong":
+        original = np.stack([row / row.max() for row in sq]).astype(np.float32)
+        base_k = k1
+    else:
+        original = sq
+        base_k = k1 - 1
+    initial_rank = np.argsort(original, axis=1, kind="stable")
+    V = np.zeros((n, n), dtype=np.float64)
+    for i in range(n):
+        members = expanded_neighbors(initial_rank, i, base_k, half=half_k(k1))
+        weight = np.exp(-original[i, members].astype(np.float64))
+        V[i, members] = weight / np.sum(weight)
+    if k2 != 1:
+        V = np.stack([np.mean(V[initial_rank[i, :k2]], axis=0) for i in range(n)])
+    out = np.ones((n, n), dtype=np.float64)
+    for i in range(n):
+        overlap = np.sum(np.minimum(V[i][None, :], V), axis=1)
+        shared = overlap > 0
+        jaccard = 1.0 - overlap[shared] / (2.0 - overlap[shared])
+        out[i, shared] = np.maximum(np.round(jaccard * 2.0**24), 0.0) / 2.0**24
+    return out
