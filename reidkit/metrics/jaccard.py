@@ -74,6 +74,8 @@ def jaccard_among(
     if k1 < 2 or k2 < 1:
         raise UsageError(f"k1 must be at least 2 and k2 at least 1 (got k1={k1}, k2={k2})")
     n = len(features)
+    if n < 2:
+        raise UsageError(f"Jaccard distances need at least 2 items, got {n}")
     k1 = min(k1, n - 1)
     k = min(n, max(k1 + 1, k2))
     everyone = GalleryDistances(features, metric, normalize=normalize, device=device)

@@ -93,3 +93,7 @@ def test_bad_options_are_usage_errors():
         jaccard_among(feats, k1=1)
     with pytest.raises(UsageError, match=r"below must be in \(0, 1\], got 1.5"):
         jaccard_among(feats, below=1.5)
+    with pytest.raises(UsageError, match="at least 2 items, got 1"):
+        jaccard_among(feats[:1])
+    two = jaccard_among(feats[:2], k1=2, k2=1)  # the smallest set: each item its own
+    assert np.array_equal(two.diagonal(), [0.0, 0.0])
