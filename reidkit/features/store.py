@@ -114,10 +114,12 @@ def _read_rows(dataset, spare_columns: int) -> np.ndarray:
     (read straight into it: no second copy of the features)."""
     if not spare_columns or dataset.ndim != 2 or not len(dataset):
         return dataset[()].astype(np.float32, copy=False)
+    from reidkit.metrics.distance import rows_with_room
+
     n, d = dataset.shape
-    rows = np.empty((n, d + spare_columns), dtype=np.float32)
-    dataset.read_direct(rows, dest_sel=np.s_[:, :d])
-    return rows[:, :d]
+    rows = rows_with_room(n, d, spare_columns)
+    dataset.read_direct(rows.base, dest_sel=np.s_[:, :d])
+    return rows
 
 
 def read_features(

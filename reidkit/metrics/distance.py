@@ -8,6 +8,7 @@ ask for one block of query rows at a time. On the CPU the matrix products run in
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,22 +40,34 @@ def l2_normalize(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.divide(x, np.maximum(norms, np.float32(1e-12)), out=out)
 
 
+# arrays made by rows_with_room, by id: only those are extended in place (a caller's own
+# wider array is never written to)
+_ROOMY: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
+
+
+def rows_with_room(n: int, d: int, spare: int) -> np.ndarray:
+    """An uninitialised (n, d) float32 array that is the leading columns of an (n, d +
+    spare) one, which :class:`GalleryDistances` may extend in place (what
+    :func:`reidkit.features.store.read_features` reads features into, with
+    ``spare_columns``)."""
+    base = np.empty((n, d + spare), dtype=np.float32)
+    _ROOMY[id(base)] = base
+    return base[:, :d]
+
+
 def _with_room(g: np.ndarray, extra: int, normalize: bool, spare: int) -> np.ndarray:
     """An (N, D + extra) float32 array whose first D columns are the rows of ``g`` (L2-
-    normalised if asked). ``g`` that is the leading columns of an (N, D + spare) array
-    (:func:`reidkit.features.store.read_features` with ``spare_columns``) is extended in
-    place, unless it must be normalised; otherwise the rows are written once into a new
-    array."""
+    normalised if asked). ``g`` made by :func:`rows_with_room` is extended in place,
+    unless it must be normalised; otherwise the rows are written once into a new array."""
     n, d = g.shape
     base = g.base
     if (
         not normalize
-        and isinstance(base, np.ndarray)
-        and base.dtype == np.float32
-        and base.flags.c_contiguous
+        and base is not None
+        and _ROOMY.get(id(base)) is base
         and base.shape == (n, d + spare)
-        and g.strides == base.strides
         and g.ctypes.data == base.ctypes.data
+        and g.strides == base.strides
     ):
         return base[:, : d + extra]
     room = np.empty((n, d + extra), dtype=np.float32)

@@ -60,7 +60,9 @@ def jaccard_among(
     Returns:
         An (N, N) ``scipy.sparse.csr_matrix`` of float32 holding exactly the pairs at a
         distance under ``below``, the diagonal's zeros included (stored, so that a sparse
-        precomputed DBSCAN counts each item as its own neighbour as the dense one does).
+        precomputed DBSCAN counts each item as its own neighbour as the dense one does; an
+        item with an empty encoding, one of more than k1 identical rows with k2 = 1, has
+        distance 1 to everything, itself included, in both).
         Values are on re-ranking's grid of 2**-24 (the tie rule of docs/evaluation.md).
     """
     import scipy.sparse as sp
@@ -76,7 +78,8 @@ def jaccard_among(
     n = len(features)
     if n < 2:
         raise UsageError(f"Jaccard distances need at least 2 items, got {n}")
-    k1 = min(k1, n - 1)
+    # the k1 + 1 nearest (zhong) or the k1 nearest (cluster-contrast), self included: at most n
+    k1 = min(k1, n - 1 if variant == "zhong" else n)
     k = min(n, max(k1 + 1, k2))
     everyone = GalleryDistances(features, metric, normalize=normalize, device=device)
     feats = everyone.features

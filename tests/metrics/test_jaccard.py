@@ -47,6 +47,20 @@ def test_the_sparse_distances_are_the_dense_references(seed, variant, k1, k2):
     assert (coo.data < 1.0).all() and np.array_equal(got.diagonal(), np.zeros(96))
 
 
+@pytest.mark.parametrize("variant", ["cluster-contrast", "zhong"])
+@pytest.mark.parametrize("n, k1, k2", [(2, 2, 1), (5, 5, 1), (10, 30, 6), (20, 20, 1)])
+def test_k1_as_large_as_the_set_is_the_reference(variant, n, k1, k2):
+    """Neighbourhoods as large as the set: Cluster Contrast's k1 nearest may be all n items,
+    Zhong et al.'s k1 + 1 nearest as well."""
+    feats = clustered(9, ids=4, per_id=5)[:n]
+    got = jaccard_among(feats, k1=k1, k2=k2, variant=variant)
+    distances = pairwise_distance(feats, feats, "euclidean", normalize=True)
+    expected = reference_jaccard_among(
+        distances, k1=min(k1, n - 1 if variant == "zhong" else n), k2=k2, variant=variant
+    )
+    np.testing.assert_allclose(dense(got), expected, rtol=0, atol=1e-5)
+
+
 def test_the_variants_differ_as_their_papers_do():
     """Cluster Contrast's encoding (k1 nearest, softmax of -d^2) is not Zhong et al.'s
     (k1 + 1 nearest, weights over the row's largest distance) on the same features."""
@@ -95,5 +109,3 @@ def test_bad_options_are_usage_errors():
         jaccard_among(feats, below=1.5)
     with pytest.raises(UsageError, match="at least 2 items, got 1"):
         jaccard_among(feats[:1])
-    two = jaccard_among(feats[:2], k1=2, k2=1)  # the smallest set: each item its own
-    assert np.array_equal(two.diagonal(), [0.0, 0.0])

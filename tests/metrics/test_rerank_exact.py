@@ -222,6 +222,7 @@ def test_tiles_and_blocks_smaller_than_the_sets_match_reference(monkeypatch):
     monkeypatch.setattr(rerank, "TILE", 16)
     monkeypatch.setattr(rerank, "CACHE_BYTES", 0)
     monkeypatch.setattr(distance, "BLOCK_BYTES", 4 * 60 * 3)  # 3 rows of 60 columns
+    monkeypatch.setattr(rerank, "ROW_BYTES", 8 * 60 * 4)  # Jaccard rows: 4 queries a block
     for seed, metric, normalize in (
         (0, "euclidean", False),
         (1, "cosine", False),
@@ -281,6 +282,10 @@ def test_a_gallery_read_with_spare_columns_gives_the_same_distances(tmp_path, me
     assert np.array_equal(wide.features, gf)
     q = distances.prepare(qf)
     assert np.array_equal(distances.block(q), plain.block(plain.prepare(qf)))
+    # a caller's own wider array is never written to: only read_features' arrays have room
+    wider = np.concatenate([gf, np.full((len(gf), 2), 7.0, np.float32)], axis=1)
+    GalleryDistances(wider[:, :16], metric)
+    assert (wider[:, 16:] == 7.0).all()
 
 
 @pytest.mark.parametrize("shape", [(300, 40), (37, 500), (64, 64)])
