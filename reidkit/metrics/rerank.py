@@ -23,7 +23,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from reidkit.metrics.distance import BlockBuffer, GalleryDistances, nonzero_2d, row_blocks
+from reidkit.metrics.distance import (
+    BlockBuffer,
+    GalleryDistances,
+    nonzero_2d,
+    row_blocks,
+    rows_with_room,
+)
 from reidkit.progress import ProgressFn, no_progress
 
 PAIR_BUDGET = 2_000_000  # Jaccard (query, gallery) pairs expanded at once
@@ -120,13 +126,15 @@ def _neighbours(
                 idx, val = smallest(sq, k, bound=top_val[r0:r1, -1], transposed=transposed)
                 idx[idx >= 0] += c0
                 top[r0:r1], top_val[r0:r1] = _merge(top[r0:r1], top_val[r0:r1], idx, val, k)
-                view = sq.T if transposed else sq
-                if cache is not None and r0 < queries and c0 + view.shape[1] > queries:
-                    rows = slice(r0, min(r1, queries))
-                    cols = slice(max(c0, queries), c0 + view.shape[1])
-                    cache[rows, cols.start - queries : cols.stop - queries] = view[
-                        : rows.stop - r0, cols.start - c0 : cols.stop - c0
-                    ]
+                # query rows against gallery columns: only on a tile's own side (J >= I, so
+                # the transposed side's rows are queries only on the diagonal, which has none)
+                if cache is None or transposed or r0 >= queries or j1 <= queries:
+                    continue
+                rows = slice(r0, min(r1, queries))
+                cols = slice(max(c0, queries), j1)
+                cache[rows, cols.start - queries : cols.stop - queries] = sq[
+                    : rows.stop - r0, cols.start - c0 : cols.stop - c0
+                ]
             done += 1
             progress(done, total)
     row_max = np.maximum(row_max, np.float32(np.finfo(np.float32).tiny))
@@ -238,10 +246,9 @@ def rerank_blocks(
     k = min(n, max(k1 + 1, k2))
     # queries and gallery in one array with room for the norms (GalleryDistances extends
     # it in place instead of copying it again)
-    dim = query.shape[1]
-    both = np.empty((n, dim + GalleryDistances.EXTRA_COLUMNS), dtype=np.float32)
-    both[:nq, :dim], both[nq:, :dim] = query, gallery
-    all_feats = GalleryDistances(both[:, :dim], metric, normalize=normalize, device=device)
+    both = rows_with_room(n, query.shape[1], GalleryDistances.EXTRA_COLUMNS)
+    both[:nq], both[nq:] = query, gallery
+    all_feats = GalleryDistances(both, metric, normalize=normalize, device=device)
     feats = all_feats.features
     row_max, top, top_norm, cache = _neighbours(all_feats, feats, k, nq, progress)
     v = _encode(feats, all_feats.metric, row_max, top, top_norm, min(k1, n - 1))
