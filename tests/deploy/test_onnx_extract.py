@@ -13,6 +13,7 @@ import onnx
 import pytest
 from helpers import reidkit_env
 
+from reidkit import threads
 from reidkit.deploy.runtime import OnnxRunner
 from reidkit.errors import Interrupted, UsageError
 from reidkit.features.store import read_features
@@ -184,6 +185,8 @@ def test_threads_reach_onnx_runtime(exported, synth_tiny, tmp_path, cli, monkeyp
         init(self, session, *args)
 
     monkeypatch.setattr(OnnxRunner, "__init__", recording)
+    # two cores to give, also in a one-core pytest-xdist worker (tests/conftest.py)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     args = ["--onnx", exported, "--dataset", "synthreid", "--root", synth_tiny]
     args += ["--out", tmp_path / "f"]
     code, _, err = extract(cli, *args, "--threads", "1")
