@@ -42,7 +42,7 @@ def _one_core_per_worker() -> None:
     the other worker is doing (reidkit.threads counts usable cores), so a test that compares
     two runs compares runs made with the same count; and much of the suite is
     single-threaded (ONNX exports, imports, subprocess start-up), so two one-core workers
-    finish it sooner than one process on both cores (measured: 448 s against 630 s)."""
+    finish it sooner than one process on both cores (measured: 390 s against 630 s)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
     if worker.startswith("gw") and worker[2:].isdigit() and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
