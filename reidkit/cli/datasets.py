@@ -236,6 +236,16 @@ def synth(
     seed: Annotated[
         int, typer.Option("--seed", help="Same seed, byte-identical images.", envvar="REIDKIT_SEED")
     ] = 0,
+    network: Annotated[
+        str,
+        typer.Option(
+            "--network",
+            help="Camera network: a (a street by day: ROOT/synthreid) or b (night, "
+            "low-resolution cameras farther away, winter clothes: ROOT/synthreid-b, a domain "
+            "shift from a for adaptation). Images only.",
+            autocompletion=lambda: ["a", "b"],
+        ),
+    ] = "a",
     workers: WorkersOpt = 0,
     force: ForceOpt = False,
     wait_for_lock: WaitForLockOpt = False,
@@ -244,18 +254,22 @@ def synth(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Render the synthetic pedestrian dataset into ROOT/synthreid (Market-1501 layout), or
-    its tracklets into ROOT/synthreid-video (DukeMTMC-VideoReID layout)."""
+    """Render the synthetic pedestrian dataset into ROOT/synthreid (Market-1501 layout), its
+    second camera network into ROOT/synthreid-b (--network b), or its tracklets into
+    ROOT/synthreid-video (DukeMTMC-VideoReID layout)."""
     from reidkit.data import load_dataset
     from reidkit.data.synth import generate
 
     output.setup(quiet, verbose)
     configure_threads(threads)
-    with output.progress("synthreid") as progress:
+    from reidkit.data.synth.images import NAMES
+
+    with output.progress(NAMES.get(network, "synthreid")) as progress:
         result = generate(
             root,
             preset,
             seed,
+            network=network,
             workers=workers or None,
             force=force,
             wait_for_lock=wait_for_lock,

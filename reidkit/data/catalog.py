@@ -21,7 +21,14 @@ from reidkit.errors import MissingInputError, UnknownNameError, UsageError
 from reidkit.registry import Registry
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-_IMAGE = (market.MARKET1501, market.DUKEMTMC_REID, msmt17.SPEC, *cuhk03.SPECS, synth_images.SPEC)
+_IMAGE = (
+    market.MARKET1501,
+    market.DUKEMTMC_REID,
+    msmt17.SPEC,
+    *cuhk03.SPECS,
+    synth_images.SPEC,
+    synth_images.SPEC_B,
+)
 _VIDEO = (mars.SPEC, dukemtmcvidreid.SPEC, ilidsvid.SPEC, prid2011.SPEC, synth_video.SPEC)
 for _spec in (*_IMAGE, *_VIDEO):
     DATASETS.add(_spec.name, _spec)

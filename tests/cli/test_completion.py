@@ -43,6 +43,7 @@ def test_dataset_names_complete():
     assert bash_complete("reidkit datasets summary m") == ["market1501", "msmt17", "mars"]
     assert bash_complete("reidkit datasets combine market1501 s") == [
         "synthreid",
+        "synthreid-b",
         "synthreid-video",
     ]
 

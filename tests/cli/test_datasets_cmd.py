@@ -16,12 +16,16 @@ def test_list_marks_present_datasets(market_tree, cli):
     assert set(rows) == {
         "market1501", "dukemtmcreid", "msmt17", "synthreid", "cuhk03-labeled", "cuhk03-detected",
         "cuhk03-classic-labeled", "cuhk03-classic-detected", "mars", "dukemtmcvidreid",
-        "ilidsvid", "prid2011", "synthreid-video",
+        "ilidsvid", "prid2011", "synthreid-video", "synthreid-b",
     }  # fmt: skip
     assert rows["market1501"]["present"] and not rows["msmt17"]["present"]
     assert (
         rows["synthreid"]["obtain"]
         == f"reidkit datasets synth --root {market_tree.root} --preset small"
+    )
+    assert (
+        rows["synthreid-b"]["obtain"]
+        == f"reidkit datasets synth --root {market_tree.root} --preset small --network b"
     )
 
 

@@ -1,7 +1,11 @@
 """What a synthetic camera adds to every crop it takes: background texture and colours,
 light level, colour cast, saturation, contrast, blur, noise, framing and occluders. Camera
 effects are deliberately strong, so raw colour statistics are confounded by the camera and
-only the layout of identity cues is stable across cameras."""
+only the layout of identity cues is stable across cameras.
+
+Each camera network draws its cameras from its own :class:`Optics` (``OPTICS``): network a
+(synthreid) is a street by day; network b (synthreid-b) a city at night, seen by cheaper
+cameras farther away."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from reidkit.data.synth.identity import RGB, hsv, random_colour, shade
+from reidkit.data.synth.identity import RGB, WARDROBES, hsv, random_colour, shade
 
 IMAGE_SIZE = (128, 64)  # (height, width)
 _SS = 2  # draw at twice the size and reduce: cheap anti-aliasing for the polygons
@@ -43,34 +47,117 @@ class Camera:
     jitter: float  # position jitter as a fraction of the crop size
     occlusion_prob: float
     occluder_colors: tuple[RGB, ...]
+    network: str = "a"  # whose wardrobe passers-by and distractors wear (identity.WARDROBES)
+    resolution: float = 1.0  # below 1: the sensor sees the crop at this scale, then upscaled
 
 
-def random_camera(index: int, rng: np.random.Generator) -> Camera:
-    """Draw camera `index`; consecutive indices get different styles, hues and casts."""
-    # irrational steps in the index spread hues, casts and light levels of neighbouring cameras
-    style = STYLES[index % len(STYLES)]
-    wall_h = rng.uniform(0.2, 0.4) if style == "foliage" else index * 0.618 + rng.uniform(0, 0.15)
-    cast_h, amp = 0.5 + index * 0.382 + rng.uniform(-0.08, 0.08), rng.uniform(0.06, 0.16)
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Optics:
+    """The ranges one camera network draws its cameras from. Hues step through the cameras
+    by irrational fractions, so neighbouring cameras differ."""
+
+    styles: tuple[str, ...]  # background styles, in camera order
+    wall_hue: tuple[float, float, float]  # hue = a + index * b + uniform(0, c)
+    wall: tuple[Range, Range]  # saturation, value
+    floor: tuple[Range, Range]
+    accent: tuple[Range, Range]
+    light: tuple[float, float]  # light = a + b * ((index * 0.414214 + uniform(0, 0.2)) % 1)
+    cast_hue: tuple[float, float]  # colour cast hue = a + index * b +- 0.08
+    cast: Range  # its strength
+    saturation: Range
+    gamma: Range
+    blur: Range
+    noise: Range
+    scale: tuple[Range, Range]  # body height: the range's low end, its width
+    jitter: Range
+    occlusion: Range
+    resolution: Range | None = None  # None: full resolution (nothing drawn)
+
+
+OPTICS = {
+    # network a (synthreid): a street by day, varied backgrounds, mild casts
+    "a": Optics(
+        styles=STYLES,
+        wall_hue=(0.0, 0.618, 0.15),
+        wall=((0.15, 0.65), (0.3, 0.85)),
+        floor=((0.0, 0.35), (0.25, 0.7)),
+        accent=((0.2, 0.8), (0.3, 0.95)),
+        light=(0.75, 0.45),
+        cast_hue=(0.5, 0.382),
+        cast=(0.06, 0.16),
+        saturation=(0.8, 1.15),
+        gamma=(0.85, 1.15),
+        blur=(0.0, 1.5),
+        noise=(0.0, 12.0),
+        scale=((0.72, 0.86), (0.06, 0.14)),
+        jitter=(0.03, 0.1),
+        occlusion=(0.05, 0.3),
+    ),
+    # network b (synthreid-b): a city in the evening: cool walls of concrete, glass and tile,
+    # sodium-orange and LED-blue casts, less saturated colour; people a little smaller and
+    # less centred in the crop (cameras farther away), more often occluded, and seen by
+    # lower-resolution sensors
+    "b": Optics(
+        styles=("concrete", "windows", "tiles", "stripes"),
+        wall_hue=(0.55, 0.09, 0.1),
+        wall=((0.1, 0.5), (0.28, 0.72)),
+        floor=((0.0, 0.3), (0.22, 0.6)),
+        accent=((0.25, 0.85), (0.4, 0.95)),
+        light=(0.72, 0.4),
+        cast_hue=(0.08, 0.5),
+        cast=(0.09, 0.18),
+        saturation=(0.7, 1.0),
+        gamma=(0.9, 1.18),
+        blur=(0.2, 1.55),
+        noise=(1.0, 11.0),
+        scale=((0.68, 0.81), (0.06, 0.13)),
+        jitter=(0.04, 0.11),
+        occlusion=(0.1, 0.32),
+        resolution=(0.8, 0.92),
+    ),
+}
+
+
+def random_camera(index: int, rng: np.random.Generator, network: str = "a") -> Camera:
+    """Draw camera `index` of a network; consecutive indices get different styles, hues
+    and casts."""
+    o = OPTICS[network]
+    style = o.styles[index % len(o.styles)]
+    h0, step, spread = o.wall_hue
+    wall_h = (
+        rng.uniform(0.2, 0.4) if style == "foliage" else h0 + index * step + rng.uniform(0, spread)
+    )
+    cast_h = o.cast_hue[0] + index * o.cast_hue[1] + rng.uniform(-0.08, 0.08)
+    amp = rng.uniform(*o.cast)
     gains = tuple(1 + amp * math.cos(2 * math.pi * (cast_h - c / 3)) for c in range(3))
-    lo = rng.uniform(0.72, 0.86)
+    lo = rng.uniform(*o.scale[0])
     return Camera(
         index=index,
         style=style,
-        wall=hsv(wall_h, rng.uniform(0.15, 0.65), rng.uniform(0.3, 0.85)),
-        floor=hsv(wall_h + rng.uniform(-0.2, 0.2), rng.uniform(0.0, 0.35), rng.uniform(0.25, 0.7)),
-        accent=hsv(wall_h + rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.95)),
+        wall=hsv(wall_h, rng.uniform(*o.wall[0]), rng.uniform(*o.wall[1])),
+        floor=hsv(
+            wall_h + rng.uniform(-0.2, 0.2), rng.uniform(*o.floor[0]), rng.uniform(*o.floor[1])
+        ),
+        accent=hsv(
+            wall_h + rng.uniform(0.3, 0.7), rng.uniform(*o.accent[0]), rng.uniform(*o.accent[1])
+        ),
         horizon=rng.uniform(0.55, 0.8),
         texture_seed=int(rng.integers(2**31)),
-        light=0.75 + 0.45 * ((index * 0.414214 + rng.uniform(0, 0.2)) % 1.0),
+        light=o.light[0] + o.light[1] * ((index * 0.414214 + rng.uniform(0, 0.2)) % 1.0),
         gains=gains,
-        saturation=rng.uniform(0.8, 1.15),
-        gamma=rng.uniform(0.85, 1.15),
-        blur=rng.uniform(0.0, 1.5),
-        noise_sigma=rng.uniform(0.0, 12.0),
-        scale_range=(lo, lo + rng.uniform(0.06, 0.14)),
-        jitter=rng.uniform(0.03, 0.1),
-        occlusion_prob=rng.uniform(0.05, 0.3),
-        occluder_colors=tuple(random_colour(rng, "bag") for _ in range(3)),
+        saturation=rng.uniform(*o.saturation),
+        gamma=rng.uniform(*o.gamma),
+        blur=rng.uniform(*o.blur),
+        noise_sigma=rng.uniform(*o.noise),
+        scale_range=(lo, lo + rng.uniform(*o.scale[1])),
+        jitter=rng.uniform(*o.jitter),
+        occlusion_prob=rng.uniform(*o.occlusion),
+        occluder_colors=tuple(random_colour(rng, "bag", WARDROBES[network]) for _ in range(3)),
+        network=network,
+        resolution=rng.uniform(*o.resolution) if o.resolution else 1.0,
     )
 
 
@@ -164,6 +251,12 @@ def finish(
     """Apply the camera's optics and sensor response to a supersampled canvas; ``look``
     (from :func:`draw_look`) keeps blur and light fixed over a tracklet's frames."""
     img = img.reduce(_SS)
+    if cam.resolution < 1.0:  # a low-resolution sensor: detail lost, then upscaled
+        small = (
+            max(1, round(img.width * cam.resolution)),
+            max(1, round(img.height * cam.resolution)),
+        )
+        img = img.resize(small, Image.BILINEAR).resize(img.size, Image.BILINEAR)
     radius, k = look or draw_look(cam, rng)
     if radius > 0.25:
         img = img.filter(ImageFilter.GaussianBlur(radius))

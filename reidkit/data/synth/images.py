@@ -18,6 +18,9 @@ from reidkit.data.sample import Dataset, DatasetSpec
 from reidkit.data.synth.world import JPEG_QUALITY, split_counts
 
 NAME = "synthreid"
+# the dataset of each camera network (camera.OPTICS, identity.WARDROBES): b is a's domain
+# shift, the target of adaptation (docs/adaptation.md)
+NAMES = {"a": NAME, "b": f"{NAME}-b"}
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 PIDS_BY_KIND = {"distractor": 0, "junk": -1}
 
@@ -165,15 +168,27 @@ def write_image(job: Job, staging: str, world) -> int:
     return 1
 
 
-def parse(folder: Path) -> Dataset:
-    """Parse synthreid from ``<root>/synthreid``."""
-    return parse_market_layout(NAME, folder, NamingRule(), hint=SPEC.how_to_obtain(folder.parent))
+def _spec(network: str, description: str, obtain: str) -> DatasetSpec:
+    """The registry entry of a network's dataset: Market-1501's layout under its name."""
+    name = NAMES[network]
+
+    def parse(folder: Path) -> Dataset:
+        return parse_market_layout(
+            name, folder, NamingRule(), hint=spec.how_to_obtain(folder.parent)
+        )
+
+    spec = DatasetSpec(name=name, folder=name, description=description, obtain=obtain, parse=parse)
+    return spec
 
 
-SPEC = DatasetSpec(
-    name=NAME,
-    folder=NAME,
-    description="procedural pedestrians in the Market-1501 layout (tiny, small or market size)",
-    obtain="reidkit datasets synth --root {root} --preset small",
-    parse=parse,
+SPEC = _spec(
+    "a",
+    "procedural pedestrians in the Market-1501 layout (tiny, small or market size)",
+    "reidkit datasets synth --root {root} --preset small",
+)
+SPEC_B = _spec(
+    "b",
+    "synthreid's second camera network: night, low-resolution cameras farther away, winter "
+    "clothes (a domain shift)",
+    "reidkit datasets synth --root {root} --preset small --network b",
 )

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from reidkit.data.synth.camera import CH, CW, Camera, canvas, finish
-from reidkit.data.synth.identity import RGB, Identity, pick, random_identity, shade
+from reidkit.data.synth.identity import RGB, WARDROBES, Identity, pick, random_identity, shade
 
 
 def _limb(d: ImageDraw.ImageDraw, a: tuple, b: tuple, w0: float, w1: float, fill: RGB) -> None:
@@ -249,7 +249,7 @@ def occlude(
         s = 1 if rng.random() < 0.5 else -1
         draw_person(
             d,
-            random_identity(rng),
+            random_identity(rng, WARDROBES[cam.network]),
             cx + s * rng.uniform(0.5, 0.8) * CW + dx,
             foot + rng.uniform(0, 0.06) * CH,
             u * rng.uniform(0.95, 1.15),
@@ -286,7 +286,7 @@ def render_junk(camera: Camera, rng: np.random.Generator) -> Image.Image:
         u = CH * rng.uniform(1.8, 3.5)
         draw_person(
             d,
-            random_identity(rng),
+            random_identity(rng, WARDROBES[camera.network]),
             CW * rng.uniform(-0.3, 1.3),
             CH * rng.uniform(0.6, 0.4 + u / CH),
             u,
@@ -295,7 +295,14 @@ def render_junk(camera: Camera, rng: np.random.Generator) -> Image.Image:
     else:  # a body mostly outside the box
         u = CH * rng.uniform(0.5, 1.0)
         x = CW * (rng.uniform(-0.35, -0.1) if rng.random() < 0.5 else rng.uniform(1.1, 1.35))
-        draw_person(d, random_identity(rng), x, CH * rng.uniform(0.6, 1.0), u, *pose(rng))
+        draw_person(
+            d,
+            random_identity(rng, WARDROBES[camera.network]),
+            x,
+            CH * rng.uniform(0.6, 1.0),
+            u,
+            *pose(rng),
+        )
     return finish(img, camera, rng)
 
 
@@ -308,5 +315,5 @@ def render_distractor(camera: Camera, rng: np.random.Generator) -> Image.Image:
     else:  # only the upper or the lower half
         u = CH * rng.uniform(1.4, 2.0)
         foot = u + CH * rng.uniform(-0.05, 0.08) if r < 0.65 else CH * rng.uniform(0.9, 1.0)
-    draw_person(d, random_identity(rng), cx, foot, u, *pose(rng))
+    draw_person(d, random_identity(rng, WARDROBES[camera.network]), cx, foot, u, *pose(rng))
     return finish(img, camera, rng)

@@ -122,12 +122,16 @@ def render_tracklet(job: TrackletJob, world) -> list[bytes]:
 
     from reidkit.data.synth import camera as cams
     from reidkit.data.synth import render
-    from reidkit.data.synth.identity import random_identity
+    from reidkit.data.synth.identity import WARDROBES, random_identity
 
     identities, cameras = world
     rng = np.random.default_rng(list(job.stream))
     cam = cameras[job.camera]
-    person = identities[job.identity] if job.identity >= 0 else random_identity(rng)
+    person = (
+        identities[job.identity]
+        if job.identity >= 0
+        else random_identity(rng, WARDROBES[cam.network])
+    )
     n, (ch, cw) = len(job.names), (cams.CH, cams.CW)
     view, facing, _, _ = render.pose(rng)
     phase, speed = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 0.9)

@@ -26,9 +26,9 @@ def split_counts(total: int, lows, highs, rng):
     return counts
 
 
-def make_world(preset, seed: int):
-    """The identities (train then test) and cameras of a preset (image or video), from the
-    seed alone.
+def make_world(preset, seed: int, network: str = "a"):
+    """The identities (train then test) and cameras of a preset (image or video) in a
+    camera network (``a``: synthreid's, ``b``: synthreid-b's), from the seed alone.
 
     A ``similar_fraction`` of identities copy another identity of the same split with one
     or two attributes changed, so that the gallery holds hard negatives.
@@ -36,16 +36,21 @@ def make_world(preset, seed: int):
     import numpy as np
 
     from reidkit.data.synth.camera import random_camera
-    from reidkit.data.synth.identity import random_identity, similar_identity
+    from reidkit.data.synth.identity import WARDROBES, random_identity, similar_identity
 
+    wardrobe = WARDROBES[network]
     identities = []
     for count in (preset.train_ids, preset.test_ids):
         first = len(identities)
         for i in range(count):
             rng = np.random.default_rng([seed, 2, first + i])
             if i > 0 and rng.random() < preset.similar_fraction:
-                identities.append(similar_identity(identities[first + int(rng.integers(i))], rng))
+                base = identities[first + int(rng.integers(i))]
+                identities.append(similar_identity(base, rng, wardrobe))
             else:
-                identities.append(random_identity(rng))
-    cameras = [random_camera(k, np.random.default_rng([seed, 3, k])) for k in range(preset.cameras)]
+                identities.append(random_identity(rng, wardrobe))
+    cameras = [
+        random_camera(k, np.random.default_rng([seed, 3, k]), network)
+        for k in range(preset.cameras)
+    ]
     return identities, cameras

@@ -45,11 +45,22 @@ def _write_job(args) -> int:
     return video.write_tracklet(job, staging, _WORLD)
 
 
-def _kind(preset: str):
-    """(dataset folder name, subset folders, preset, plan function) of a preset name."""
+NETWORKS = tuple(images.NAMES)
+
+
+def _kind(preset: str, network: str = "a"):
+    """(dataset folder name, subset folders, preset, plan function) of a preset name in a
+    camera network."""
+    if network not in NETWORKS:
+        raise UsageError(f"unknown --network {network!r}; choose one of {', '.join(NETWORKS)}")
     if preset in images.PRESETS:
-        return images.NAME, images.FOLDERS, images.PRESETS[preset], images.plan
+        return images.NAMES[network], images.FOLDERS, images.PRESETS[preset], images.plan
     if preset in video.PRESETS:
+        if network != "a":
+            raise UsageError(
+                f"--network {network} renders images only; preset {preset} is a video preset",
+                hint=f"choose one of {', '.join(images.PRESETS)}",
+            )
         return video.NAME, video.FOLDERS, video.PRESETS[preset], video.plan
     known = ", ".join([*images.PRESETS, *video.PRESETS])
     raise UsageError(f"unknown preset {preset!r}; choose one of {known}")
@@ -59,13 +70,14 @@ def _images(jobs) -> int:
     return sum(len(j.names) if hasattr(j, "names") else 1 for j in jobs)
 
 
-def _marker(preset, seed: int, images: int) -> dict:
+def _marker(preset, seed: int, images: int, network: str) -> dict:
     from reidkit import __version__
 
     return {
         "generator": GENERATOR_VERSION,
         "preset": asdict(preset),
         "seed": seed,
+        "network": network,
         "images": images,
         "reidkit_version": __version__,
     }
@@ -78,12 +90,13 @@ def _read_marker(folder: Path) -> dict | None:
         return None
 
 
-def _same(marker: dict | None, preset, seed: int) -> bool:
+def _same(marker: dict | None, preset, seed: int, network: str) -> bool:
     return (
         bool(marker)
         and marker.get("generator") == GENERATOR_VERSION
         and marker.get("preset") == asdict(preset)
         and marker.get("seed") == seed
+        and marker.get("network", "a") == network  # markers before networks: a
     )
 
 
@@ -92,13 +105,15 @@ def generate(
     preset: str = "small",
     seed: int = 0,
     *,
+    network: str = "a",
     workers: int | None = None,
     force: bool = False,
     wait_for_lock: bool = False,
     progress: ProgressFn = no_progress,
 ) -> dict:
     """Render the synthetic dataset into ``<root>/synthreid`` (``<root>/synthreid-video``
-    for a ``video-*`` preset).
+    for a ``video-*`` preset; ``<root>/synthreid-b`` for camera network b, the same sizes
+    seen by other cameras and worn by other people: a domain shift).
 
     An existing, complete dataset made with the same preset and seed is left as it is;
     an interrupted run is resumed from the images already written.
@@ -112,7 +127,7 @@ def generate(
             ``force``).
         LockedError: another process is generating into the same folder.
     """
-    name, folders, spec, plan_jobs = _kind(preset)
+    name, folders, spec, plan_jobs = _kind(preset, network)
     root = Path(root)
     final = root / name
     staging = root / f".{name}.partial"
@@ -120,12 +135,13 @@ def generate(
     with file_lock(final, wait=wait_for_lock):
         marker = _read_marker(final)
         if final.exists() and not force:
-            if _same(marker, spec, seed):
+            if _same(marker, spec, seed, network):
                 return {
                     "dataset": name,
                     "path": str(final),
                     "preset": preset,
                     "seed": seed,
+                    "network": network,
                     "images": marker["images"],
                     "rendered": 0,
                     "resumed": 0,
@@ -146,12 +162,15 @@ def generate(
         jobs, _ = plan_jobs(spec, seed)
         images = _images(jobs)
         staged = _read_marker(staging)
-        if staging.exists() and not _same(staged, spec, seed):
+        if staging.exists() and not _same(staged, spec, seed, network):
             shutil.rmtree(staging)
         for folder in folders.values():
             (staging / folder).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(staging / MARKER, json.dumps(_marker(spec, seed, images), indent=2))
-        rendered = _render_all(jobs, make_world(spec, seed), staging, workers, progress)
+        write_text_atomic(
+            staging / MARKER, json.dumps(_marker(spec, seed, images, network), indent=2)
+        )
+        world = make_world(spec, seed, network)
+        rendered = _render_all(jobs, world, staging, workers, progress)
         for folder in folders.values():
             fsync_dir(staging / folder)
         replace_folder(staging, final)
@@ -169,6 +188,7 @@ def generate(
         "path": str(final),
         "preset": preset,
         "seed": seed,
+        "network": network,
         "images": images,
         "rendered": rendered,
         "resumed": images - rendered,
