@@ -146,6 +146,22 @@ class EvalConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """Clustering-based adaptation to an unlabelled target (docs/adaptation.md): each
+    epoch, DBSCAN pseudo-labels of the training images' features and a cluster memory in
+    place of the classifier (Cluster Contrast's settings by default)."""
+
+    enabled: bool = False  # data.dataset's identities are ignored (kept only to score)
+    eps: float = 0.6  # DBSCAN's radius on Jaccard distances
+    min_samples: int = 4
+    k1: int = 30
+    k2: int = 6
+    variant: str = "cluster-contrast"  # the Jaccard encoding: cluster-contrast or zhong
+    temperature: float = 0.05
+    momentum: float = 0.1  # a centroid keeps this share at each update
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -154,6 +170,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -325,6 +342,7 @@ CHOICES = {
     "train.amp": ("off", "bf16", "fp16"),
     "eval.metric": ("auto", "euclidean", "sqeuclidean", "cosine"),
     "eval.protocol": ("auto", "market", "cuhk03", "none"),
+    "adapt.variant": ("cluster-contrast", "zhong"),
 }
 PATH_KEYS = ("data.root", "data.dataset", "model.pretrained")  # values that may be paths
 # key: (smallest allowed value, largest or None)
@@ -366,6 +384,12 @@ BOUNDS = {
     "train.freeze_base_iters": (0, None),
     "train.save_every": (0, None),
     "eval.every": (0, None),
+    "adapt.eps": (1e-6, 0.999999),
+    "adapt.min_samples": (1, None),
+    "adapt.k1": (1, None),
+    "adapt.k2": (1, None),
+    "adapt.temperature": (1e-6, None),
+    "adapt.momentum": (0.0, 1.0),
 }
 
 
@@ -404,6 +428,7 @@ def check_config(config: Config) -> Config:
         )
     _check_frame_budget(d)
     _check_schedule(config)
+    _adapt_defaults(config)
     _resolve_model(config)
     loss = config.loss
     if loss.triplet_warmup is None:  # cross-entropy shapes a new embedding first, if any
@@ -417,12 +442,48 @@ def check_config(config: Config) -> Config:
         )
     if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
         raise UsageError("data.mean and data.std need three values each, std above 0")
+    _check_adapt(config)
     for key in PATH_KEYS:  # a shell expands ~ on the command line, not in a config value
         section, name = key.split(".")
         value = _get(config, key)
         if isinstance(value, str) and value.startswith("~"):
             setattr(getattr(config, section), name, os.path.expanduser(value))
     return config
+
+
+def _adapt_defaults(config: Config) -> None:
+    """Adaptation's metric features, where the user left them to the model: after the
+    BNNeck, the features the cluster memory holds."""
+    from reidkit.models import model_cfg
+
+    m = config.model
+    if config.adapt.enabled and m.neck_feat is None and "neck_feat" in model_cfg(m.name).options:
+        m.neck_feat = "after"
+
+
+def _check_adapt(config: Config) -> None:
+    """Settings adaptation cannot honour: the memory compares features after the BNNeck,
+    and pseudo-identities change every epoch (no center per identity can follow them)."""
+    if not config.adapt.enabled:
+        return
+    if config.loss.center:
+        raise UsageError(
+            f"loss.center={config.loss.center} with adapt.enabled: pseudo-identities change "
+            "every epoch, and the center loss keeps one center per identity",
+            hint="loss.center=0",
+        )
+    if config.model.neck_feat == "before":
+        raise UsageError(
+            "model.neck_feat=before with adapt.enabled: the cluster memory holds the "
+            "features after the BNNeck, which the metric losses must see too",
+            hint="model.neck_feat=after",
+        )
+    if config.data.sampler != "pk":
+        raise UsageError(
+            f"data.sampler={config.data.sampler} with adapt.enabled: adaptation draws PK "
+            "batches over its clusters",
+            hint="data.sampler=pk",
+        )
 
 
 def _check_schedule(config: Config) -> None:

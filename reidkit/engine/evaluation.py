@@ -85,22 +85,18 @@ def eval_sets(config: Config, train: Dataset, sources: list[Dataset]) -> tuple[D
     return train, [s for s in sets if s.query and s.gallery]
 
 
-def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, float]:
-    """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``, its
-    images decoded by the training's ``data.workers`` and run with its ``train.amp`` and
-    ``train.channels_last``."""
+def features_during_training(model, samples, config: Config, device: str) -> np.ndarray:
+    """Features of ``samples`` by ``model`` (in eval mode) as ``extract`` would compute
+    them with the run's settings: its images decoded by the training's ``data.workers``,
+    run with its ``train.amp`` and ``train.channels_last``, flipped as ``eval.flip`` says."""
     from reidkit.engine.loaders import worker_count
     from reidkit.features.extractor import compute_features
     from reidkit.features.jobs import video_options
     from reidkit.features.options import ExtractOptions
-    from reidkit.features.store import FeatureSet
-    from reidkit.metrics.rank import RankAccumulator
-    from reidkit.metrics.ranking import Ranking
-    from reidkit.models import model_distance
 
     c = config
     video = {}
-    if kind_of(s.query) == "tracklet":  # eval.sample, and the run's seq_len and pooling
+    if kind_of(samples) == "tracklet":  # eval.sample, and the run's seq_len and pooling
         video = video_options(ExtractOptions(sample=c.eval.sample), {"config": c.to_dict()})
     options = ExtractOptions(
         height=c.data.height, width=c.data.width, mean=c.data.mean, std=c.data.std,
@@ -108,9 +104,22 @@ def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, fl
         channels_last=c.train.channels_last, fold_bn=True, **video,
     )  # fmt: skip
     workers = worker_count(c, device)
+    return compute_features(model, samples, options, device=device, workers=workers)
+
+
+def evaluate_set(model, s: EvalSet, config: Config, device: str) -> dict[str, float]:
+    """``<name>/mAP`` and ``<name>/rank1`` of ``model`` (in eval mode) on ``s``, its
+    images decoded by the training's ``data.workers`` and run with its ``train.amp`` and
+    ``train.channels_last``."""
+    from reidkit.features.store import FeatureSet
+    from reidkit.metrics.rank import RankAccumulator
+    from reidkit.metrics.ranking import Ranking
+    from reidkit.models import model_distance
+
+    c = config
     features = []
     for samples in (s.query, s.gallery):
-        array = compute_features(model, samples, options, device=device, workers=workers)
+        array = features_during_training(model, samples, c, device)
         attrs = {"distance": model_distance(c.model.name), "dataset": s.dataset}
         pids, camids = (np.array([getattr(x, k) for x in samples]) for k in ("pid", "camid"))
         features.append(FeatureSet(array, pids, camids, attrs=attrs))

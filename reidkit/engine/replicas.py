@@ -25,20 +25,25 @@ def freeze_unused_head(model) -> None:
     log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
 
 
-def check_replicas(model, epoch: int, world: int, device: str) -> None:
+def check_replicas(model, epoch: int, world: int, device: str, extra=()) -> None:
     """Under DDP every process must hold the same weights after each epoch (its gradients
-    are averaged); a difference is a bug, never a result to save."""
+    are averaged), and the same ``extra`` tensors (adaptation's cluster memory); a
+    difference is a bug, never a result to save."""
     import torch
 
     if world == 1:
         return
-    sums = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    tensors = [*model.parameters(), *extra]
+    sums = torch.stack([t.detach().double().sum() for t in tensors])
     sums = sums.to(device)
     every = [torch.zeros_like(sums) for _ in range(world)]
     torch.distributed.all_gather(every, sums)
     differ = [r for r in range(1, world) if not torch.equal(every[0], every[r])]
     if differ:
+        r, weights = differ[0], len(tensors) - len(extra)
+        what = "weights" if not torch.equal(every[0][:weights], every[r][:weights]) else "memory"
+        verb = "differ" if what == "weights" else "differs"
         raise ReidkitError(
-            f"after epoch {epoch} the weights of process {differ[0]} differ from "
+            f"after epoch {epoch} the {what} of process {r} {verb} from "
             "process 0's: the processes are not training one model"
         )

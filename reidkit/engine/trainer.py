@@ -24,6 +24,7 @@ from typing import Any
 from reidkit.config import Config
 from reidkit.data.clips import frame_count
 from reidkit.device import barrier
+from reidkit.engine.adapt import ADAPT_FIELDS
 from reidkit.engine.prechecks import check_batch_fits, check_images
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
 from reidkit.engine.replicas import check_replicas, freeze_unused_head
@@ -85,12 +86,15 @@ class Trainer:
         packed = self.dataset.kind == "tracklet" and c.data.sample == "all"
         if not c.train.deterministic and not packed:  # batches of one shape
             tune_convolutions(self.device)
-        check_batch_fits(c, self.dataset.num_train_pids)
+        adapting = c.adapt.enabled  # identities come from clusters, checked each epoch
+        if not adapting:
+            check_batch_fits(c, self.dataset.num_train_pids)
         # unreadable images data.skip_bad leaves out, logged once train.log is open
         self.dataset, self.eval_sets, self.left_out = check_images(
             self.dataset, self.eval_sets, c, self.rank, self.world
         )
-        self.num_classes = self.dataset.num_train_pids
+        # adapting, the cluster memory replaces the classifier (a frozen row of one class)
+        self.num_classes = 1 if adapting else self.dataset.num_train_pids
         seed_everything(c.train.seed)  # the same initial weights on every process
         self.model = create_model(c.model.name, self.num_classes, **run_model_kwargs(c))
         self.model.temporal = c.model.temporal  # how clips pool over time (video datasets)
@@ -111,6 +115,17 @@ class Trainer:
         self.model.to(self.device)
         if c.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.adapter = None
+        if adapting:
+            from reidkit.engine.adapt import Adapter
+
+            unused = tuple(f"{name}." for name in self.model.classifier_names)
+            for name, p in self.model.named_parameters():
+                if name.startswith(unused):
+                    p.requires_grad_(False)
+            self.adapter = Adapter(
+                c, self.dataset.train, self.model.feature_dim, self.device, self.rank, self.world
+            )
         if not c.loss.softmax:  # nothing reaches the classifier, nor the BNNeck's scale
             freeze_unused_head(self.model)
             trains = any(
@@ -145,7 +160,8 @@ class Trainer:
         self.pending: dict[str, Any] | None = None
         self.rng_ranks: list[dict[str, Any]] | None = None  # every process's, under torchrun
         per_set = tuple(f for s in self.eval_sets for f in s.fields())
-        self.metrics = MetricsLog(self.run, TRAIN_FIELDS + EVAL_FIELDS + per_set)
+        adapt_fields = ADAPT_FIELDS if adapting else ()
+        self.metrics = MetricsLog(self.run, TRAIN_FIELDS + adapt_fields + EVAL_FIELDS + per_set)
 
     # -- set-up -------------------------------------------------------------------------
     # -- state --------------------------------------------------------------------------
@@ -166,6 +182,7 @@ class Trainer:
             "center_optimizer": self.center_optimizer.state_dict()
             if self.center_optimizer
             else None,
+            "adapt": self.adapter.state() if self.adapter else None,
         }
 
     def save(self, name: str) -> Path:
@@ -194,6 +211,8 @@ class Trainer:
         if self.center_optimizer is not None:
             self.loss.load_state_dict(checkpoint["loss"])
             self.center_optimizer.load_state_dict(checkpoint["center_optimizer"])
+        if self.adapter is not None:
+            self.adapter.load(checkpoint.get("adapt"))
         restore_rng_states(checkpoint, self.device, seed=self.config.train.seed + 1000 * self.epoch)
 
     # -- the loop -----------------------------------------------------------------------
@@ -203,9 +222,11 @@ class Trainer:
         from reidkit.engine.optim import triplet_factor
 
         c = self.config
-        sampler, loader = train_loader(
-            self.dataset.train, c, rank=self.rank, world=self.world, device=self.device
-        )
+        sampler = loader = None  # adapting: made each epoch, over its clusters
+        if self.adapter is None:
+            sampler, loader = train_loader(
+                self.dataset.train, c, rank=self.rank, world=self.world, device=self.device
+            )
         last_row: dict[str, Any] = {}
         for message in self.left_out:
             log.warning("left out: %s", message)
@@ -214,6 +235,11 @@ class Trainer:
         with StopRequest() as stop:
             while self.epoch < c.train.epochs:
                 rebalance_threads()  # share the cores with commands started meanwhile
+                if self.adapter is not None:  # this epoch's pseudo-labels
+                    samples = self.adapter.begin_epoch(self.model, self.epoch)
+                    sampler, loader = train_loader(
+                        samples, c, rank=self.rank, world=self.world, device=self.device
+                    )
                 self._freeze(self._frozen_now())
                 self.loss.triplet = c.loss.triplet * triplet_factor(self.epoch, c)
                 sampler.set_epoch(self.epoch)
@@ -257,6 +283,7 @@ class Trainer:
                     # images (of clips, frames) per second
                     "images_per_s": round(frames * self.world / seconds, 1) if seconds else 0,
                     **{k: round(v / max(seen, 1), 5) for k, v in sums.items()},
+                    **(self.adapter.row if self.adapter else {}),
                 }
                 evaluate = bool(c.eval.every) and (
                     self.epoch % c.eval.every == 0 or self.epoch == c.train.epochs
@@ -290,6 +317,8 @@ class Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.train.amp)
         with torch.autocast(self.device.split(":")[0], dtype=dtype, enabled=dtype is not None):
             logits, features = self.net(images)
+            if self.adapter is not None:  # the cluster memory's logits
+                logits = self.adapter.logits(features)
             loss, parts = self.loss(logits, features, labels)
         optimizers = [o for o in (self.optimizer, self.center_optimizer) if o is not None]
         for optimizer in optimizers:
@@ -313,6 +342,8 @@ class Trainer:
         for optimizer in optimizers:
             self.scaler.step(optimizer)
         self.scaler.update()
+        if self.adapter is not None:
+            self.adapter.after_step(features, labels)
         self.step += 1
         return values[0], dict(zip(parts, values[2:], strict=True)), values[1]
 
@@ -346,7 +377,8 @@ class Trainer:
         before the evaluation starts: an evaluation that fails costs no training, and
         ``resume`` evaluates the epoch before it goes on."""
         c = self.config
-        check_replicas(self.model, self.epoch, self.world, self.device)
+        memory = self.adapter.replicated() if self.adapter else ()
+        check_replicas(self.model, self.epoch, self.world, self.device, memory)
         self.rng_ranks = gather_rng_states(self.device)  # for this epoch's checkpoints
         if evaluate:
             self.pending = row

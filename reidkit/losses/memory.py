@@ -1,7 +1,7 @@
 """The cluster memory of Cluster Contrast (Dai et al., "Cluster Contrast for Unsupervised
-Person Re-Identification", ACCV 2022): one L2-normalised centroid per pseudo-identity,
-the loss the cross-entropy of each feature's cosine similarities to every centroid over a
-temperature, and after each step every sample's centroid moved towards it:
+Person Re-Identification", ACCV 2022): one L2-normalised centroid per pseudo-identity; its
+logits are each feature's cosine similarities to every centroid over a temperature (the
+loss their cross-entropy), and after each step every sample's centroid moves towards it:
 ``c <- m c + (1 - m) f``, then normalised again (the paper's m is 0.1).
 
 The centroids are a buffer, not parameters: no optimiser touches them, the checkpoint
@@ -38,11 +38,10 @@ class ClusterMemory(nn.Module):
         sums.index_add_(0, labels, feats)
         self.centroids = F.normalize(sums, dim=1).to(self.centroids.device)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The mean cross-entropy of the normalised features' similarities to every
-        centroid over the temperature, in float32."""
-        logits = F.normalize(features.float(), dim=1) @ self.centroids.T / self.temperature
-        return F.cross_entropy(logits, labels)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The normalised features' cosine similarity to every centroid over the
+        temperature, in float32: the logits the identity loss's cross-entropy takes."""
+        return F.normalize(features.float(), dim=1) @ self.centroids.T / self.temperature
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
