@@ -157,6 +157,9 @@ class AdaptConfig:
     k1: int = 30
     k2: int = 6
     variant: str = "cluster-contrast"  # the Jaccard encoding: cluster-contrast or zhong
+    # cluster features less their camera's mean (camera-aware methods' intra-camera
+    # normalisation): off in Cluster Contrast
+    camera_centre: bool = False
     temperature: float = 0.05
     momentum: float = 0.1  # a centroid keeps this share at each update
 

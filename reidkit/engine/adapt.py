@@ -51,6 +51,7 @@ class Adapter:
         self.device, self.rank, self.world = device, rank, world
         self.clustering = Clustering(a.eps, a.min_samples, a.k1, a.k2, a.variant)
         self.memory = ClusterMemory(feature_dim, a.temperature, a.momentum).to(device)
+        self.cameras = np.array([s.camid for s in self.samples])
         truth = np.array([s.pid for s in self.samples])
         # identities to score against: a dataset whose images carry them (not all -1/0)
         self.truth = truth if len(np.unique(truth)) > 1 else None
@@ -145,12 +146,15 @@ class Adapter:
         return out
 
     def _cluster(self, features: np.ndarray) -> np.ndarray:
-        """DBSCAN on rank 0, its labels sent to every process."""
-        from reidkit.engine.pseudo_labels import pseudo_labels
+        """DBSCAN on rank 0 (of the camera-centred features if asked), its labels sent to
+        every process."""
+        from reidkit.engine.pseudo_labels import camera_centred, pseudo_labels
 
         labels = None
         if self.rank == 0:
             device = "cuda" if self.device.startswith("cuda") else "cpu"
+            if self.config.adapt.camera_centre:
+                features = camera_centred(features, self.cameras)
             labels = pseudo_labels(features, self.clustering, device=device)
         if self.world > 1:
             import torch

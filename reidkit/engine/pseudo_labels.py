@@ -74,6 +74,19 @@ def pseudo_labels(
     return dbscan.fit_predict(distances).astype(np.int64)
 
 
+def camera_centred(features: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+    """L2-normalised features less the mean of their camera's, normalised again: what
+    every image of a camera shares (its light, background, colour cast) leaves the
+    distances, so clusters form across cameras rather than within them."""
+    from reidkit.metrics.distance import l2_normalize
+
+    out = l2_normalize(features)
+    for camera in np.unique(cameras):
+        rows = cameras == camera
+        out[rows] -= out[rows].mean(axis=0)
+    return l2_normalize(out)
+
+
 def agreement(labels: np.ndarray, truth: np.ndarray) -> dict[str, float | int]:
     """How pseudo-labels agree with true identities: the number of clusters and outliers;
     NMI and ARI; and pairwise precision (of the pairs put in one cluster, the share that

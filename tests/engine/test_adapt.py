@@ -229,3 +229,30 @@ def test_torchrun_two_cpu_processes_adapt_one_model_with_one_memory(data, tmp_pa
     assert recorded[1]["synthreid-b/mAP"]
     saved = load_checkpoint(run / "weights" / "last.pt")
     assert len(saved["adapt"]["labels"]) == 160
+
+
+def test_camera_centre_clusters_the_features_less_their_cameras_means(
+    data, tmp_path, cli, monkeypatch
+):
+    """adapt.camera_centre: the clustering sees camera-centred features (and the memory
+    the plain ones)."""
+    from reidkit.data import load_dataset
+    from reidkit.engine import pseudo_labels
+
+    seen = []
+    centre = pseudo_labels.camera_centred
+
+    def recording(features, cameras):
+        seen.append(cameras)
+        return centre(features, cameras)
+
+    monkeypatch.setattr(pseudo_labels, "camera_centred", recording)
+    assert adapt(cli, data, tmp_path / "plain", "--epochs", "1")[0] == 0
+    assert seen == []
+    code, _, err = adapt(
+        cli, data, tmp_path / "centred", "--epochs", "1", "adapt.camera_centre=true"
+    )
+    assert code == 0, err
+    target = load_dataset("synthreid-b", data[0]).train
+    assert len(seen) == 1 and seen[0].tolist() == [s.camid for s in target]
+    assert rows(tmp_path / "plain")[0]["ari"] != rows(tmp_path / "centred")[0]["ari"]
