@@ -460,7 +460,8 @@ def _adapt_defaults(config: Config) -> None:
     from reidkit.models import model_cfg
 
     m = config.model
-    if config.adapt.enabled and m.neck_feat is None and "neck_feat" in model_cfg(m.name).options:
+    unset = m.neck_feat is None and "neck_feat" in model_cfg(m.name).options
+    if config.adapt.enabled and unset and m.bnneck is not False:  # without: one feature
         m.neck_feat = "after"
 
 
@@ -480,6 +481,18 @@ def _check_adapt(config: Config) -> None:
             "model.neck_feat=before with adapt.enabled: the cluster memory holds the "
             "features after the BNNeck, which the metric losses must see too",
             hint="model.neck_feat=after",
+        )
+    if config.loss.id_loss != "ce":
+        raise UsageError(
+            f"loss.id_loss={config.loss.id_loss} with adapt.enabled: the cluster memory's "
+            "logits are already cosines over a temperature, for the plain cross-entropy",
+            hint="loss.id_loss=ce",
+        )
+    if config.data.val_ids:
+        raise UsageError(
+            f"data.val_ids={config.data.val_ids} with adapt.enabled: holding out identities "
+            "uses the target's identities, which adaptation never uses",
+            hint="data.val_ids=0; the target's query and gallery evaluate the run",
         )
     if config.data.sampler != "pk":
         raise UsageError(

@@ -1,6 +1,6 @@
-"""Clustering-based adaptation inside the training loop (``adapt.enabled``; what
-``reidkit adapt`` starts): Cluster Contrast (Dai et al., ACCV 2022) on the unlabelled
-training images of ``data.dataset``.
+"""Clustering-based adaptation inside the training loop (``adapt.enabled``, which the
+recipes configs/adapt_*.yaml set): Cluster Contrast (Dai et al., ACCV 2022) on the
+unlabelled training images of ``data.dataset``.
 
 At the start of each epoch the trainer asks :meth:`Adapter.begin_epoch` for that epoch's
 training samples: the features of every training image (as ``extract`` computes them),
@@ -28,6 +28,30 @@ from reidkit.errors import ReidkitError
 log = logging.getLogger(__name__)
 # what each epoch records of its pseudo-labels (agreement's keys; blank without identities)
 ADAPT_FIELDS = ("clusters", "outliers", "nmi", "ari", "pair_precision", "pair_recall")
+
+
+def check_adaptable(model, name: str) -> None:
+    """The memory holds the features ``extract`` writes (after a BNNeck) and the loss
+    compares the training's metric features with it: they must be the same features, one
+    per image.
+
+    Raises:
+        UsageError: a model that trains several features (MGN's branches) or, with a
+            BNNeck, trains on the feature before it.
+    """
+    from reidkit.errors import UsageError
+
+    if model.metric_features > 1:
+        raise UsageError(
+            f"adapt.enabled needs one feature per image; {name} trains {model.metric_features}",
+            hint="adapt a model with one embedding (a ResNet, OSNet, a timm model)",
+        )
+    if getattr(model, "bnneck", None) is not None and getattr(model, "neck_feat", "") != "after":
+        raise UsageError(
+            f"adapt.enabled: {name} trains on its feature before the BNNeck, and the cluster "
+            "memory holds the feature after it (what extract writes)",
+            hint="model.neck_feat=after where the model has it, or model.bnneck=false",
+        )
 
 
 class Adapter:
@@ -96,7 +120,7 @@ class Adapter:
         """Move the centroids towards the batch's samples (every process's, in rank order)."""
         import torch
 
-        features, labels = features.detach(), labels.detach()
+        features, labels = features.detach().float(), labels.detach()
         if self.world > 1:
             gathered = [torch.empty_like(features) for _ in range(self.world)]
             torch.distributed.all_gather(gathered, features.contiguous())

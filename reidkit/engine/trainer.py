@@ -24,7 +24,7 @@ from typing import Any
 from reidkit.config import Config
 from reidkit.data.clips import frame_count
 from reidkit.device import barrier
-from reidkit.engine.adapt import ADAPT_FIELDS
+from reidkit.engine.adapt import ADAPT_FIELDS, check_adaptable
 from reidkit.engine.prechecks import check_batch_fits, check_images
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
 from reidkit.engine.replicas import check_replicas, freeze_unused_head
@@ -105,6 +105,8 @@ class Trainer:
                 f"{self.model.metric_features}",
                 hint="set loss.center=0",
             )
+        if adapting:
+            check_adaptable(self.model, c.model.name)
         # trained from scratch even when the rest is pretrained; everything else is "base"
         self.new_layers = tuple(f"{name}." for name in model_cfg(c.model.name).head)
         if pretrained is True:
@@ -121,7 +123,7 @@ class Trainer:
 
             unused = tuple(f"{name}." for name in self.model.classifier_names)
             for name, p in self.model.named_parameters():
-                if name.startswith(unused):
+                if name.startswith(unused):  # the memory's logits replace the classifier's
                     p.requires_grad_(False)
             self.adapter = Adapter(
                 c, self.dataset.train, self.model.feature_dim, self.device, self.rank, self.world
@@ -240,6 +242,13 @@ class Trainer:
                     sampler, loader = train_loader(
                         samples, c, rank=self.rank, world=self.world, device=self.device
                     )
+                    if not len(sampler):  # too few clusters to give every process a batch
+                        raise ReidkitError(
+                            f"epoch {self.epoch + 1}: the clusters fill no batch for each of "
+                            f"the {self.world} processes",
+                            hint="raise adapt.eps (or lower adapt.min_samples), or take "
+                            "fewer identities per batch",
+                        )
                 self._freeze(self._frozen_now())
                 self.loss.triplet = c.loss.triplet * triplet_factor(self.epoch, c)
                 sampler.set_epoch(self.epoch)

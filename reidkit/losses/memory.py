@@ -41,7 +41,9 @@ class ClusterMemory(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """The normalised features' cosine similarity to every centroid over the
         temperature, in float32: the logits the identity loss's cross-entropy takes."""
-        return F.normalize(features.float(), dim=1) @ self.centroids.T / self.temperature
+        # in float32 under autocast too: cosines near 1 over a temperature of 0.05 need it
+        with torch.autocast(features.device.type, enabled=False):
+            return F.normalize(features.float(), dim=1) @ self.centroids.T / self.temperature
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:

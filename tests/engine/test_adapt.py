@@ -129,6 +129,8 @@ def test_adapt_two_then_two_more_equals_four(data, tmp_path, cli):
         ("data.sampler=random", "data.sampler=random with adapt.enabled"),
         ("adapt.eps=1", "adapt.eps must be between"),
         ("adapt.variant=mmt", "adapt.variant: unknown value 'mmt'"),
+        ("loss.id_loss=cosface", "loss.id_loss=cosface with adapt.enabled"),
+        ("data.val_ids=4", "data.val_ids=4 with adapt.enabled: holding out identities"),
     ],
 )
 def test_settings_adaptation_cannot_honour_exit_2_before_anything_is_written(
@@ -256,3 +258,28 @@ def test_camera_centre_clusters_the_features_less_their_cameras_means(
     target = load_dataset("synthreid-b", data[0]).train
     assert len(seen) == 1 and seen[0].tolist() == [s.camid for s in target]
     assert rows(tmp_path / "plain")[0]["ari"] != rows(tmp_path / "centred")[0]["ari"]
+
+
+def test_models_whose_training_features_are_not_the_extracted_ones_are_refused():
+    """The memory holds what extract writes (after a BNNeck); a model training several
+    features (MGN) or the feature before its BNNeck cannot be compared with it."""
+    from types import SimpleNamespace
+
+    from reidkit.engine.adapt import check_adaptable
+    from reidkit.errors import UsageError
+
+    with pytest.raises(
+        UsageError, match=re.escape("adapt.enabled needs one feature per image; mgn")
+    ):
+        check_adaptable(SimpleNamespace(metric_features=3), "mgn")
+    before = SimpleNamespace(metric_features=1, bnneck=object(), neck_feat="before")
+    with pytest.raises(UsageError, match="trains on its feature before the BNNeck"):
+        check_adaptable(before, "timm/resnet18")
+    check_adaptable(SimpleNamespace(metric_features=1, bnneck=object(), neck_feat="after"), "x")
+    check_adaptable(SimpleNamespace(metric_features=1, bnneck=None), "no neck")
+
+
+def test_a_generated_target_is_not_downloaded(cli, tmp_path):
+    code, _, err = cli("datasets", "download", "synthreid-b", "--root", tmp_path)
+    assert code == 2 and "synthreid-b is generated, not downloaded" in err
+    assert "hint: reidkit datasets synth --root DIR --network b" in err

@@ -59,3 +59,17 @@ def test_update_moves_each_samples_centroid_in_turn(data):
         expected[y] = unit(0.1 * expected[y] + 0.9 * f)
     memory.update(torch.from_numpy(batch), torch.from_numpy(targets))
     np.testing.assert_allclose(memory.centroids.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_logits_stay_float32_under_bfloat16_autocast(data):
+    """Cosines near 1 over a temperature of 0.05: bf16 would resolve them to about 0.08."""
+    features, labels = data
+    memory = ClusterMemory(5)
+    memory.reset(torch.from_numpy(features), torch.from_numpy(labels))
+    batch = torch.from_numpy(features[:4])
+    expected = memory(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = memory(batch.bfloat16())
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, memory(batch.bfloat16().float()))
+    assert expected.dtype == torch.float32

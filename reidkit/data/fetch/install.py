@@ -157,10 +157,11 @@ def resolve_source(name: str) -> Source:
         source = SOURCES.get(source_name)
         if name.split("@")[0] in source.datasets:
             return source
-    if name == "synthreid":
+    if name in ("synthreid", "synthreid-b"):
+        network = " --network b" if name == "synthreid-b" else ""
         raise UsageError(
-            "synthreid is generated, not downloaded",
-            hint="reidkit datasets synth --root DIR",
+            f"{name} is generated, not downloaded",
+            hint=f"reidkit datasets synth --root DIR{network}",
         )
     raise UnknownNameError(
         SOURCES.unknown_message(name), hint=f"downloadable: {', '.join(SOURCES.names())}"

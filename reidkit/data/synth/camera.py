@@ -96,7 +96,7 @@ OPTICS = {
         jitter=(0.03, 0.1),
         occlusion=(0.05, 0.3),
     ),
-    # network b (synthreid-b): a city in the evening: cool walls of concrete, glass and tile,
+    # network b (synthreid-b): a city in the evening: darker walls of concrete, glass and tile,
     # sodium-orange and LED-blue casts, less saturated colour; people a little smaller and
     # less centred in the crop (cameras farther away), more often occluded, and seen by
     # lower-resolution sensors
