@@ -74,6 +74,17 @@ def test_each_epoch_clusters_the_target_and_records_the_agreement(data, tmp_path
     assert saved["config"]["adapt"]["enabled"] and saved["config"]["model"]["neck_feat"] == "after"
     assert len(saved["adapt"]["labels"]) == 160 and saved["adapt"]["epoch"] == 1
     assert saved["adapt"]["centroids"].shape == (int(recorded[1]["clusters"]), 512)
+    # the adapted weights are extracted as any others
+    feats = tmp_path / "feats"
+    root = data[0]
+    code, _, err = cli(
+        "extract", tmp_path / "run" / "weights" / "last.pt", "--dataset", "synthreid-b",
+        "--root", root, "--subsets", "query", "--out", feats,
+    )  # fmt: skip
+    assert code == 0, err
+    from reidkit.features.store import read_features
+
+    assert read_features(feats / "synthreid-b-query.h5").features.shape == (48, 512)
 
 
 def test_the_targets_identities_never_reach_the_training(data, tmp_path, cli, monkeypatch):
