@@ -86,10 +86,13 @@ class Adapter:
     def begin_epoch(self, model, epoch: int) -> list:
         """This epoch's training samples, labelled with their clusters (made now unless
         this epoch's were restored from a checkpoint)."""
+        import torch
+
         if self.epoch != epoch:
             features = self._features(model)
             labels = self._cluster(features)
-            self._reset_memory(features, labels)
+            # the centroids go to the memory's device (ClusterMemory.reset)
+            self.memory.reset(torch.from_numpy(features), torch.from_numpy(labels))
             self.labels, self.epoch = labels, epoch
             self.row = self._describe(labels)
             log.info(
@@ -187,12 +190,6 @@ class Adapter:
             torch.distributed.broadcast_object_list(box, src=0)
             labels = box[0]
         return labels
-
-    def _reset_memory(self, features: np.ndarray, labels: np.ndarray) -> None:
-        import torch
-
-        self.memory.reset(torch.from_numpy(features), torch.from_numpy(labels))
-        self.memory.centroids = self.memory.centroids.to(self.device)
 
     def _describe(self, labels: np.ndarray) -> dict[str, Any]:
         from reidkit.engine.pseudo_labels import agreement
