@@ -30,7 +30,9 @@ class DataConfig:
     mean: list[float] | None = None  # None: the model's (ImageNet's for most)
     std: list[float] | None = None
     interpolation: str = "bilinear"  # the resize: bilinear, or bicubic (fast-reid's)
-    sampler: str = "pk"  # "pk": P identities x K images per batch; "random"
+    # "pk": P identities x K images per batch; "pk_cameras": the same, each identity's K
+    # preferring other cameras than its first image's (Cluster Contrast's); "random"
+    sampler: str = "pk"
     batch_size: int = 64
     num_instances: int = 4  # K of the PK sampler
     workers: int = -1  # -1: none on the CPU, up to 8 with a GPU
@@ -130,6 +132,9 @@ class TrainConfig:
     channels_last: bool = False
     freeze_base_epochs: int = 0  # train only the new layers first
     freeze_base_iters: int = 0  # the same, for this many iterations (fast-reid)
+    # batches per epoch (each process's), drawn from as many passes of the sampler as it
+    # takes (Cluster Contrast's iters); 0: an epoch is one pass over the training samples
+    iters_per_epoch: int = 0
     device: str = "auto"
     save_every: int = 0  # also keep weights/epoch-NNN.pt every N epochs, 0: never
 
@@ -333,7 +338,7 @@ def load_config(
 
 
 CHOICES = {
-    "data.sampler": ("pk", "random"),
+    "data.sampler": ("pk", "pk_cameras", "random"),
     "data.interpolation": ("bilinear", "bicubic"),
     "data.sample": ("evenly", "random", "all"),
     "model.temporal": ("avg", "max"),
@@ -385,6 +390,7 @@ BOUNDS = {
     "train.epochs": (1, None),
     "train.freeze_base_epochs": (0, None),
     "train.freeze_base_iters": (0, None),
+    "train.iters_per_epoch": (0, None),
     "train.save_every": (0, None),
     "eval.every": (0, None),
     "adapt.eps": (1e-6, 0.999999),
@@ -424,10 +430,10 @@ def check_config(config: Config) -> Config:
             wanted = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise UsageError(f"{key} must be {wanted}, got {value}")
     d = config.data
-    if d.sampler == "pk" and (d.batch_size < d.num_instances or d.batch_size % d.num_instances):
+    if d.sampler != "random" and (d.batch_size < d.num_instances or d.batch_size % d.num_instances):
         raise UsageError(
             f"data.batch_size ({d.batch_size}) must be a multiple of data.num_instances "
-            f"({d.num_instances}) with the pk sampler"
+            f"({d.num_instances}) with the {d.sampler} sampler"
         )
     _check_frame_budget(d)
     _check_schedule(config)
@@ -494,11 +500,11 @@ def _check_adapt(config: Config) -> None:
             "uses the target's identities, which adaptation never uses",
             hint="data.val_ids=0; the target's query and gallery evaluate the run",
         )
-    if config.data.sampler != "pk":
+    if config.data.sampler == "random":
         raise UsageError(
             f"data.sampler={config.data.sampler} with adapt.enabled: adaptation draws PK "
             "batches over its clusters",
-            hint="data.sampler=pk",
+            hint="data.sampler=pk_cameras (Cluster Contrast's) or data.sampler=pk",
         )
 
 

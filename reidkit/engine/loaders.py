@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from reidkit.config import Config
+from reidkit.config import CHOICES, Config
 from reidkit.errors import UsageError
 
 log = logging.getLogger(__name__)
-SAMPLERS = ("pk", "random")
+SAMPLERS = CHOICES["data.sampler"]
 
 
 def seed_everything(seed: int) -> None:
@@ -139,12 +139,17 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     d = config.data
     labels = [s.pid for s in samples]
     seed = config.train.seed
-    if d.sampler == "pk":
+    iters = config.train.iters_per_epoch
+    if d.sampler in ("pk", "pk_cameras"):
+        cameras = [(s.dsetid, s.camid) for s in samples] if d.sampler == "pk_cameras" else None
         sampler = PKSampler(
-            labels, d.batch_size, d.num_instances, seed=seed, rank=rank, world=world
-        )
+            labels, d.batch_size, d.num_instances, cameras=cameras,
+            seed=seed, rank=rank, world=world, iters=iters,
+        )  # fmt: skip
     elif d.sampler == "random":
-        sampler = RandomBatchSampler(len(labels), d.batch_size, seed=seed, rank=rank, world=world)
+        sampler = RandomBatchSampler(
+            len(labels), d.batch_size, seed=seed, rank=rank, world=world, iters=iters
+        )
     else:
         raise UsageError(f"unknown sampler '{d.sampler}'", hint=", ".join(SAMPLERS))
     video = kind_of(samples) == "tracklet"

@@ -11,7 +11,7 @@ def check_batch_fits(config: Config, identities: int) -> None:
     """A PK batch takes batch_size / num_instances identities: refuse, before anything is
     written, a batch that needs more than the training set has, saying what would fit."""
     d = config.data
-    if d.sampler != "pk" or d.batch_size // d.num_instances <= identities:
+    if d.sampler == "random" or d.batch_size // d.num_instances <= identities:
         return
     fits = identities * d.num_instances
     instances = -(-d.batch_size // identities)

@@ -113,14 +113,16 @@ def test_the_targets_identities_never_reach_the_training(data, tmp_path, cli, mo
 
 def test_adapt_two_then_two_more_equals_four(data, tmp_path, cli):
     """Exact resume: the memory, the epoch's pseudo-labels and the generators come back
-    from the checkpoint, so 2 epochs resumed to 4 equal 4 straight, tensor for tensor."""
-    assert adapt(cli, data, tmp_path / "straight", "--epochs", "4")[0] == 0
-    assert adapt(cli, data, tmp_path / "split", "--epochs", "2")[0] == 0
+    from the checkpoint, so 2 epochs resumed to 4 equal 4 straight, tensor for tensor
+    (with Cluster Contrast's sampler and a fixed number of batches per epoch)."""
+    fixed = ("data.sampler=pk_cameras", "train.iters_per_epoch=3")
+    assert adapt(cli, data, tmp_path / "straight", "--epochs", "4", *fixed)[0] == 0
+    assert adapt(cli, data, tmp_path / "split", "--epochs", "2", *fixed)[0] == 0
     code, _, err = cli("resume", tmp_path / "split", "--max-epoch", "4")
     assert code == 0, err
     a = load_checkpoint(tmp_path / "straight" / "weights" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "weights" / "last.pt")
-    assert a["step"] == b["step"]
+    assert a["step"] == b["step"] == 4 * 3
     for key, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][key]), key
     assert torch.equal(a["adapt"]["centroids"], b["adapt"]["centroids"])
@@ -195,13 +197,13 @@ def test_a_stop_inside_an_epoch_resumes_on_that_epochs_pseudo_labels(
 
 
 @pytest.mark.parametrize(
-    ("name", "dataset", "start"),
+    ("name", "dataset", "start", "iters"),
     [
-        ("adapt_market_to_msmt17.yaml", "msmt17", "runs/bot/weights/best.pt"),
-        ("adapt_unsupervised_market1501.yaml", "market1501", "imagenet"),
+        ("adapt_market_to_msmt17.yaml", "msmt17", "runs/bot/weights/best.pt", 400),
+        ("adapt_unsupervised_market1501.yaml", "market1501", "imagenet", 200),
     ],
 )
-def test_the_adaptation_recipes_cite_cluster_contrast_and_its_settings(name, dataset, start):
+def test_the_adaptation_recipes_cite_cluster_contrast_and_its_settings(name, dataset, start, iters):
     from helpers import REPO
 
     from reidkit.config import load_config
@@ -215,6 +217,7 @@ def test_the_adaptation_recipes_cite_cluster_contrast_and_its_settings(name, dat
     assert a.enabled and (a.eps, a.min_samples, a.k1, a.k2) == (0.6, 4, 30, 6)
     assert (a.temperature, a.momentum, a.variant) == (0.05, 0.1, "cluster-contrast")
     assert (c.data.batch_size, c.data.num_instances, c.train.epochs) == (256, 16, 50)
+    assert (c.data.sampler, c.train.iters_per_epoch) == ("pk_cameras", iters)
     assert (c.optim.name, c.optim.lr, c.optim.weight_decay) == ("adam", 0.00035, 0.0005)
     assert (c.schedule.name, c.schedule.step_size, c.schedule.gamma) == ("step", 20, 0.1)
     assert (c.loss.triplet, c.loss.label_smoothing, c.model.neck_feat) == (0.0, 0.0, "after")
