@@ -71,6 +71,14 @@ def without_paths(items: list[Item], unreadable: set[str]) -> list[Item]:
     return kept
 
 
+def cameras_of(items: Iterable[Item]) -> list[int]:
+    """Each item's camera as one number, counting a camera of each source dataset apart
+    (camids of different sources may coincide): what samplers and camera-aware
+    clustering group by."""
+    numbers: dict[tuple[int, int], int] = {}
+    return [numbers.setdefault((s.dsetid, s.camid), len(numbers)) for s in items]
+
+
 def kind_of(items: Iterable[Item]) -> str:
     """ "tracklet" when the items are tracklets, else "image"."""
     return "tracklet" if isinstance(next(iter(items), None), Tracklet) else "image"

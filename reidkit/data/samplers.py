@@ -38,6 +38,9 @@ class _EpochBatches:
     def _epoch(self) -> list[list[int]]:
         if not self.iters:
             return self._batches(np.random.default_rng([self.seed, self.epoch]))
+        # (the first pass's seed [seed, epoch, 0] draws what [seed, epoch] draws: numpy's
+        # seed sequences ignore trailing zeros, so fewer iterations than a pass take the
+        # one-pass epoch's first batches)
         batches: list[list[int]] = []
         want = self.iters * self.world
         while len(batches) < want:
@@ -109,21 +112,25 @@ class PKSampler(_EpochBatches):
             raise ValueError(
                 f"a batch needs {self.p} identities but there are only {len(self.by_label)}"
             )
-        # for every sample, the others of its identity on other cameras and on its own
-        self.across: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+        # for each (identity, camera): the identity's images on other cameras, and on it
+        self.cameras: list | None = None
+        self.across: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         if cameras is not None:
-            self.across = {}
-            for idx in self.by_label.values():
-                cams = [cameras[i] for i in idx]
-                for i, cam in zip(idx, cams, strict=True):
-                    other = np.array([j for j, c in zip(idx, cams, strict=True) if c != cam])
-                    same = np.array([j for j, c in zip(idx, cams, strict=True) if c == cam])
-                    self.across[i] = other, same[same != i]
+            if len(cameras) != len(labels):
+                raise ValueError(f"{len(cameras)} cameras for {len(labels)} samples")
+            self.cameras = list(cameras)
+            for label, idx in self.by_label.items():
+                on = [self.cameras[i] for i in idx]
+                for cam in dict.fromkeys(on):
+                    here = np.array([c == cam for c in on])
+                    self.across[label, cam] = np.array(idx)[~here], np.array(idx)[here]
 
-    def _group(self, anchor: int, rng: np.random.Generator) -> list[int]:
+    def _group(self, label: int, anchor: int, rng: np.random.Generator) -> list[int]:
         """The anchor and K-1 of its identity, preferring other cameras."""
-        other, same = self.across[anchor]
-        pool = other if len(other) else same if len(same) else np.array([anchor])
+        other, own = self.across[label, self.cameras[anchor]]
+        pool = other if len(other) else own[own != anchor]
+        if not len(pool):  # an identity of one image
+            pool = np.array([anchor])
         rest = rng.choice(pool, self.k - 1, replace=len(pool) < self.k - 1)
         return [anchor, *rest.tolist()]
 
@@ -137,8 +144,8 @@ class PKSampler(_EpochBatches):
             groups[label] = [
                 idx[s : s + self.k].tolist() for s in range(0, len(idx) - self.k + 1, self.k)
             ]
-            if self.across is not None:  # the same number of groups, each across cameras
-                groups[label] = [self._group(g[0], rng) for g in groups[label]]
+            if self.cameras is not None:  # the same number of groups, each across cameras
+                groups[label] = [self._group(label, g[0], rng) for g in groups[label]]
         batches = []
         while True:
             available = [label for label, g in groups.items() if g]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from reidkit.config import Config
+from reidkit.data.sample import cameras_of
 from reidkit.errors import ReidkitError
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Adapter:
         self.device, self.rank, self.world = device, rank, world
         self.clustering = Clustering(a.eps, a.min_samples, a.k1, a.k2, a.variant)
         self.memory = ClusterMemory(feature_dim, a.temperature, a.momentum).to(device)
-        self.cameras = np.array([s.camid for s in self.samples])
+        self.cameras = np.array(cameras_of(self.samples))
         truth = np.array([s.pid for s in self.samples])
         # identities to score against: a dataset whose images carry them (not all -1/0)
         self.truth = truth if len(np.unique(truth)) > 1 else None

@@ -132,7 +132,7 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     import torch
 
     from reidkit.data.clips import pack_clips
-    from reidkit.data.sample import kind_of
+    from reidkit.data.sample import cameras_of, kind_of
     from reidkit.data.samplers import PKSampler, RandomBatchSampler
     from reidkit.data.transforms import TrainClips, TrainImages, train_transform
 
@@ -141,7 +141,7 @@ def train_loader(samples, config: Config, *, rank: int, world: int, device: str)
     seed = config.train.seed
     iters = config.train.iters_per_epoch
     if d.sampler in ("pk", "pk_cameras"):
-        cameras = [(s.dsetid, s.camid) for s in samples] if d.sampler == "pk_cameras" else None
+        cameras = cameras_of(samples) if d.sampler == "pk_cameras" else None
         sampler = PKSampler(
             labels, d.batch_size, d.num_instances, cameras=cameras,
             seed=seed, rank=rank, world=world, iters=iters,

@@ -7,11 +7,20 @@ from reidkit.config import Config
 from reidkit.errors import DataError, UsageError
 
 
-def check_batch_fits(config: Config, identities: int) -> None:
-    """A PK batch takes batch_size / num_instances identities: refuse, before anything is
-    written, a batch that needs more than the training set has, saying what would fit."""
+def check_batch_fits(config: Config, identities: int, samples: int) -> None:
+    """A PK batch takes batch_size / num_instances identities, a random one batch_size
+    samples: refuse, before anything is written, a batch that needs more than the training
+    set has, saying what would fit."""
     d = config.data
-    if d.sampler == "random" or d.batch_size // d.num_instances <= identities:
+    if d.sampler == "random":
+        if d.batch_size > samples:
+            raise UsageError(
+                f"data.batch_size={d.batch_size} with data.sampler=random needs as many "
+                f"training samples, but {d.dataset} has {samples}",
+                hint=f"use --batch-size {samples} (or less)",
+            )
+        return
+    if d.batch_size // d.num_instances <= identities:
         return
     fits = identities * d.num_instances
     instances = -(-d.batch_size // identities)

@@ -88,7 +88,7 @@ class Trainer:
             tune_convolutions(self.device)
         adapting = c.adapt.enabled  # identities come from clusters, checked each epoch
         if not adapting:
-            check_batch_fits(c, self.dataset.num_train_pids)
+            check_batch_fits(c, self.dataset.num_train_pids, len(self.dataset.train))
         # unreadable images data.skip_bad leaves out, logged once train.log is open
         self.dataset, self.eval_sets, self.left_out = check_images(
             self.dataset, self.eval_sets, c, self.rank, self.world

@@ -313,6 +313,14 @@ def test_a_batch_of_more_identities_than_the_data_has_is_a_usage_error(market_tr
         "hint: use --batch-size 12 (or less), or data.num_instances=8",
     ]
     assert not run.exists()
+    # a random batch takes batch_size samples: market_tree trains 8, a batch of 16 would
+    # train no step at all
+    code, _, err = cli(*args, "data.sampler=random", "train.iters_per_epoch=2")
+    assert code == 2 and not run.exists()
+    assert (
+        "error: data.batch_size=16 with data.sampler=random needs as many training samples, "
+        "but market1501 has 8\nhint: use --batch-size 8 (or less)" in err
+    )
     code, _, err = cli(*args, "data.batch_size=12")
     assert code == 0, err
 
