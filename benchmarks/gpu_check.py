@@ -11,9 +11,10 @@ and on any machine, every stage that can run without CUDA, small (the suite runs
 Stages, in order of value: the environment (versions, a real skew is a failure) and device
 detection; synthetic data; a short resnet50 training in fp32, bf16 + channels_last and fp16
 with the grad scaler and clipping; a resume; the GPU checkpoint loaded on the CPU; a
-``data.sample=all`` video step; extraction throughput of resnet50 and osnet_x1_0 in fp32,
-bf16 and fp16 and the fp32 features against the CPU's; evaluation with re-ranking at
-Market-1501 scale on the GPU against the CPU; a one-process NCCL group through torchrun.
+``data.sample=all`` video step; two epochs of adaptation to the second camera network;
+extraction throughput of resnet50 and osnet_x1_0 in fp32, bf16 and fp16 and the fp32
+features against the CPU's; evaluation with re-ranking at Market-1501 scale on the GPU
+against the CPU; a one-process NCCL group through torchrun.
 One table, the same rows as JSON; exit 1 on any failure or mismatch.
 """
 
@@ -86,6 +87,7 @@ def stage_synth(ctx: dict) -> dict:
 
     root = ctx["work"] / "data"
     generate(root, "tiny", seed=0, workers=2)
+    generate(root, "tiny", seed=0, network="b", workers=2)  # adaptation's target
     generate(root, "video-tiny", seed=0, workers=2)
     ctx["root"] = ctx["extract_root"] = root
     if not ctx["dry_run"]:  # enough images for a throughput figure on a GPU
@@ -160,6 +162,24 @@ def stage_video_all_frames(ctx: dict) -> dict:
     if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
         figures.update(peak_MiB=round(peak), MiB_per_frame_at_most=round(peak / budget, 1))
+    return figures
+
+
+def stage_adapt(ctx: dict) -> dict:
+    """Adaptation from the fp32 run to synthreid-b: the target's features, its Jaccard
+    distances (on the GPU), DBSCAN, the cluster memory and its updates on the device."""
+    import csv
+
+    source = ctx["work"] / "fp32" / "weights" / "last.pt"
+    figures = _train(
+        ctx, "adapt", "data.dataset=synthreid-b", f"model.pretrained={source}",
+        "adapt.enabled=true", "adapt.k1=8", "adapt.camera_centre=true", "loss.triplet=0",
+        "loss.label_smoothing=0", "data.sampler=pk_cameras", "train.iters_per_epoch=4",
+        "data.batch_size=8", "data.num_instances=4", "schedule.warmup_epochs=0", epochs=2,
+    )  # fmt: skip
+    with open(ctx["work"] / "adapt" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    figures.update(clusters=[int(r["clusters"]) for r in rows], ari=float(rows[-1]["ari"]))
     return figures
 
 
@@ -269,12 +289,13 @@ STAGES = [
     ("resume", stage_resume),
     ("GPU checkpoint on the CPU", stage_checkpoint_on_cpu),
     ("video, sample=all", stage_video_all_frames),
+    ("adaptation", stage_adapt),
     ("extraction", stage_extract),
     ("evaluate + re-rank", stage_evaluate),
     ("process group", stage_process_group),
 ]
 NEEDS = {"train bf16 + channels_last": "train fp32", "resume": "train fp32",
-         "GPU checkpoint on the CPU": "train fp32"}  # fmt: skip
+         "GPU checkpoint on the CPU": "train fp32", "adaptation": "train fp32"}  # fmt: skip
 
 
 def run_stages(ctx: dict) -> list[dict]:

@@ -29,6 +29,9 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch, capsys)
     assert report["failures"] == [] and all(r["status"] == "ok" for r in rows.values())
     assert rows["environment"]["figures"]["device"] == "cpu"
     assert rows["resume"]["figures"]["epochs"] == 2
+    adapted = rows["adaptation"]["figures"]
+    assert len(adapted["clusters"]) == 2 and min(adapted["clusters"]) >= 2  # a batch's 2
+    assert 0 < adapted["ari"] <= 1
     # on the CPU the device's file is the CPU's: the row's plumbing, not a comparison
     assert rows["extraction"]["figures"]["resnet18 fp32 vs cpu"] == 0.0
     # the other memory format than the default's (channels_last on the CPU for both)

@@ -272,7 +272,7 @@ def test_camera_centre_clusters_the_features_less_their_cameras_means(
     target = load_dataset("synthreid-b", data[0]).train
     camids = [s.camid for s in target]  # one source: its cameras, however numbered
     assert len(seen) == 1 and len(seen[0]) == len(camids)
-    pairs = set(zip(seen[0].tolist(), camids))
+    pairs = set(zip(seen[0].tolist(), camids, strict=True))
     assert len(pairs) == len(set(seen[0].tolist())) == len(set(camids)) == 4
     assert rows(tmp_path / "plain")[0]["ari"] != rows(tmp_path / "centred")[0]["ari"]
 
