@@ -5,7 +5,8 @@ camera network), and what adaptation (adapt.enabled) recovers, per epoch, in the
 Usage::
 
     python benchmarks/bench_adapt.py [--data DIR] [--source-epochs 10] [--epochs 30]
-        [--eps 0.4] [--camera-centre | --no-camera-centre]
+        [--eps 0.4] [--camera-centre | --no-camera-centre] [--sampler pk|pk_cameras]
+        [--iters N]
 
 Stages, each a reidkit command in its own process (timed):
 
@@ -56,6 +57,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--eps", type=float, default=0.4)
     parser.add_argument("--camera-centre", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--sampler", choices=("pk", "pk_cameras"), default="pk",
+        help="pk_cameras: the recipes' (Cluster Contrast's) sampler",
+    )  # fmt: skip
+    parser.add_argument("--iters", type=int, default=0, help="train.iters_per_epoch (0: a pass)")
     args = parser.parse_args()
     print(describe())
     folder = args.data or Path(tempfile.mkdtemp(prefix="reidkit-adapt-"))
@@ -79,7 +85,11 @@ def main() -> None:
         "evaluate", feats / "synthreid-b-query.h5", feats / "synthreid-b-gallery.h5", "--json"
     )
     direct = json.loads(out)
-    run = folder / "runs" / f"adapt-eps{args.eps}{'-cc' * args.camera_centre}"
+    run = (
+        folder
+        / "runs"
+        / (f"adapt-eps{args.eps}{'-cc' * args.camera_centre}-{args.sampler}-i{args.iters}")
+    )
     _, seconds = reidkit(
         "train", "--dataset", "synthreid-b", "--root", target_root, "--run", run,
         "--pretrained", source, "--model", "resnet18", "--exist-ok", *SMALL_IMAGES,
@@ -87,7 +97,7 @@ def main() -> None:
         f"adapt.camera_centre={str(args.camera_centre).lower()}",
         "loss.triplet=0", "loss.label_smoothing=0", "schedule.name=step",
         "schedule.step_size=20", "schedule.warmup_epochs=0", f"train.epochs={args.epochs}",
-        "eval.every=5",
+        "eval.every=5", f"data.sampler={args.sampler}", f"train.iters_per_epoch={args.iters}",
     )  # fmt: skip
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -99,7 +109,8 @@ def main() -> None:
             mAP, rank1 = float(r["mAP"]), float(r["rank1"])
             print(f"adapted, epoch {r['epoch']:>3}            {mAP:.4f}   {rank1:.4f}")
     print(f"gain (best epoch)              {best - direct['mAP']:+.4f}")
-    how = f"eps {args.eps}, camera_centre {args.camera_centre}"
+    how = f"eps {args.eps}, camera_centre {args.camera_centre}, sampler {args.sampler}"
+    how += f", {args.iters} iterations an epoch" if args.iters else ", a pass an epoch"
     print(f"adaptation: {args.epochs} epochs in {seconds:.0f} s ({how})")
     print("\nepoch  clusters  outliers  NMI    ARI    pair P  pair R")
     for r in rows:
