@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from reidkit.config import CHOICES, Config
+from reidkit.config import Config
+from reidkit.config_checks import CHOICES
 from reidkit.errors import UsageError
 
 log = logging.getLogger(__name__)
