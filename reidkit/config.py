@@ -4,7 +4,8 @@
 
 Overrides are parsed by the type of the field they set (never with eval); an unknown key
 or a value of the wrong type is a UsageError that names the key and suggests the closest
-valid one.
+valid one. What the values may be, and what the model fills in, is
+:mod:`reidkit.config_checks` (:func:`load_config` applies it).
 """
 
 from __future__ import annotations

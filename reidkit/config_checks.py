@@ -88,8 +88,8 @@ def value_of(config: Config, key: str) -> Any:
 def check_config(config: Config) -> Config:
     """Check values a type cannot: ranges, known names, batch size vs instances.
 
-    Called by :func:`load_config` and before a run starts, so a bad value fails at once
-    (exit 2) instead of after an epoch, and leaves no run directory behind.
+    Called by :func:`reidkit.config.load_config` and before a run starts, so a bad value
+    fails at once (exit 2) instead of after an epoch, and leaves no run directory behind.
 
     Raises:
         UsageError: naming the key, its value and what is allowed.
