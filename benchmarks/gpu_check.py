@@ -56,7 +56,9 @@ def stage_environment(ctx: dict) -> dict:
 
     from reidkit.device import resolve_device
 
-    names = ("torch", "torchvision", "timm", "numpy", "h5py", "scipy", "onnxruntime", "typer")
+    # scikit-learn: adaptation's DBSCAN and agreement scores
+    names = ("torch", "torchvision", "timm", "numpy", "h5py", "scipy", "scikit-learn",
+             "onnxruntime", "typer")  # fmt: skip
     versions = {name: version_of(name) for name in names}
     versions["python"] = platform.python_version()
     too_old = []
