@@ -119,11 +119,11 @@ class PKSampler(_EpochBatches):
             if len(cameras) != len(labels):
                 raise ValueError(f"{len(cameras)} cameras for {len(labels)} samples")
             self.cameras = list(cameras)
-            for label, idx in self.by_label.items():
-                on = [self.cameras[i] for i in idx]
+            for label, members in self.by_label.items():
+                idx, on = np.array(members), [self.cameras[i] for i in members]
                 for cam in dict.fromkeys(on):
                     here = np.array([c == cam for c in on])
-                    self.across[label, cam] = np.array(idx)[~here], np.array(idx)[here]
+                    self.across[label, cam] = idx[~here], idx[here]
 
     def _group(self, label: int, anchor: int, rng: np.random.Generator) -> list[int]:
         """The anchor and K-1 of its identity, preferring other cameras."""

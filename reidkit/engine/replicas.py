@@ -15,14 +15,20 @@ def freeze_unused_head(model) -> None:
     train (the model's ``identity_only``: the classifier, and the BNNeck before it) get no
     gradient, which DDP refuses (it expects a gradient for every parameter that requires
     one). They are frozen instead; BatchNorm statistics still follow the features."""
-    frozen = [
+    frozen = freeze_parameters(model, model.identity_only)
+    log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
+
+
+def freeze_parameters(model, prefixes: tuple[str, ...]) -> list[str]:
+    """Freeze the parameters whose names start with one of ``prefixes``; returns the names
+    of those this call froze."""
+    return [
         name
         for name, p in model.named_parameters()
-        if name.startswith(model.identity_only)
+        if name.startswith(prefixes)
         and p.requires_grad
         and not p.requires_grad_(False).requires_grad
     ]
-    log.info("loss.softmax=0: nothing trains %s; frozen", ", ".join(frozen) or "the head")
 
 
 def check_replicas(model, epoch: int, world: int, device: str, extra=()) -> None:

@@ -24,10 +24,10 @@ from typing import Any
 from reidkit.config import Config
 from reidkit.data.clips import frame_count
 from reidkit.device import barrier
-from reidkit.engine.adapt import ADAPT_FIELDS, check_adaptable
+from reidkit.engine.adapt import ADAPT_FIELDS, Adapter, check_adaptable
 from reidkit.engine.prechecks import check_batch_fits, check_images
 from reidkit.engine.records import TRAIN_FIELDS, MetricsLog
-from reidkit.engine.replicas import check_replicas, freeze_unused_head
+from reidkit.engine.replicas import check_replicas, freeze_parameters, freeze_unused_head
 from reidkit.engine.rng import gather_rng_states, restore_rng_states, rng_state
 from reidkit.engine.rundir import LAST, write_progress_note
 from reidkit.engine.stop import StopRequest
@@ -119,12 +119,8 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.adapter = None
         if adapting:
-            from reidkit.engine.adapt import Adapter
-
-            unused = tuple(f"{name}." for name in self.model.classifier_names)
-            for name, p in self.model.named_parameters():
-                if name.startswith(unused):  # the memory's logits replace the classifier's
-                    p.requires_grad_(False)
+            # the memory's logits replace the classifier's
+            freeze_parameters(self.model, tuple(f"{n}." for n in self.model.classifier_names))
             self.adapter = Adapter(
                 c, self.dataset.train, self.model.feature_dim, self.device, self.rank, self.world
             )
